@@ -1,0 +1,248 @@
+"""Training objectives: SFT's cross-entropy, Dynamic Fine-Tuning and the family between them.
+
+Chapter 2 derives `nll` (SFT is maximum likelihood). Chapter 4 derives `dft` and its relatives:
+`dft_floored`, `power`, `mix` and `asft`.
+
+Every objective is a plain function `(logits, labels, ...) -> loss` on *aligned* tensors: row i of
+`logits` is the model's prediction for `labels[i]` (the causal shift has already happened; see
+`causal_lm_loss`). Labels equal to `IGNORE_INDEX` (-100) are not supervised: prompt tokens, padding.
+
+The loss is a token mean, the same reduction TRL and the Hugging Face Trainer use: the sum over
+supervised tokens divided by how many there are. A batch with no supervised token gives a zero that
+still has a gradient, so a training step on it is a harmless no-op rather than a crash.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared helpers: check the inputs, read off log p(target), reduce to a token mean.
+# ---------------------------------------------------------------------------------------------
+
+def _check_float_tensor(name: str, tensor) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"`{name}` must be a torch.Tensor of floats, got {type(tensor).__name__}. "
+                         f"Convert it with torch.as_tensor({name}, dtype=torch.float32).")
+    if not tensor.is_floating_point():
+        raise ValueError(f"`{name}` must hold floats (unnormalised log-probabilities), got dtype {tensor.dtype}. "
+                         f"Pass {name}.float().")
+    if tensor.dim() < 2:
+        raise ValueError(f"`{name}` must have shape [N, V] or [B, T, V] (V = vocabulary size), "
+                         f"got shape {tuple(tensor.shape)}.")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"`{name}` contains NaN or infinite values; the model diverged or the input is corrupt. "
+                         f"Lower the learning rate or check the data.")
+
+
+def _target_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return `(log p(label), mask)`, both shaped like `labels`; log p is 0 where the label is ignored."""
+    _check_float_tensor("logits", logits)
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+        what = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"`labels` must be an integer tensor of token ids, got {what}. Pass labels.long().")
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(f"`labels` shape {tuple(labels.shape)} does not match `logits` shape "
+                         f"{tuple(logits.shape)}: labels must be logits.shape[:-1]. If these come straight from a "
+                         f"causal LM, shift them first (logits[:, :-1], labels[:, 1:]) or use causal_lm_loss.")
+    vocab_size = logits.shape[-1]
+    mask = labels != IGNORE_INDEX
+    if ((labels[mask] < 0) | (labels[mask] >= vocab_size)).any():
+        raise ValueError(f"`labels` has token ids outside [0, {vocab_size}) (the vocabulary of `logits`); only "
+                         f"{IGNORE_INDEX} may mark unsupervised positions. Check the tokenizer matches the model.")
+    # Half-precision log-softmax loses the small probabilities DFT multiplies by, so work in at least float32.
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    nll_per_token = F.cross_entropy(logits.reshape(-1, vocab_size), labels.reshape(-1).long(),
+                                    ignore_index=IGNORE_INDEX, reduction="none")
+    return -nll_per_token.view(labels.shape), mask
+
+
+def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Token mean (or sum, or nothing) over the supervised positions."""
+    per_token = torch.where(mask, per_token, torch.zeros_like(per_token))
+    if reduction == "none":
+        return per_token
+    if reduction == "sum":
+        return per_token.sum()
+    if reduction == "mean":
+        # clamp: with no supervised token the sum is an exact 0 that still carries a (zero) gradient.
+        return per_token.sum() / mask.sum().clamp(min=1)
+    raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}.")
+
+
+def _check_number(name: str, value, low: float, high: float = math.inf) -> float:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or not low <= value <= high):
+        bounds = f"in [{low}, {high}]" if high != math.inf else f">= {low}"
+        raise ValueError(f"`{name}` must be a finite number {bounds}, got {value!r}.")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The objectives.
+# ---------------------------------------------------------------------------------------------
+
+def nll(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    """SFT's loss, the negative log-likelihood (chapter 2): per token  -log p(y).
+
+    Minimising its expectation over the data is maximum likelihood; the logit gradient is p - q.
+    """
+    log_p, mask = _target_log_probs(logits, labels)
+    return _reduce(-log_p, mask, reduction)
+
+
+def dft(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    """Dynamic Fine-Tuning, Wu et al. 2025 (chapter 4): per token  -sg(p(y)) * log p(y).
+
+    sg(p) * grad(-log p) = -grad p, so this climbs the expected probability E[p(y)], not E[log p(y)].
+    This is the loss of TRL's `SFTConfig(loss_type="dft")`.
+    """
+    log_p, mask = _target_log_probs(logits, labels)
+    return _reduce(-log_p.exp().detach() * log_p, mask, reduction)
+
+
+def dft_floored(logits: torch.Tensor, labels: torch.Tensor, *, floor: float = 0.1,
+                reduction: str = "mean") -> torch.Tensor:
+    """DFT with the weight floored (chapter 4): per token  -sg(max(p(y), floor)) * log p(y).
+
+    The floor keeps rare tokens learning; floor=0 is `dft`, floor=1 is `nll`.
+    """
+    floor = _check_number("floor", floor, 0.0, 1.0)
+    log_p, mask = _target_log_probs(logits, labels)
+    weight = log_p.exp().clamp(min=floor).detach()
+    return _reduce(-weight * log_p, mask, reduction)
+
+
+def power(logits: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.5,
+          reduction: str = "mean") -> torch.Tensor:
+    """The power family of Li et al. 2025 (chapter 4): per token  (1 - p(y)**alpha) / alpha.
+
+    alpha -> 0 is `nll`; alpha = 1 is 1 - p, whose gradient is `dft`'s. Its logit-gradient weight is p**alpha.
+    """
+    alpha = _check_number("alpha", alpha, 0.0)
+    log_p, mask = _target_log_probs(logits, labels)
+    if alpha == 0.0:
+        return _reduce(-log_p, mask, reduction)
+    # p**alpha = exp(alpha log p); expm1 keeps the small-alpha limit accurate instead of 1 - (1 - tiny).
+    return _reduce(-torch.expm1(alpha * log_p) / alpha, mask, reduction)
+
+
+def mix(logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 0.5,
+        reduction: str = "mean") -> torch.Tensor:
+    """A convex mix (chapter 4): per token  lam * nll + (1 - lam) * dft. lam=1 is `nll`, lam=0 is `dft`."""
+    lam = _check_number("lam", lam, 0.0, 1.0)
+    log_p, mask = _target_log_probs(logits, labels)
+    weight = lam + (1.0 - lam) * log_p.exp().detach()
+    return _reduce(-weight * log_p, mask, reduction)
+
+
+def asft(logits: torch.Tensor, labels: torch.Tensor, base_logits: torch.Tensor, *, lam: float = 0.05,
+         reduction: str = "mean") -> torch.Tensor:
+    """Anchored SFT, Zhu et al. 2025 (chapter 4): per token  dft + lam * KL(p_base || p_model).
+
+    The KL runs over the whole vocabulary at each supervised position and pulls the model back
+    towards the frozen base model, whose logits `base_logits` are treated as constants.
+    """
+    lam = _check_number("lam", lam, 0.0)
+    log_p, mask = _target_log_probs(logits, labels)
+    _check_float_tensor("base_logits", base_logits)
+    if base_logits.shape != logits.shape:
+        raise ValueError(f"`base_logits` shape {tuple(base_logits.shape)} must equal `logits` shape "
+                         f"{tuple(logits.shape)}: run the base model on the same batch.")
+    log_model = (logits if logits.dtype == torch.float64 else logits.float()).log_softmax(-1)
+    log_base = base_logits.detach().to(log_model.dtype).log_softmax(-1)
+    kl = (log_base.exp() * (log_base - log_model)).sum(-1)
+    return _reduce(-log_p.exp().detach() * log_p + lam * kl, mask, reduction)
+
+
+OBJECTIVES: dict[str, Callable[..., torch.Tensor]] = {
+    "nll": nll, "dft": dft, "dft_floored": dft_floored, "power": power, "mix": mix, "asft": asft,
+}
+
+
+def get_objective(objective: str | Callable) -> Callable[..., torch.Tensor]:
+    """Look an objective up by name in `OBJECTIVES`; a callable is returned as it is."""
+    if callable(objective):
+        return objective
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {objective!r}. Valid names: {sorted(OBJECTIVES)}, "
+                         f"or pass a function (logits, labels, reduction=...) -> loss.")
+    return OBJECTIVES[objective]
+
+
+# ---------------------------------------------------------------------------------------------
+# Plugging the objectives into a causal language model.
+# ---------------------------------------------------------------------------------------------
+
+def _shifted_loss(loss_fn, logits, labels, num_items_in_batch=None, **objective_kwargs):
+    """Shift like Hugging Face (position t predicts token t+1), then token-mean.
+
+    With `num_items_in_batch` (the supervised-token count of the whole accumulated batch), the sum is
+    divided by it instead, so that gradient accumulation gives the same update as one big batch.
+    """
+    if logits.dim() != 3 or labels.dim() != 2:
+        raise ValueError(f"A causal LM loss needs logits [B, T, V] and labels [B, T], got "
+                         f"{tuple(logits.shape)} and {tuple(labels.shape)}.")
+    logits, labels = logits[:, :-1], labels[:, 1:].to(logits.device)
+    if num_items_in_batch is None:
+        return loss_fn(logits, labels, **objective_kwargs)
+    total = loss_fn(logits, labels, reduction="sum", **objective_kwargs)
+    return total / torch.as_tensor(num_items_in_batch, device=total.device).clamp(min=1)
+
+
+def causal_lm_loss(model, batch: Mapping, objective: str | Callable = "nll", *, base_model=None,
+                   num_items_in_batch=None, **objective_kwargs) -> torch.Tensor:
+    """The loss of `model` on `batch` under `objective` (chapters 2 and 4).
+
+    `batch` holds `input_ids`, optionally `attention_mask` and `labels`. Without `labels`, every real
+    (non-padding) token is supervised. For "asft", pass the frozen `base_model`.
+    """
+    loss_fn = get_objective(objective)
+    if "input_ids" not in batch:
+        raise ValueError(f"`batch` needs an 'input_ids' entry; it has {sorted(batch)}.")
+    input_ids = batch["input_ids"]
+    attention_mask = batch.get("attention_mask")
+    labels = batch.get("labels")
+    if labels is None:
+        labels = input_ids if attention_mask is None else input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    if loss_fn is asft:
+        if base_model is None:
+            raise ValueError("objective 'asft' anchors to a base model: pass base_model=<the frozen starting model>.")
+        with torch.no_grad():
+            base_logits = base_model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        objective_kwargs["base_logits"] = base_logits
+    elif base_model is not None:
+        raise ValueError(f"base_model= is only used by 'asft', not by {getattr(loss_fn, '__name__', loss_fn)!r}.")
+    return _shifted_loss(loss_fn, logits, labels, num_items_in_batch, **objective_kwargs)
+
+
+def make_compute_loss_func(objective: str | Callable, **objective_kwargs) -> Callable:
+    """A `compute_loss_func(outputs, labels, num_items_in_batch=None)` for the HF Trainer or TRL's SFTTrainer.
+
+    The Trainer hands over the model outputs and the *unshifted* labels; the returned function shifts,
+    applies `objective`, and divides by `num_items_in_batch` when the Trainer counts tokens across
+    gradient accumulation (chapter 4 uses it to train with any objective through TRL).
+    """
+    loss_fn = get_objective(objective)
+    if loss_fn is asft:
+        raise ValueError("'asft' needs the base model's logits, which a Trainer's compute_loss_func never sees. "
+                         "Use causal_lm_loss(model, batch, 'asft', base_model=...) in a custom training loop.")
+
+    def compute_loss_func(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, Mapping) else getattr(outputs, "logits", outputs[0])
+        if labels is None:
+            raise ValueError("compute_loss_func got labels=None: the batch must carry 'labels'.")
+        return _shifted_loss(loss_fn, logits, labels, num_items_in_batch, **objective_kwargs)
+
+    compute_loss_func.__name__ = f"compute_loss_{getattr(loss_fn, '__name__', 'objective')}"
+    return compute_loss_func
