@@ -1,0 +1,41 @@
+# dftlab: the two commands are `make book` and `make test`. Both create .venv and install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dftlab-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_VERBOSITY := error
+export PYTHONHASHSEED := 0
+
+.PHONY: help install book test lab clean
+
+help:
+	@echo "make book    build the course website into _build/html (installs into .venv first)"
+	@echo "make test    run every test: unit tests, notebooks (nbval), the book build, the browser check"
+	@echo "make lab     open the course in JupyterLab"
+	@echo "make clean   remove the build output (keeps .venv)"
+
+# Installs run only when .venv is missing or pyproject.toml changed, so a second run starts in seconds.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(PY) tools/site.py build
+
+test: $(STAMP)
+	$(PY) tools/site.py browser-deps
+	$(PY) -m pytest tests chapters exercises solutions --nbval --nbval-sanitize-with tests/sanitize.cfg \
+		--nbval-cell-timeout=300 -p no:randomly -q -rfE
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab chapters/
+
+clean:
+	rm -rf _build student

@@ -1,0 +1,95 @@
+"""Figures used across the chapters, drawn with seaborn in one colour-blind-safe style.
+
+Each function takes data (a table or a tensor) and returns the matplotlib Axes, so a chapter cell is
+one call plus, at most, a title. `set_style()` is called on import of this module.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from dftlab.distributions import decoding_distribution, entropy, softmax_with_temperature
+
+PALETTE = "colorblind"
+
+
+def set_style() -> None:
+    """One look for every figure: white grid, colour-blind-safe palette, readable font sizes."""
+    sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
+    matplotlib.rcParams.update({"figure.figsize": (7, 3.6), "figure.dpi": 100, "savefig.bbox": "tight"})
+
+
+set_style()
+
+
+def _new_axes(ax):
+    return ax if ax is not None else plt.subplots()[1]
+
+
+def plot_top_tokens(table: pd.DataFrame, title: str = "", ax=None):
+    """Bar chart of a `dftlab.generate.top_tokens` table."""
+    ax = _new_axes(ax)
+    sns.barplot(data=table, x="probability", y="token", ax=ax, color=sns.color_palette(PALETTE)[0])
+    ax.set(xlabel="probability of the next token", ylabel="token", title=title)
+    return ax
+
+
+def entropy_by_temperature(logits: torch.Tensor, temperatures) -> pd.DataFrame:
+    """Entropy (nats) of softmax(logits / T) for each temperature T."""
+    rows = [{"temperature": float(t), "entropy (nats)": entropy(softmax_with_temperature(logits.double(), float(t))).item()}
+            for t in temperatures]
+    return pd.DataFrame(rows)
+
+
+def plot_entropy_by_temperature(logits: torch.Tensor, temperatures=None, ax=None):
+    """How temperature moves the entropy of one next-token distribution, with log(V) as the ceiling."""
+    temperatures = np.geomspace(0.1, 10, 40) if temperatures is None else temperatures
+    table = entropy_by_temperature(logits, temperatures)
+    ax = _new_axes(ax)
+    sns.lineplot(data=table, x="temperature", y="entropy (nats)", ax=ax, marker="o", markersize=3)
+    ax.axhline(np.log(logits.shape[-1]), ls="--", color="grey", label=f"log V = {np.log(logits.shape[-1]):.2f} (uniform)")
+    ax.axvline(1.0, ls=":", color="black", label="T = 1 (the model's own distribution)")
+    ax.set(xscale="log", xlabel="temperature T (log scale)", ylabel="entropy (nats)")
+    ax.legend(loc="upper left", fontsize=9)
+    return ax
+
+
+def plot_decoding_distribution(logits: torch.Tensor, tokenizer, temperature: float = 1.0, top_k=None, top_p=None,
+                               k: int = 15, ax=None):
+    """The first k tokens' probabilities before and after temperature / top-k / top-p."""
+    original = torch.softmax(logits.double(), -1)
+    decoded = decoding_distribution(logits.double(), temperature, top_k, top_p)
+    ids = torch.topk(original, k).indices.tolist()
+    labels = [repr(tokenizer.decode([i])) for i in ids]
+    table = pd.concat([
+        pd.DataFrame({"token": labels, "probability": original[ids].tolist(), "distribution": "model (T = 1)"}),
+        pd.DataFrame({"token": labels, "probability": decoded[ids].tolist(),
+                      "distribution": f"T = {temperature:g}, top-k = {top_k}, top-p = {top_p}"}),
+    ])
+    ax = _new_axes(ax)
+    sns.barplot(data=table, x="probability", y="token", hue="distribution", ax=ax)
+    ax.set(xlabel="probability", ylabel="token",
+           title=f"entropy {entropy(original).item():.2f} -> {entropy(decoded).item():.2f} nats")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def rank_frequency(texts: list[str]) -> pd.DataFrame:
+    """Word frequencies sorted by rank (whitespace words, lower-cased), for a Zipf plot."""
+    counts = pd.Series([w for t in texts for w in t.lower().split()]).value_counts()
+    return pd.DataFrame({"rank": np.arange(1, len(counts) + 1), "frequency": counts.to_numpy() / counts.sum(),
+                         "word": counts.index})
+
+
+def plot_zipf(named_texts: dict[str, list[str]], ax=None):
+    """Rank-frequency curves on log-log axes, one per named corpus: a straight line is Zipf's law."""
+    ax = _new_axes(ax)
+    tables = [rank_frequency(texts).assign(source=name) for name, texts in named_texts.items()]
+    sns.lineplot(data=pd.concat(tables), x="rank", y="frequency", hue="source", ax=ax)
+    ax.set(xscale="log", yscale="log", xlabel="rank of the word (log scale)", ylabel="relative frequency (log scale)")
+    return ax

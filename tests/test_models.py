@@ -1,0 +1,109 @@
+import shutil
+import time
+
+import pytest
+import torch
+
+import dftlab
+from dftlab import models
+from dftlab.storage import CorruptFileError
+
+
+def test_load_embedded_default():
+    model, tokenizer = dftlab.load_model()
+    assert type(model).__name__ == "GPT2LMHeadModel"
+    assert not model.training
+    assert len(tokenizer) == model.config.vocab_size
+    assert tokenizer.eos_token == "<|endoftext|>" and tokenizer.pad_token_id is not None
+    ids = tokenizer("Once upon a time").input_ids
+    assert tokenizer.decode(ids) == "Once upon a time"
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), model.config.vocab_size)
+
+
+def test_embedded_model_is_small_and_fits_the_budget():
+    folder = models.EMBEDDED_MODELS["tiny-gpt2"]
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    assert total <= 25 * 1024 * 1024
+    assert (folder / "MODEL_CARD.md").read_text().count("sha256") >= 1
+
+
+def test_embedded_model_learned_something():
+    """A pretrained model must beat the uniform distribution by far on held-out English."""
+    model, tokenizer = dftlab.load_model()
+    ids = torch.tensor([tokenizer("And the LORD spake unto Moses, saying, Speak unto the children of Israel.").input_ids])
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss.item()
+    assert loss < 0.6 * torch.log(torch.tensor(float(len(tokenizer)))).item()
+
+
+@pytest.mark.parametrize("name", ["gpt2", "distilgpt2", "no-such-model"])
+def test_hub_names_fail_fast_and_clearly_offline(name):
+    started = time.time()
+    with pytest.raises(models.ModelNotAvailableError) as info:
+        dftlab.load_model(name)
+    assert time.time() - started < 1.0
+    message = str(info.value)
+    assert "tiny-gpt2" in message and "HF_HUB_OFFLINE" in message and name in message
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, 3])
+def test_bad_name(bad, monkeypatch):
+    if bad is None:
+        monkeypatch.setenv("DFTLAB_MODEL", "")
+        bad = None
+    with pytest.raises((ValueError, models.ModelNotAvailableError)):
+        dftlab.load_model(bad)
+
+
+def test_dftlab_model_env_selects_the_model(monkeypatch):
+    monkeypatch.setenv("DFTLAB_MODEL", "gpt2")
+    assert dftlab.default_model_name() == "gpt2"
+    with pytest.raises(models.ModelNotAvailableError):
+        dftlab.load_model()
+
+
+def _copy_embedded(tmp_path, monkeypatch):
+    folder = tmp_path / "tiny-gpt2"
+    shutil.copytree(models.EMBEDDED_MODELS["tiny-gpt2"], folder)
+    monkeypatch.setitem(models.EMBEDDED_MODELS, "tiny-gpt2", folder)
+    return folder
+
+
+def test_truncated_checkpoint_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    folder = _copy_embedded(tmp_path, monkeypatch)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CorruptFileError) as info:
+        dftlab.load_model()
+    assert "model.safetensors" in str(info.value) and "git checkout" in str(info.value)
+
+
+def test_corrupted_tokenizer_is_detected(tmp_path, monkeypatch):
+    folder = _copy_embedded(tmp_path, monkeypatch)
+    (folder / "tokenizer.json").write_text("{}")
+    with pytest.raises(CorruptFileError, match="tokenizer.json"):
+        dftlab.load_model()
+
+
+def test_missing_weights(tmp_path, monkeypatch):
+    folder = _copy_embedded(tmp_path, monkeypatch)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(models.ModelNotAvailableError, match="missing"):
+        dftlab.load_model()
+
+
+def test_real_gpt2_tokenizer_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFTLAB_CACHE", str(tmp_path))
+    tokenizer = dftlab.load_gpt2_tokenizer()
+    assert tokenizer("Hello world").input_ids == [15496, 995]
+    assert len(tokenizer) == 50257
+    assert tokenizer.decode([15496, 995]) == "Hello world"
+
+
+def test_gpt2_tokenizer_cache_is_repaired(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFTLAB_CACHE", str(tmp_path))
+    dftlab.load_gpt2_tokenizer()
+    (tmp_path / "gpt2-tokenizer" / "vocab.json").write_text("{}")  # a damaged cached copy
+    assert dftlab.load_gpt2_tokenizer()("Hello world").input_ids == [15496, 995]
