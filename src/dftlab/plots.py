@@ -93,3 +93,43 @@ def plot_zipf(named_texts: dict[str, list[str]], ax=None):
     sns.lineplot(data=pd.concat(tables), x="rank", y="frequency", hue="source", ax=ax)
     ax.set(xscale="log", yscale="log", xlabel="rank of the word (log scale)", ylabel="relative frequency (log scale)")
     return ax
+
+
+def plot_score_curves(table: pd.DataFrame, q1: float, ax=None):
+    """Expected score against the forecast, one panel-free line per rule, with the truth marked (chapter 2)."""
+    ax = _new_axes(ax)
+    for rule, group in table.groupby("rule", sort=False):
+        span = group["expected score"].max() - group["expected score"].min()
+        scaled = (group["expected score"] - group["expected score"].min()) / span  # put the rules on one 0-1 scale
+        line, = ax.plot(group["forecast p"], scaled, label=f"{rule} score")
+        best = group["forecast p"].iloc[int(np.argmax(group["expected score"].to_numpy()))]
+        ax.axvline(best, color=line.get_color(), ls=":", lw=1)
+    ax.axvline(q1, color="black", ls="--", lw=1, label=f"truth q = {q1}")
+    ax.set(xlabel="forecast probability p of outcome 1", ylabel="expected score (rescaled to 0-1)")
+    ax.legend(fontsize=9)
+    return ax
+
+
+def _draw_triangle(ax, labels=("token 0", "token 1", "token 2")):
+    corners = np.array([[0, 0], [1, 0], [0.5, np.sqrt(3) / 2], [0, 0]])
+    ax.plot(corners[:, 0], corners[:, 1], color="grey", lw=1)
+    for (x, y), label, offset in zip(corners[:3], labels, [(-0.06, -0.06), (0.0, -0.06), (-0.05, 0.03)]):
+        ax.text(x + offset[0], y + offset[1], label, fontsize=9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def plot_simplex_trajectories(trajectories: pd.DataFrame, target, ax=None):
+    """Paths of p on the 3-token simplex (a ternary plot), one per objective, with the target q marked (chapters 2 and 4)."""
+    from dftlab.toy import ternary_coordinates
+
+    ax = _new_axes(ax)
+    _draw_triangle(ax)
+    palette = sns.color_palette(PALETTE)
+    for index, (objective, path) in enumerate(trajectories.groupby("objective", sort=False)):
+        ax.plot(path["x"], path["y"], color=palette[index], lw=2, label=objective)
+        ax.scatter(path["x"].iloc[-1], path["y"].iloc[-1], color=palette[index], s=30, zorder=3)
+    x, y = ternary_coordinates(np.asarray(target, dtype=float)[None, :])
+    ax.scatter(x, y, marker="*", s=160, color="black", zorder=4, label="data distribution q")
+    ax.legend(fontsize=9, loc="upper right")
+    return ax

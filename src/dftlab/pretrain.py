@@ -25,7 +25,7 @@ import torch
 
 from dftlab.corpus import kjv_passages, load_corpus
 from dftlab.models import EMBEDDED_MODELS
-from dftlab.storage import atomic_save_safetensors, write_checksums
+from dftlab.storage import write_checksums
 
 EOS = "<|endoftext|>"
 
@@ -150,9 +150,8 @@ def write_model_folder(model, tokenizer, config: PretrainConfig, report: dict, t
     staging = target.with_name(target.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    model.config.save_pretrained(staging)
+    model.save_pretrained(staging)  # config.json and model.safetensors (the tied LM head is stored once)
     tokenizer.save_pretrained(staging)
-    atomic_save_safetensors(model.state_dict(), staging / "model.safetensors", metadata={"format": "pt"})
     samples = sample_completions(model, tokenizer, ["And it came to pass", "Title: The fox and the river.\nStory:"],
                                  temperature=0.8, max_new_tokens=60, seed=config.seed)
     files = sorted(p.name for p in staging.iterdir())

@@ -60,7 +60,8 @@ def atomic_save_safetensors(tensors: dict, path: str | os.PathLike, metadata: di
     """Save a state dict as safetensors, atomically."""
     from safetensors.torch import save_file
 
-    tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    # clone: tied weights (GPT-2's embedding and LM head) share memory, which safetensors refuses to save
+    tensors = {name: t.detach().cpu().clone().contiguous() for name, t in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
