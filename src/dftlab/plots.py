@@ -133,3 +133,32 @@ def plot_simplex_trajectories(trajectories: pd.DataFrame, target, ax=None):
     ax.scatter(x, y, marker="*", s=160, color="black", zorder=4, label="data distribution q")
     ax.legend(fontsize=9, loc="upper right")
     return ax
+
+
+def plot_choice_frequencies(tables: dict[str, pd.DataFrame], top: int = 8, ax=None):
+    """Share of each option of one TinyTales choice (e.g. the opener) in the truth and in each set of samples.
+
+    `tables` maps a label (e.g. "T = 1") to a `dftlab.metrics.choice_frequency_table`; the truth is read
+    from the first table's `true_prob` column (chapters 3 and 4)."""
+    first = next(iter(tables.values()))
+    options = first.nlargest(top, "true_prob")["option"].tolist()
+    rows = [{"option": o, "share": p, "source": "truth (TinyTales)"}
+            for o, p in zip(first["option"], first["true_prob"]) if o in options]
+    for label, table in tables.items():
+        rows += [{"option": o, "share": f, "source": label}
+                 for o, f in zip(table["option"], table["sample_freq"]) if o in options]
+    ax = _new_axes(ax)
+    sns.barplot(data=pd.DataFrame(rows), x="share", y="option", hue="source", order=options, ax=ax)
+    ax.set(xlabel="share of stories", ylabel="")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_training_history(history: pd.DataFrame, columns=("valid_nll", "valid_entropy"), ax=None):
+    """Validation curves of `dftlab.train` against the step (chapter 3)."""
+    ax = _new_axes(ax)
+    for column in columns:
+        ax.plot(history["step"], history[column], marker="o", markersize=3, label=column.replace("_", " "))
+    ax.set(xlabel="training step", ylabel="nats per token")
+    ax.legend(fontsize=9)
+    return ax
