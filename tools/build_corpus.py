@@ -6,7 +6,7 @@
     python tools/build_corpus.py kjv_raw.txt x/usr/share/dictd/devil.dict.dz
 
 It writes one paragraph per line (a verse, or a dictionary entry), xz-compressed, into
-src/dftlab/data/corpus/. See PROVENANCE.md there for sources and licences.
+src/dftlab/assets/corpus/. See PROVENANCE.md there for sources and licences.
 """
 import gzip
 import lzma
@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "dftlab" / "data" / "corpus"
+OUT = Path(__file__).resolve().parents[1] / "src" / "dftlab" / "assets" / "corpus"
 
 
 def clean_kjv(raw: str) -> list[str]:

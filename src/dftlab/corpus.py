@@ -1,4 +1,4 @@
-"""The public-domain English corpus that tiny-gpt2 is pretrained on (see data/corpus/PROVENANCE.md).
+"""The public-domain English corpus that tiny-gpt2 is pretrained on (see assets/corpus/PROVENANCE.md).
 
 Each corpus file holds one paragraph per line: a verse of the King James Bible, or an entry of
 Ambrose Bierce's The Devil's Dictionary. They are xz-compressed and ship inside the package.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import lzma
 from pathlib import Path
 
-CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
+CORPUS_DIR = Path(__file__).resolve().parent / "assets" / "corpus"
 CORPUS_FILES = {"kjv": "kjv.txt.xz", "devils_dictionary": "devils_dictionary.txt.xz"}
 
 

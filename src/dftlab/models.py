@@ -15,8 +15,8 @@ from pathlib import Path
 
 from dftlab.storage import CorruptFileError, sha256_of_file, verify_checksums
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
-EMBEDDED_MODELS = {"tiny-gpt2": DATA_DIR / "tiny-gpt2"}
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+EMBEDDED_MODELS = {"tiny-gpt2": ASSETS_DIR / "tiny-gpt2"}
 DEFAULT_MODEL = "tiny-gpt2"
 HUB_EXAMPLES = ("gpt2", "distilgpt2")
 
