@@ -1,7 +1,15 @@
-"""Test-wide set-up: offline by construction, quiet libraries, seeded."""
+"""Test-wide set-up: offline by construction, quiet libraries, seeded; the website built once per session."""
 import ipaddress
 import os
+import re
+import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -24,3 +32,43 @@ def _loopback_only_connect(self, address):
 
 
 socket.socket.connect = _loopback_only_connect
+
+
+# --- The website, built once per test session (tests/test_book.py and tests/test_browser.py both use it) ---
+ROOT = Path(__file__).resolve().parents[1]
+TEST_SITE = ROOT / "_build" / "test-site"
+
+
+@pytest.fixture(scope="session")
+def toc_pages() -> list[str]:
+    """The pages of _toc.yml in reading order, as paths without suffix (e.g. "chapters/01_token_distributions")."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc["parts"]:
+        for chapter in part["chapters"]:
+            pages.append(chapter["file"])
+            pages += [section["file"] for section in chapter.get("sections", [])]
+    return pages
+
+
+@pytest.fixture(scope="session")
+def built_site() -> Path:
+    """The HTML folder of the website, built warning-free from the notebooks' stored outputs.
+
+    It renders the outputs as they are: nbval (run by the same `make test`) has already executed every
+    notebook and compared its outputs, so executing them a second time would only double the time.
+    `make book` executes them, through the execution cache.
+    """
+    shutil.rmtree(TEST_SITE, ignore_errors=True)  # a fresh build: an incremental one stays silent about old warnings
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "site.py"), "build", "--no-execute",
+                             "--output", str(TEST_SITE)], capture_output=True, text=True, cwd=ROOT)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, "book build failed:\n" + log[-6000:]
+    assert not re.search(r"WARNING|ERROR", log), "the build printed warnings:\n" + log[-6000:]
+    return TEST_SITE / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def site_pages(built_site) -> list[Path]:
+    """Every HTML page of the built site; asset folders (_static, _widgets, ...) hold templates, not pages."""
+    return sorted(path for path in built_site.rglob("*.html") if not path.relative_to(built_site).parts[0].startswith("_"))

@@ -1,63 +1,164 @@
 """The book builds warning-free (`jupyter-book build . -W -n --keep-going`) and every page is there.
 
-The build here renders the stored outputs of the notebooks; nbval (run by the same `make test`) has
-already executed each notebook and compared its outputs, so executing them a second time would only
-double the time. `make book` executes them, through the execution cache.
+`built_site` (tests/conftest.py) renders the notebooks' stored outputs; tests/test_browser.py opens the
+same site in Chromium. These tests read the HTML and the sources, so they need no browser.
 """
+import html
+import importlib.util
 import re
-import subprocess
-import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "_build" / "test-site"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+CDN_HOSTS = ("unpkg.com", "cdn.jsdelivr.net", "cdnjs.cloudflare.com")
 
 
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc["parts"]:
-        for chapter in part["chapters"]:
-            files.append(chapter["file"])
-            files += [section["file"] for section in chapter.get("sections", [])]
-    return files
+def load_alt_text_tool():
+    spec = importlib.util.spec_from_file_location("figure_alt_text", ROOT / "tools" / "figure_alt_text.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@pytest.fixture(scope="session")
-def built_site():
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "site.py"), "build", "--no-execute",
-                             "--output", str(SITE)], capture_output=True, text=True, cwd=ROOT)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, "book build failed:\n" + log[-6000:]
-    assert not re.search(r"WARNING|ERROR", log), "the build printed warnings:\n" + log[-6000:]
-    return SITE / "_build" / "html"
+def chapter_notebooks(toc_pages) -> list[Path]:
+    return [ROOT / f"{name}.ipynb" for name in toc_pages if (ROOT / f"{name}.ipynb").exists()]
 
 
-def test_every_toc_page_is_rendered(built_site):
-    for name in toc_files():
+def test_every_toc_page_is_rendered(built_site, toc_pages):
+    for name in toc_pages:
         assert (built_site / f"{name}.html").exists(), name
 
 
-def test_chapter_1_has_its_figures(built_site):
-    page = (built_site / "chapters" / "01_token_distributions.html").read_text()
-    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
-    assert len(images) >= 4
-    for src in images:
-        assert (built_site / "chapters" / src).resolve().exists(), src
+def test_chapters_are_numbered_in_toc_order(built_site, toc_pages):
+    numbered = [name for name in toc_pages if re.match(r"chapters/0[1-9]", name)]
+    for number, name in enumerate(numbered, start=1):
+        page = (built_site / f"{name}.html").read_text()
+        assert re.search(rf'<h1><span class="section-number">{number}\. </span>', page), name
 
 
-def test_widget_scripts_are_served_from_the_site(built_site):
-    page = (built_site / "chapters" / "01_token_distributions.html").read_text()
-    assert "application/vnd.jupyter.widget-state+json" in page
-    for script in ["require.js", "embed-amd.js"]:
-        assert f"_widgets/{script}" in page
-        assert (built_site / "_widgets" / script).exists()
-    assert "unpkg.com" not in page and "cdn.jsdelivr.net" not in page
+def test_every_image_file_exists_and_has_alt_text(site_pages):
+    for page in site_pages:
+        for tag in re.findall(r"<img [^>]*>", page.read_text()):
+            src = re.search(r'src="([^"]+)"', tag).group(1)
+            alt = (re.search(r'alt="([^"]*)"', tag) or [None, ""])[1]
+            assert (page.parent / src).resolve().exists(), f"{page.name}: missing {src}"
+            # docutils falls back to the file name when a cell has no `mystnb: image: alt:` metadata
+            has_alt_text = bool(alt.strip()) and Path(alt).name != Path(src).name
+            assert has_alt_text, f"{page.name}: the image {src} has no alt text; see `python tools/figure_alt_text.py --check`"
 
 
-def test_no_cell_output_is_a_traceback(built_site):
-    for page in built_site.rglob("*.html"):
+def test_widget_and_maths_scripts_are_served_from_the_site(built_site, site_pages):
+    for page in site_pages:
+        html = page.read_text()
+        for script in re.findall(r'<script[^>]+src="([^"]+)"', html):
+            assert not any(host in script for host in CDN_HOSTS), f"{page.name} loads {script} from a CDN"
+            local = (page.parent / script.split("?")[0]).resolve()
+            assert "://" in script or local.exists(), f"{page.name}: {script} is not on the site"
+        if "application/vnd.jupyter.widget-state+json" in html:
+            assert re.search(r'src="[^"]*_widgets/require\.js', html) and re.search(r'src="[^"]*_widgets/embed-amd\.js', html)
+    assert (built_site / "_mathjax" / "tex-mml-chtml.js").exists()
+
+
+def test_widget_scripts_are_linked_relative_to_each_page(built_site, site_pages):
+    """A page one folder down (chapters/x.html) must climb back to the site root to reach _widgets/."""
+    for page in site_pages:
+        depth = len(page.relative_to(built_site).parts) - 1
+        for script in re.findall(r'src="([^"]*_(?:widgets|mathjax)/[^"]+)"', page.read_text()):
+            resolved = (page.parent / script.split("?")[0]).resolve()
+            assert resolved.is_relative_to(built_site.resolve()), f"{page}: {script} leaves the site"
+            assert script.count("../") >= depth, f"{page}: {script}"
+
+
+def test_no_cell_output_is_a_traceback(site_pages):
+    for page in site_pages:
         assert "Traceback (most recent call last)" not in page.read_text(), page
+
+
+def test_launch_buttons_use_the_one_repository_url(built_site, toc_pages):
+    """Colab and Binder links are built from `repository.url` in _config.yml, and nothing else names a repository."""
+    owner_and_name = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    branch = CONFIG["repository"]["branch"]
+    chapter = next(name for name in toc_pages if name.startswith("chapters/0"))
+    html = (built_site / f"{chapter}.html").read_text()
+    assert f"colab.research.google.com/github/{owner_and_name}/blob/{branch}/{chapter}.ipynb" in html
+    assert f"mybinder.org/v2/gh/{owner_and_name}/{branch}?urlpath=lab/tree/{chapter}.ipynb" in html
+
+
+def test_colab_install_cells_name_the_configured_repository(toc_pages):
+    """Each chapter's hidden Colab cell pip-installs dftlab from a git URL; it must match `repository.url`."""
+    url = CONFIG["repository"]["url"]
+    for path in chapter_notebooks(toc_pages):
+        for found in re.findall(r"git\+(https://[^\s\"'\\]+)", path.read_text()):
+            assert found.removesuffix(".git") == url, f"{path.name} installs from {found}; _config.yml says {url}"
+
+
+def test_every_chapter_states_prerequisites_and_time_to_run(toc_pages):
+    for path in chapter_notebooks(toc_pages):
+        opening = " ".join(cell.source for cell in nbformat.read(path, as_version=4).cells[:4]
+                           if cell.cell_type == "markdown")
+        assert "Prerequisites" in opening and "Time to run" in opening, path.name
+
+
+def test_every_widget_has_a_static_figure_beside_it(toc_pages):
+    """Sliders cannot redraw on the website, so the code cell before or after a widget draws the same figure."""
+    for path in chapter_notebooks(toc_pages):
+        code = [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+        for index, source in enumerate(code):
+            if re.search(r"^widgets\.\w+\(", source, re.M):
+                neighbours = code[max(index - 1, 0):index] + code[index + 1:index + 2]
+                assert any("plots.plot_" in other for other in neighbours), f"{path.name}: {source.splitlines()[0]}"
+
+
+def test_config_executes_through_the_cache_and_stops_on_errors():
+    execute = CONFIG["execute"]
+    assert execute["execute_notebooks"] == "cache" and execute["raise_on_error"] and not execute["allow_errors"]
+    assert 90 <= execute["timeout"] <= 300  # per cell; a chapter's budget is 90 s
+    assert CONFIG["only_build_toc_files"]
+
+
+def test_alt_text_tool_writes_cell_metadata_and_rejects_ambiguous_snippets():
+    tool = load_alt_text_tool()
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("ax = plots.plot_zipf(texts)", metadata={"tags": ["keep"]}),
+        nbformat.v4.new_code_cell("print(1)"),
+    ])
+    notebook.cells[0].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="})]
+    assert tool.figure_cells_without_alt_text(notebook) == ["ax = plots.plot_zipf(texts)"]
+    assert tool.set_alt_text(notebook, {"plot_zipf(": "A log-log plot."}) == 1
+    assert notebook.cells[0].metadata == {"tags": ["keep"], "mystnb": {"image": {"alt": "A log-log plot."}}}
+    assert tool.figure_cells_without_alt_text(notebook) == []
+    assert tool.set_alt_text(notebook, {"plot_zipf(": "A log-log plot."}) == 0  # idempotent
+    with pytest.raises(ValueError, match="2 code cells contain"):
+        tool.set_alt_text(notebook, {"(": "text"})
+    with pytest.raises(ValueError, match="alt text for"):
+        tool.set_alt_text(notebook, {"print": " "})
+
+
+def test_alt_text_tool_names_existing_cells():
+    """Every snippet in the mapping finds exactly one cell of its notebook (else the tool would stop)."""
+    tool = load_alt_text_tool()
+    for path, alt_texts in tool.ALT_TEXT.items():
+        if not (ROOT / path).exists():
+            continue
+        notebook = nbformat.read(ROOT / path, as_version=4)
+        for snippet in alt_texts:
+            tool.find_cell(notebook, snippet, path)
+
+
+def test_the_bibliography_lists_every_cited_work(built_site, toc_pages):
+    sources = [(ROOT / "index.md").read_text()] + [path.read_text() for path in chapter_notebooks(toc_pages)]
+    cited = {key.strip() for text in sources for keys in re.findall(r"\{cite[a-z:]*\}`([^`]+)`", text)
+             for key in keys.split(",")}
+    bib = (ROOT / "references.bib").read_text()
+    page = html.unescape(re.sub(r"<[^>]+>", "", (built_site / "chapters" / "bibliography.html").read_text())).lower()
+    assert cited, "no {cite} in the sources: did the citation syntax change?"
+    for key in sorted(cited):
+        entry = re.search(rf"@\w+\{{{re.escape(key)},(.*?)\n\}}", bib, re.S)
+        assert entry, f"{{cite}}`{key}` is not in references.bib"
+        title = re.search(r"^\s*title\s*=\s*\{(.+)\},?\s*$", entry.group(1), re.M).group(1)
+        first_words = " ".join(title.replace("{", "").replace("}", "").lower().split()[:4])
+        assert first_words in page, f"the bibliography page does not list {key} ({first_words}...)"

@@ -1,12 +1,20 @@
 """Build the course website and set up its browser check (called by `make book` and `make test`).
 
-    python tools/site.py build [--no-execute]   # fetch widget scripts, then jupyter-book build -W -n --keep-going
-    python tools/site.py browser-deps           # install Debian's chromium if it is missing (tests need it)
+    python tools/site.py build [--no-execute] [--output DIR]   # fetch site scripts, then jupyter-book build -W -n --keep-going
+    python tools/site.py fetch-scripts                          # only fetch the scripts the site serves itself
+    python tools/site.py browser-deps                           # install Debian's chromium if it is missing (tests need it)
 
-Widgets on the static site need require.js and @jupyter-widgets/html-manager. We fetch both from the npm
-registry with `npm pack` (pinned versions) into `_build/site_extra/_widgets/`, which Sphinx copies to the
-site root through `html_extra_path`. They are deliberately not in `_static/`: Jupyter Book would include
-every `_static/*.js` on every page and the widgets would be drawn twice.
+The website works offline: it loads no script from a CDN. Three npm packages, pinned, supply what myst-nb
+and Sphinx would otherwise take from cdn.jsdelivr.net and cdnjs:
+
+- require.js and @jupyter-widgets/html-manager's `embed-amd.js` (with the icon fonts its CSS points to)
+  draw the ipywidgets whose state was saved when the notebooks ran; they go to `_widgets/`;
+- MathJax 3 (`tex-mml-chtml.js`, its fonts and the TeX extensions it loads on demand) goes to `_mathjax/`.
+
+`npm pack` fetches each tarball into `_build/site_extra/`, which Sphinx copies to the site root through
+`html_extra_path` (see `_config.yml`, which also points `nb_ipywidgets_js` and `mathjax_path` there).
+They are deliberately not in `_static/`: Jupyter Book would add every `_static/*.js` to every page and
+the widgets would be drawn twice.
 """
 from __future__ import annotations
 
@@ -20,30 +28,81 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WIDGET_DIR = ROOT / "_build" / "site_extra" / "_widgets"
-NPM_PACKAGES = {"@jupyter-widgets/html-manager@1.0.15": "package/dist/", "requirejs@2.3.8": "package/require.js"}
+SITE_EXTRA = ROOT / "_build" / "site_extra"
 
 
-def fetch_widget_scripts() -> None:
-    if (WIDGET_DIR / "embed-amd.js").exists() and (WIDGET_DIR / "require.js").exists():
+def _require_js(member: str) -> str | None:
+    return "_widgets/require.js" if member == "package/require.js" else None
+
+
+def _widget_manager(member: str) -> str | None:
+    # embed-amd.js is self-contained; the CommonJS bundle, its twin libembed-amd.js and the source maps are not used.
+    name = member.removeprefix("package/dist/")
+    if name == member or ("embed" in name and name != "embed-amd.js"):
+        return None
+    return f"_widgets/{name}"
+
+
+def _mathjax(member: str) -> str | None:
+    # tex-mml-chtml.js is what Sphinx loads; it fetches fonts and rarer TeX extensions from its own folder later.
+    path = member.removeprefix("package/es5/")
+    if path == member:
+        return None
+    if path == "tex-mml-chtml.js" or path.startswith(("output/chtml", "input/tex/extensions/", "ui/", "a11y/", "sre/")):
+        return f"_mathjax/{path}"
+    return None
+
+
+# npm package spec -> which files of its tarball the site serves, and where (None: leave it out)
+NPM_PACKAGES = {
+    "requirejs@2.3.8": _require_js,
+    "@jupyter-widgets/html-manager@1.0.15": _widget_manager,
+    "mathjax@3.2.2": _mathjax,
+}
+STAMP = ROOT / "_build" / "site_extra.npm-packages.txt"  # beside the folder, so the site does not serve it
+
+
+def fetch_site_scripts() -> None:
+    """Fill `_build/site_extra/` from the pinned npm packages, unless it already holds exactly these versions."""
+    wanted = "\n".join(NPM_PACKAGES) + "\n"
+    if SITE_EXTRA.is_dir() and STAMP.exists() and STAMP.read_text() == wanted:
         return
     if shutil.which("npm") is None:
-        sys.exit("npm is needed to fetch the widget scripts for the website; install Node.js (apt-get install nodejs npm)")
-    staging = Path(tempfile.mkdtemp(dir=ROOT / "_build" if (ROOT / "_build").exists() else None))
+        sys.exit("npm is needed to fetch the website's scripts (widgets, MathJax); install Node.js "
+                 "(apt-get install nodejs npm) and rerun")
+    (ROOT / "_build").mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=ROOT / "_build"))
     try:
-        for spec, member_prefix in NPM_PACKAGES.items():
-            out = subprocess.run(["npm", "pack", spec, "--silent", "--pack-destination", str(staging)],
-                                 check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            with tarfile.open(staging / out) as tar:
+        files = staging / "files"
+        for spec, destination_of in NPM_PACKAGES.items():
+            result = subprocess.run(["npm", "pack", spec, "--silent", "--pack-destination", str(staging)],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                sys.exit(f"`npm pack {spec}` failed (is the npm registry reachable?):\n{result.stderr}")
+            with tarfile.open(staging / result.stdout.strip().splitlines()[-1]) as tar:
                 for member in tar.getmembers():
-                    if member.isfile() and member.name.startswith(member_prefix):
-                        member.name = Path(member.name).name
-                        tar.extract(member, staging / "files", filter="data")
-        WIDGET_DIR.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(WIDGET_DIR, ignore_errors=True)
-        (staging / "files").rename(WIDGET_DIR)
+                    destination = destination_of(member.name) if member.isfile() else None
+                    if destination is not None:
+                        member.name = destination
+                        tar.extract(member, files, filter="data")
+        shutil.rmtree(SITE_EXTRA, ignore_errors=True)
+        files.rename(SITE_EXTRA)
+        STAMP.write_text(wanted)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# jupyter-book in a fresh interpreter, with one fix to Sphinx 7.4 (the newest that jupyter-book 1.x allows): it
+# writes every inline script that an extension adds after the builder starts twice, and the second copy of
+# sphinx-thebe's `const THEBE_JS_URL` throws on every page. Sphinx 8.2 fixed it the same way
+# (sphinx-doc/sphinx#13402): an inline script's missing file name becomes "" on both paths, so they match.
+JUPYTER_BOOK = """
+from sphinx.builders.html import StandaloneHTMLBuilder
+add_js_file = StandaloneHTMLBuilder.add_js_file
+StandaloneHTMLBuilder.add_js_file = lambda self, filename, **kwargs: add_js_file(self, filename or "", **kwargs)
+from jupyter_book.cli.main import main
+main()
+"""
 
 
 def build(execute: bool = True, output: Path | None = None) -> int:
@@ -52,12 +111,14 @@ def build(execute: bool = True, output: Path | None = None) -> int:
     With execute=False the stored notebook outputs are rendered as they are (the tests do this, since
     nbval has already executed every notebook); `make book` executes them through the cache.
     """
-    fetch_widget_scripts()
-    command = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "-W", "-n", "--keep-going"]
+    fetch_site_scripts()
+    command = [sys.executable, "-c", JUPYTER_BOOK, "build", str(ROOT), "-W", "-n", "--keep-going"]
     if not execute:
-        config = (ROOT / "_config.yml").read_text().replace("execute_notebooks: cache", "execute_notebooks: "'"off"')
+        config = (ROOT / "_config.yml").read_text()
+        if "execute_notebooks: cache" not in config:
+            sys.exit("--no-execute expects `execute_notebooks: cache` in _config.yml; update tools/site.py to match")
         config_path = ROOT / "_build" / "_config.no-execute.yml"
-        config_path.write_text(config)
+        config_path.write_text(config.replace("execute_notebooks: cache", 'execute_notebooks: "off"'))
         command += ["--config", str(config_path)]
     if output is not None:
         command += ["--path-output", str(output)]
@@ -76,7 +137,7 @@ def browser_deps() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["build", "browser-deps", "fetch-widgets"])
+    parser.add_argument("command", choices=["build", "browser-deps", "fetch-scripts"])
     parser.add_argument("--no-execute", action="store_true", help="render the stored outputs without executing")
     parser.add_argument("--output", type=Path, default=None, help="output folder (default: _build)")
     args = parser.parse_args()
@@ -85,4 +146,4 @@ if __name__ == "__main__":
     elif args.command == "browser-deps":
         browser_deps()
     else:
-        fetch_widget_scripts()
+        fetch_site_scripts()
