@@ -1,7 +1,8 @@
 """Training objectives: SFT's cross-entropy, Dynamic Fine-Tuning and the family between them.
 
 Chapter 2 derives `nll` (SFT is maximum likelihood). Chapter 4 derives `dft` and its relatives:
-`dft_floored`, `power`, `mix` and `asft`.
+`dft_floored`, `power`, `mix` and `asft`. The study chapter adds `distribution_matching`, the course's
+own reconstruction of a distribution-level objective.
 
 Every objective is a plain function `(logits, labels, ...) -> loss` on *aligned* tensors: row i of
 `logits` is the model's prediction for `labels[i]` (the causal shift has already happened; see
@@ -164,8 +165,47 @@ def asft(logits: torch.Tensor, labels: torch.Tensor, base_logits: torch.Tensor, 
     return _reduce(-log_p.exp().detach() * log_p + lam * kl, mask, reduction)
 
 
+def distribution_matching(logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 1.0,
+                          reduction: str = "mean") -> torch.Tensor:
+    """A distribution-level objective (the study chapter): nll + lam * KL(f || p_bar) over the batch.
+
+    RECONSTRUCTION, not the original: this is the course's own guess at the idea behind Rosmine's
+    "Distribution Fine Tuning" (2026), whose algorithm, data and code are unpublished. The idea kept is
+    "make the distribution of the model's outputs match the training distribution", made cheap and
+    differentiable:
+
+        f     = how often each token id is a target in this batch (the empirical unigram frequency)
+        p_bar = the model's predicted next-token distribution, averaged over the same positions
+        loss  = nll + lam * KL(f || p_bar) = nll + lam * sum_v f_v log(f_v / p_bar_v)
+
+    The penalty looks at the batch as a whole: a model that says "Once" too often *overall* pays, even
+    when each single prediction looks fine. It does not move maximum likelihood's optimum: for fixed
+    contexts the expected penalty is a constant minus sum_v q_bar_v log p_bar_v, which p = q minimises
+    (Gibbs' inequality). It only adds a direct pull on the aggregate token frequencies on the way there.
+
+    The penalty is one number per batch. reduction="mean" returns nll_mean + lam * penalty; "sum" and
+    "none" spread the penalty evenly over the supervised tokens, so that sum / count equals the mean.
+    """
+    lam = _check_number("lam", lam, 0.0)
+    log_p, mask = _target_log_probs(logits, labels)
+    count = int(mask.sum())
+    if count == 0:  # nothing supervised: a zero that still has a (zero) gradient
+        penalty = logits.sum() * 0.0
+    else:
+        flat_logits = logits.reshape(-1, logits.shape[-1])[mask.reshape(-1)]
+        log_model = (flat_logits if flat_logits.dtype == torch.float64 else flat_logits.float()).log_softmax(-1)
+        log_mean_model = torch.logsumexp(log_model, dim=0) - math.log(count)  # log p_bar, shape [V]
+        targets = labels[mask].long()
+        frequency = torch.bincount(targets, minlength=logits.shape[-1]).to(log_model.dtype) / count
+        seen = frequency > 0  # 0 log 0 = 0: unseen tokens add nothing
+        penalty = (frequency[seen] * (frequency[seen].log() - log_mean_model[seen])).sum()
+    per_token = -log_p + lam * penalty
+    return _reduce(per_token, mask, reduction)
+
+
 OBJECTIVES: dict[str, Callable[..., torch.Tensor]] = {
     "nll": nll, "dft": dft, "dft_floored": dft_floored, "power": power, "mix": mix, "asft": asft,
+    "distribution_matching": distribution_matching,
 }
 
 

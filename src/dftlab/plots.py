@@ -162,3 +162,52 @@ def plot_training_history(history: pd.DataFrame, columns=("valid_nll", "valid_en
     ax.set(xlabel="training step", ylabel="nats per token")
     ax.legend(fontsize=9)
     return ax
+
+
+def plot_study_metric(summary: pd.DataFrame, metric: str, decoding: str = "T=1", zipf_exponent: float = 1.1,
+                      ax=None):
+    """One metric of `dftlab.study.summary_table` per objective: the mean over seeds with its 95% CI (the study chapter).
+
+    The truth (TinyTales' own stories) is drawn as a dashed vertical line when the table has it, so the
+    distance of each objective from the data can be read off directly.
+    """
+    rows = summary[(summary["metric"] == metric) & (summary["zipf_exponent"] == zipf_exponent)]
+    truth = rows[rows["objective"] == "truth"]
+    rows = rows[(rows["decoding"] == decoding) & (rows["objective"] != "truth")]
+    if rows.empty:
+        raise ValueError(f"plot_study_metric: no rows for metric={metric!r}, decoding={decoding!r}, "
+                         f"zipf_exponent={zipf_exponent}; check the names against summary_table(results).")
+    ax = _new_axes(ax)
+    positions = np.arange(len(rows))
+    low = (rows["mean"] - rows["ci_low"]).fillna(0.0).to_numpy()
+    high = (rows["ci_high"] - rows["mean"]).fillna(0.0).to_numpy()
+    ax.errorbar(rows["mean"], positions, xerr=[low, high], fmt="o", color=sns.color_palette(PALETTE)[0], capsize=3)
+    if not truth.empty and np.isfinite(truth["mean"].iloc[0]):
+        ax.axvline(truth["mean"].iloc[0], color="black", linestyle="--", lw=1, label="truth")
+        ax.legend(fontsize=9, loc="best")
+    ax.set_yticks(positions, rows["objective"])
+    ax.invert_yaxis()
+    ax.set(xlabel=f"{metric.replace('_', ' ')} ({decoding}; mean and 95% CI over seeds)", ylabel="")
+    return ax
+
+
+def plot_target_probability_histograms(histograms: pd.DataFrame, objectives=("base", "nll", "dft"),
+                                       zipf_exponent: float = 1.1, ax=None):
+    """Where p(target token) lands after training, per objective: `dftlab.study.load_histograms`, seeds pooled.
+
+    Dynamic FT piles the mass near 0 and 1 (the bimodal picture of Wu et al.); NLL keeps a spread (the study chapter).
+    """
+    rows = histograms[(histograms["zipf_exponent"] == zipf_exponent) & histograms["objective"].isin(objectives)]
+    if rows.empty:
+        raise ValueError(f"plot_target_probability_histograms: no histograms for objectives {list(objectives)} at "
+                         f"zipf_exponent={zipf_exponent}.")
+    pooled = rows.groupby(["objective", "bin_left", "bin_right"], as_index=False)["count"].sum()
+    ax = _new_axes(ax)
+    for index, objective in enumerate(o for o in objectives if o in set(pooled["objective"])):
+        part = pooled[pooled["objective"] == objective].sort_values("bin_left")
+        share = part["count"] / part["count"].sum()
+        ax.stairs(share.to_numpy(), np.append(part["bin_left"].to_numpy(), part["bin_right"].iloc[-1]),
+                  color=sns.color_palette(PALETTE)[index], lw=2, label=objective)
+    ax.set(xlabel="probability the model gives the target token", ylabel="share of target tokens", yscale="log")
+    ax.legend(fontsize=9)
+    return ax
