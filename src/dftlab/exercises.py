@@ -1,0 +1,351 @@
+"""Exercise notebooks are generated from the solution notebooks, so the two cannot drift apart.
+
+    python -m dftlab.exercises build               # solutions/*.ipynb -> exercises/*.ipynb, then execute them
+    python -m dftlab.exercises build --solutions   # the same, after re-executing the solutions in place
+    python -m dftlab.exercises check               # exit 1 if exercises/ is out of date with solutions/
+    python -m dftlab.exercises student --out student/dftlab-exercises.zip   # a zip to hand out
+
+The single source is `solutions/NN_<topic>.ipynb`. In it, solution code sits between two marker lines,
+
+    ### BEGIN SOLUTION
+    # HINT: sum -p log p over the last axis
+    ...
+    ### END SOLUTION
+
+and a model answer to a written question is a markdown cell whose first line is `<!-- BEGIN ANSWER -->`.
+In the exercise copy a block inside a function body becomes `raise NotImplementedError("hint: ...")`; a
+block at the top level of a cell (a predict-then-run cell) becomes `name = ...` for every variable it
+assigns, which `dftlab.checks.check` reports as "not attempted yet", so the notebook still runs from
+top to bottom. A model answer becomes "*Your answer here.*", and a title "# Solutions N: ..." becomes
+"# Exercises N: ...". Every block needs a `# HINT:` line.
+
+Generated notebooks are committed executed (nbval compares their outputs), and `check` compares only
+cell sources, so re-running a notebook never makes the copies look out of date.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import io
+import json
+import os
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+SOLUTION_BEGIN = "### BEGIN SOLUTION"
+SOLUTION_END = "### END SOLUTION"
+HINT_PREFIX = "# HINT:"
+ANSWER_MARKER = "<!-- BEGIN ANSWER -->"
+ANSWER_PLACEHOLDER = "*Your answer here.*"
+SOLUTION_TITLE, EXERCISE_TITLE = "# Solutions ", "# Exercises "  # "# Solutions 4: ..." -> "# Exercises 4: ..."
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+EXECUTION_TIMEOUT_SECONDS = 300
+# A fixed timestamp for every zip entry, so the same notebooks always give the same zip, byte for byte.
+ZIP_TIMESTAMP = (2026, 1, 1, 0, 0, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# From a solution cell to an exercise cell.
+# ---------------------------------------------------------------------------------------------
+
+def _assigned_names(block: str, where: str) -> list[str]:
+    """The variables a top-level solution block assigns, in order (`prediction = 0.3` -> ["prediction"])."""
+    try:
+        tree = ast.parse(textwrap.dedent(block))
+    except SyntaxError as exc:
+        raise ValueError(f"{where}: the solution block is not valid Python ({exc.msg}, line {exc.lineno}).") from None
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name) and name.id not in names:
+                    names.append(name.id)
+    if not names:
+        raise ValueError(f"{where}: a solution block at the top level of a cell must assign a variable "
+                         f"(e.g. `prediction = 0.3`), which the exercise copy sets to `...`. Put solution code "
+                         f"that assigns nothing inside a function.")
+    return names
+
+
+def _stub(block_lines: list[str], indent: str, where: str) -> list[str]:
+    hints = [line.strip()[len(HINT_PREFIX):].strip() for line in block_lines if line.strip().startswith(HINT_PREFIX)]
+    if not hints or not hints[0]:
+        raise ValueError(f"{where}: every solution block needs a `{HINT_PREFIX} ...` line; the exercise copy shows it.")
+    hint = " ".join(hints)
+    if indent:
+        # json.dumps gives a double-quoted literal that is also valid Python.
+        return [f"{indent}raise NotImplementedError({json.dumps('hint: ' + hint)})"]
+    names = _assigned_names("\n".join(block_lines), where)
+    return [f"# hint: {hint}"] + [f"{name} = ...  # your answer" for name in names]
+
+
+def exercise_source(source: str, where: str = "cell") -> str:
+    """The exercise version of a code cell's source: every solution block replaced by its stub."""
+    lines, output = source.split("\n"), []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.strip() == SOLUTION_END:
+            raise ValueError(f"{where}: `{SOLUTION_END}` on line {index + 1} has no `{SOLUTION_BEGIN}` before it.")
+        if line.strip() != SOLUTION_BEGIN:
+            output.append(line)
+            index += 1
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        end = next((i for i in range(index + 1, len(lines)) if lines[i].strip() in (SOLUTION_BEGIN, SOLUTION_END)),
+                   None)
+        if end is None or lines[end].strip() != SOLUTION_END:
+            raise ValueError(f"{where}: `{SOLUTION_BEGIN}` on line {index + 1} is not closed by `{SOLUTION_END}`.")
+        output += _stub(lines[index + 1:end], indent, f"{where}, line {index + 1}")
+        index = end + 1
+    return "\n".join(output)
+
+
+def is_answer_cell(cell) -> bool:
+    return cell.cell_type == "markdown" and cell.source.lstrip().split("\n", 1)[0].strip() == ANSWER_MARKER
+
+
+def exercise_notebook(solution, name: str = "notebook"):
+    """The exercise copy of a solution notebook: stubs for solution blocks, placeholders for model answers,
+    no outputs. Cell ids and metadata are kept, so a regenerated copy differs only where the solution did."""
+    notebook = copy.deepcopy(solution)
+    for number, cell in enumerate(notebook.cells):
+        where = f"{name}, cell {number}"
+        if cell.cell_type == "code":
+            cell.source = exercise_source(cell.source, where)
+            cell.outputs, cell.execution_count = [], None
+        elif is_answer_cell(cell):
+            cell.source = ANSWER_PLACEHOLDER
+        elif cell.cell_type == "markdown" and cell.source.startswith(SOLUTION_TITLE):
+            cell.source = EXERCISE_TITLE + cell.source[len(SOLUTION_TITLE):]
+        elif SOLUTION_BEGIN in cell.source or ANSWER_MARKER in cell.source:
+            raise ValueError(f"{where}: solution markers are only understood in code cells, and "
+                             f"`{ANSWER_MARKER}` only as the first line of a markdown cell.")
+    return notebook
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole folders.
+# ---------------------------------------------------------------------------------------------
+
+def find_root(start: Path | None = None) -> Path:
+    """The repository root: the first folder, from `start` (default: the working directory) upwards, that
+    holds `solutions/`; else the checkout this module lives in."""
+    start = Path.cwd() if start is None else Path(start)
+    for folder in [start.resolve(), *start.resolve().parents]:
+        if (folder / "solutions").is_dir():
+            return folder
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "solutions").is_dir():
+        return checkout
+    raise FileNotFoundError(f"no solutions/ folder in {start} or above it, nor in {checkout}. "
+                            f"Run this from the dftlab repository, or pass --root.")
+
+
+def _cell_signature(cell) -> tuple:
+    """What makes two cells the same for `outdated`: type, source and tags; never outputs."""
+    return cell.cell_type, cell.source, tuple(cell.get("metadata", {}).get("tags", []))
+
+
+def solution_paths(solutions_dir: Path) -> list[Path]:
+    paths = sorted(Path(solutions_dir).glob(NOTEBOOK_GLOB))
+    if not paths:
+        raise FileNotFoundError(f"no solution notebooks ({NOTEBOOK_GLOB}) in {solutions_dir}.")
+    return paths
+
+
+def outdated(solutions_dir: Path, exercises_dir: Path) -> list[str]:
+    """Names of the exercise notebooks that are missing, stale or different from what the solutions give."""
+    problems = []
+    expected_names = set()
+    for path in solution_paths(solutions_dir):
+        expected_names.add(path.name)
+        target = Path(exercises_dir) / path.name
+        if not target.exists():
+            problems.append(f"{path.name} (missing)")
+            continue
+        generated = exercise_notebook(nbformat.read(path, as_version=4), path.name)
+        existing = nbformat.read(target, as_version=4)
+        if [_cell_signature(c) for c in generated.cells] != [_cell_signature(c) for c in existing.cells]:
+            problems.append(f"{path.name} (differs from the solution)")
+    for path in sorted(Path(exercises_dir).glob(NOTEBOOK_GLOB)):
+        if path.name not in expected_names:
+            problems.append(f"{path.name} (no solution notebook)")
+    return problems
+
+
+def execute_notebook(notebook, folder: Path):
+    """Run a notebook in place with nbclient, offline and seeded, the way CI runs it."""
+    from nbclient import NotebookClient  # only `build` needs a kernel
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # record_timing=False: per-cell timestamps would make every run a new diff.
+    NotebookClient(notebook, timeout=EXECUTION_TIMEOUT_SECONDS, kernel_name="python3", record_timing=False,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return notebook
+
+
+def execute_solutions(solutions_dir: Path, log=print) -> list[Path]:
+    """Re-run every solution notebook in place, so its stored outputs (all checks passing) are fresh."""
+    paths = solution_paths(solutions_dir)
+    for path in paths:
+        log(f"executing {path} ...")
+        nbformat.write(execute_notebook(nbformat.read(path, as_version=4), Path(solutions_dir).resolve()), path)
+    return paths
+
+
+def build(solutions_dir: Path, exercises_dir: Path, execute: bool = True, force: bool = False,
+          log=print) -> list[Path]:
+    """Write `exercises_dir/NN_<topic>.ipynb` for every solution notebook whose copy is out of date
+    (every one with `force`), executed unless `execute=False`. Returns the paths written."""
+    exercises_dir = Path(exercises_dir)
+    exercises_dir.mkdir(parents=True, exist_ok=True)
+    stale = {problem.split(" ")[0] for problem in outdated(solutions_dir, exercises_dir)}
+    written = []
+    for path in solution_paths(solutions_dir):
+        if not force and path.name not in stale:
+            continue
+        notebook = exercise_notebook(nbformat.read(path, as_version=4), path.name)
+        if execute:
+            log(f"executing {path.name} ...")
+            execute_notebook(notebook, exercises_dir.resolve())
+        target = exercises_dir / path.name
+        nbformat.write(notebook, target)
+        written.append(target)
+        log(f"wrote {target}")
+    expected = {path.name for path in solution_paths(solutions_dir)}
+    for path in sorted(exercises_dir.glob(NOTEBOOK_GLOB)):
+        if path.name not in expected:
+            path.unlink()
+            log(f"removed {path} (its solution notebook is gone)")
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# The student hand-out.
+# ---------------------------------------------------------------------------------------------
+
+STUDENT_README = """# dftlab exercises
+
+Exercises for the course "Why fine-tuned language models write formulaically". There is one notebook
+per chapter:
+
+{contents}
+
+## Set-up
+
+You need Python 3.11. Install the course package, which ships everything the notebooks use (its data,
+a tiny GPT-2 and the exercise checks):
+
+```bash
+pip install dftlab
+```
+
+If your package index does not have it, install it from the course repository instead:
+`pip install "dftlab @ git+https://github.com/dftlab/dftlab"`. In Google Colab the first cell of each
+notebook does this for you.
+
+Then start Jupyter (`jupyter lab`) in this folder and open a notebook.
+
+## How the exercises work
+
+* **Implement a function.** Replace `raise NotImplementedError(...)` with your code, then run the
+  `check(...)` cell below it. A green tick means it passed; a red cross comes with a hint about what
+  is most likely wrong.
+* **Predict, then run.** Write your prediction in the variable (it starts as `...`) *before* running
+  the experiment cell. The check compares it with the measured value and explains the result.
+* **Written answers.** Replace "*Your answer here.*" with a few sentences. These are not checked
+  automatically; discuss them with your instructor.
+
+`check` never changes your work. If one of your functions loops forever, it is stopped after a few
+seconds.
+"""
+
+
+def _title(notebook) -> str:
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.split("\n", 1)[0][2:].strip()
+    return ""
+
+
+def write_student_zip(exercises_dir: Path, out: Path, folder_name: str = "dftlab-exercises") -> Path:
+    """A zip with the exercise notebooks (outputs cleared, so students start clean) and a README."""
+    paths = sorted(Path(exercises_dir).glob(NOTEBOOK_GLOB))
+    if not paths:
+        raise FileNotFoundError(f"no exercise notebooks in {exercises_dir}; run `python -m dftlab.exercises build`.")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    contents = []
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in paths:
+            notebook = nbformat.read(path, as_version=4)
+            for cell in notebook.cells:
+                if cell.cell_type == "code":
+                    cell.outputs, cell.execution_count = [], None
+            buffer = io.StringIO()
+            nbformat.write(notebook, buffer)
+            archive.writestr(zipfile.ZipInfo(f"{folder_name}/{path.name}", ZIP_TIMESTAMP), buffer.getvalue())
+            contents.append(f"* `{path.name}`: {_title(notebook)}")
+        readme = STUDENT_README.format(contents="\n".join(contents))
+        archive.writestr(zipfile.ZipInfo(f"{folder_name}/README.md", ZIP_TIMESTAMP), readme)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line.
+# ---------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dftlab.exercises",
+                                     description="Generate, check and hand out the exercise notebooks.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", type=Path, default=None,
+                        help="repository root holding solutions/ and exercises/ (default: found from here)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_parser = commands.add_parser("build", parents=[common],
+                                       help="regenerate exercises/ from solutions/ and execute them")
+    build_parser.add_argument("--no-execute", action="store_true", help="write the notebooks without running them")
+    build_parser.add_argument("--force", action="store_true", help="rewrite every notebook, even up-to-date ones")
+    build_parser.add_argument("--solutions", action="store_true",
+                              help="first re-execute the solution notebooks in place too")
+    commands.add_parser("check", parents=[common], help="exit 1 if exercises/ is out of date with solutions/")
+    student_parser = commands.add_parser("student", parents=[common],
+                                         help="write a zip of the exercise notebooks for students")
+    student_parser.add_argument("--out", type=Path, default=Path("student/dftlab-exercises.zip"),
+                                help="where to write the zip (default: student/dftlab-exercises.zip)")
+    args = parser.parse_args(argv)
+
+    root = find_root(args.root)
+    solutions_dir, exercises_dir = root / "solutions", root / "exercises"
+    if args.command == "build":
+        if args.solutions:
+            execute_solutions(solutions_dir)
+        written = build(solutions_dir, exercises_dir, execute=not args.no_execute, force=args.force)
+        if not written:
+            print("exercises/ is already up to date")
+        return 0
+    problems = outdated(solutions_dir, exercises_dir)
+    if problems:
+        print("exercises/ is out of date with solutions/:\n  " + "\n  ".join(problems)
+              + "\nRun `python -m dftlab.exercises build` and commit the result.", file=sys.stderr)
+        return 1
+    if args.command == "check":
+        print(f"exercises/ is up to date ({len(solution_paths(solutions_dir))} notebooks)")
+        return 0
+    out = write_student_zip(exercises_dir, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""dftlab.checks: right answers pass, stubs are "not attempted", typical mistakes are named, nothing raises.
+
+The right answers come from the solution notebooks themselves (each function-definition cell is run in
+a namespace with the notebook's imports), so these tests also prove that the solutions pass. The wrong
+answers are written here, by hand, one function per typical mistake.
+"""
+import ast
+import math
+import re
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+import nbformat
+from dftlab.checks import EXERCISES, CheckResult, check
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_IDS = [exercise_id for exercise_id, text in EXERCISES.items() if text.startswith("implement")]
+
+
+def _check_calls(notebook) -> list[tuple[str, ast.Call]]:
+    """Every `check("id", ...)` call in the notebook's code cells, as (id, call node)."""
+    calls = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check" and node.args \
+                    and isinstance(node.args[0], ast.Constant):
+                calls.append((node.args[0].value, node))
+    return calls
+
+
+def notebook_functions(folder: str) -> dict:
+    """{exercise id: the function that folder's notebooks pass to `check`}, built by running the import
+    cell and the function-definition cells of each notebook."""
+    functions = {}
+    for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        namespace = {}
+        for cell in notebook.cells:
+            if cell.cell_type != "code":
+                continue
+            statements = ast.parse(cell.source).body
+            if statements and all(isinstance(s, (ast.Import, ast.ImportFrom, ast.FunctionDef)) for s in statements) \
+                    and "google.colab" not in cell.source:
+                exec(compile(cell.source, str(path), "exec"), namespace)
+        for exercise_id, call in _check_calls(notebook):
+            if len(call.args) == 2 and isinstance(call.args[1], ast.Name) and not call.keywords:
+                functions[exercise_id] = namespace[call.args[1].id]
+    return functions
+
+
+SOLUTIONS = notebook_functions("solutions")
+
+
+# ---------------------------------------------------------------------------------------------
+# Right answers and stubs.
+# ---------------------------------------------------------------------------------------------
+
+def test_every_function_exercise_has_a_solution():
+    assert sorted(SOLUTIONS) == sorted(FUNCTION_IDS)
+
+
+@pytest.mark.parametrize("exercise_id", FUNCTION_IDS)
+def test_the_solution_passes(exercise_id):
+    result = check(exercise_id, SOLUTIONS[exercise_id])
+    assert isinstance(result, CheckResult)
+    assert result.passed, result.feedback
+    assert result.status == "passed" and "correct" in result.feedback
+
+
+def test_independent_hand_written_answers_pass():
+    """Written here without torch helpers, so a wrong reference in the checker would show up."""
+    def entropy(probs):
+        rows = probs.reshape(-1, probs.shape[-1]).tolist()
+        return torch.tensor([-sum(p * math.log(p) for p in row if p > 0) for row in rows]).reshape(probs.shape[:-1])
+
+    def distinct_n(texts, n):
+        grams = Counter(tuple(t.split()[i:i + n]) for t in texts for i in range(len(t.split()) - n + 1))
+        return len(grams) / sum(grams.values())
+
+    assert check("ch01.entropy", entropy).passed
+    assert check("ch05.distinct_n", distinct_n).passed
+
+
+@pytest.mark.parametrize("exercise_id", FUNCTION_IDS)
+def test_a_stub_is_not_attempted(exercise_id):
+    def stub(*args):
+        raise NotImplementedError("hint: think first")
+
+    result = check(exercise_id, stub)
+    assert not result.passed and not result.attempted
+    assert result.status == "not attempted"
+    assert "not attempted yet" in result.feedback and "hint: think first" in result.feedback
+
+
+@pytest.mark.parametrize("exercise_id, stub", sorted(notebook_functions("exercises").items()))
+def test_the_generated_exercise_stubs_are_not_attempted(exercise_id, stub):
+    result = check(exercise_id, stub)
+    assert not result.attempted and "not attempted yet" in result.feedback and "hint:" in result.feedback
+
+
+# ---------------------------------------------------------------------------------------------
+# Typical mistakes, at least two per function exercise, each named by the feedback.
+# ---------------------------------------------------------------------------------------------
+
+def _nll_terms(logits, targets):
+    return -torch.log_softmax(logits, -1)[torch.arange(len(targets)), targets]
+
+
+def _dft_no_detach(logits, targets):
+    keep = targets != -100
+    log_p = torch.log_softmax(logits[keep], -1)[torch.arange(int(keep.sum())), targets[keep]]
+    return -(log_p.exp() * log_p).mean()
+
+
+def _dft_all_positions(logits, targets):
+    keep = targets != -100
+    log_p = torch.log_softmax(logits[keep], -1)[torch.arange(int(keep.sum())), targets[keep]]
+    return -(log_p.exp().detach() * log_p).sum() / len(targets)
+
+
+def _dft_one_minus_p(logits, targets):
+    keep = targets != -100
+    log_p = torch.log_softmax(logits[keep], -1)[torch.arange(int(keep.sum())), targets[keep]]
+    return -((1 - log_p.exp()).detach() * log_p).mean()
+
+
+def _one_hot(probs, target):
+    e = torch.zeros_like(probs)
+    e[target] = 1.0
+    return e
+
+
+def _distinct_per_text(texts, n):
+    ratios = []
+    for text in texts:
+        words = text.split()
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        if grams:
+            ratios.append(len(set(grams)) / len(grams))
+    return sum(ratios) / len(ratios)
+
+
+def _distinct_joined(texts, n):
+    words = " ".join(texts).split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams)
+
+
+def _counts_l2(samples, reference):
+    p = Counter(w for t in samples for w in t.split())
+    q = Counter(w for t in reference for w in t.split())
+    return math.sqrt(sum((p[w] - q[w]) ** 2 for w in p.keys() | q.keys()))
+
+
+def _squared_l2(samples, reference):
+    def freq(texts):
+        c = Counter(w for t in texts for w in t.split())
+        return {w: k / sum(c.values()) for w, k in c.items()}
+    p, q = freq(samples), freq(reference)
+    return sum((p.get(w, 0) - q.get(w, 0)) ** 2 for w in p.keys() | q.keys())
+
+
+def _nucleus_first(logits, temperature, top_p):
+    probs = torch.softmax(logits, -1)  # the nucleus of the *untempered* distribution
+    sorted_probs, order = torch.sort(probs, -1, descending=True)
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, sorted_probs.cumsum(-1) - sorted_probs < top_p)
+    tempered = torch.softmax(logits / temperature, -1) * keep
+    return tempered / tempered.sum(-1, keepdim=True)
+
+
+def _no_renormalisation(logits, temperature, top_p):
+    probs = torch.softmax(logits / temperature, -1)
+    sorted_probs, order = torch.sort(probs, -1, descending=True)
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, sorted_probs.cumsum(-1) - sorted_probs < top_p)
+    return probs * keep
+
+
+def _mask_in_place(input_ids, prompt_length):
+    input_ids[:prompt_length] = -100
+    return input_ids
+
+
+MISTAKES = [
+    # (exercise id, wrong answer, a phrase the feedback must contain)
+    ("ch01.entropy", lambda p: -(p * torch.log2(p.clamp(min=1e-30))).sum(-1), "log base 2"),
+    ("ch01.entropy", lambda p: (p * torch.log(p.clamp(min=1e-30))).sum(-1), "sign is flipped"),
+    ("ch01.entropy", lambda p: -(p * torch.log(p)).sum(-1), "0 log 0"),
+    ("ch01.entropy", lambda p: -(p * torch.log(p.clamp(min=1e-30))).sum(), "summed over every axis"),
+    ("ch01.softmax_with_temperature", lambda z, t: torch.softmax(z, -1) / t, "applied temperature after softmax"),
+    ("ch01.softmax_with_temperature", lambda z, t: torch.softmax(z * t, -1), "multiplied"),
+    ("ch01.softmax_with_temperature", lambda z, t: torch.exp(z / t) / torch.exp(z / t).sum(-1, keepdim=True),
+     "overflow"),
+    ("ch01.top_k_filter", lambda z, k: z.masked_fill(z < torch.topk(z, k, -1).values[..., -1:], 0.0), "-inf"),
+    ("ch01.top_k_filter", lambda z, k: z.masked_fill(z <= torch.topk(z, k, -1).values[..., -1:], -math.inf),
+     "off by one"),
+    ("ch01.top_k_filter", lambda z, k: torch.topk(z, k, -1).values, "only the k kept values"),
+    ("ch02.categorical_mle", lambda s, v: torch.bincount(s, minlength=v).float(), "counts"),
+    ("ch02.categorical_mle", lambda s, v: (torch.bincount(s, minlength=v) + 1.0) / (len(s) + v), "smoothed"),
+    ("ch02.categorical_mle", lambda s, v: torch.bincount(s) / len(s), "minlength"),
+    ("ch02.nll_loss", lambda z, y: _nll_terms(z, y).sum(), "summed instead of averaging"),
+    ("ch02.nll_loss", lambda z, y: -z[torch.arange(len(y)), y].mean(), "raw logit"),
+    ("ch02.nll_loss", lambda z, y: _nll_terms(z, y).mean().item(), "no gradient"),
+    ("ch02.nll_loss", lambda z, y: -_nll_terms(z, y).mean(), "sign is flipped"),
+    ("ch02.kl_divergence", lambda p, q: (torch.special.xlogy(q, q) - torch.special.xlogy(q, p)).sum(-1), "KL(q || p)"),
+    ("ch02.kl_divergence", lambda p, q: (p * torch.log(p / q)).sum(-1), "0 log 0"),
+    ("ch02.kl_divergence", lambda p, q: (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1) / math.log(2),
+     "log base 2"),
+    ("ch03.mask_prompt", lambda ids, n: torch.cat([torch.full((min(n + 1, len(ids)),), -100), ids[n + 1:]]),
+     "one token too many (off by one)"),
+    ("ch03.mask_prompt", lambda ids, n: ids.clone(), "forgot to mask the prompt"),
+    ("ch03.mask_prompt", lambda ids, n: torch.cat([torch.zeros(n, dtype=ids.dtype), ids[n:]]), "-100"),
+    ("ch03.mask_prompt", _mask_in_place, "in place"),
+    ("ch03.shift_for_causal_lm", lambda z, y: (z, y), "did not shift"),
+    ("ch03.shift_for_causal_lm", lambda z, y: (z[..., 1:, :], y[..., :-1]), "wrong way"),
+    ("ch03.shift_for_causal_lm", lambda z, y: [z[:-1], y[1:]], "batch axis"),
+    ("ch04.dft_loss", _dft_no_detach, "did you detach p"),
+    ("ch04.dft_loss", _dft_all_positions, "included ignore_index targets"),
+    ("ch04.dft_loss", lambda z, y: torch.nn.functional.cross_entropy(z, y), "plain NLL"),
+    ("ch04.dft_loss", _dft_one_minus_p, "1 - p instead of p"),
+    ("ch04.dft_logit_gradient", lambda p, y: p - _one_hot(p, y), "cross-entropy gradient"),
+    ("ch04.dft_logit_gradient", lambda p, y: (1 + torch.log(p[y])) * p[y] * (p - _one_hot(p, y)), "stop-gradient"),
+    ("ch04.dft_logit_gradient", lambda p, y: p[y] * (_one_hot(p, y) - p), "sign is flipped"),
+    ("ch05.distinct_n", _distinct_per_text, "counted per text instead of over the corpus"),
+    ("ch05.distinct_n", _distinct_joined, "cross from the end of one text"),
+    ("ch05.distinct_n", lambda texts, n: len({tuple(t[i:i + n]) for t in texts for i in range(len(t) - n + 1)})
+     / sum(len(t) - n + 1 for t in texts if len(t) >= n), "characters"),
+    ("ch05.token_l2_distance", _counts_l2, "raw counts"),
+    ("ch05.token_l2_distance", _squared_l2, "square root"),
+    ("ch06.decoding_distribution", _nucleus_first, "before applying the temperature"),
+    ("ch06.decoding_distribution", _no_renormalisation, "renormalise"),
+    ("ch06.decoding_distribution", lambda z, t, p: torch.softmax(z / t, -1), "top_p has no effect"),
+]
+
+
+def test_every_function_exercise_has_at_least_two_mistakes_here():
+    counts = Counter(exercise_id for exercise_id, _, _ in MISTAKES)
+    assert {exercise_id: counts[exercise_id] for exercise_id in FUNCTION_IDS if counts[exercise_id] < 2} == {}
+
+
+@pytest.mark.parametrize("exercise_id, wrong, phrase", MISTAKES,
+                         ids=[f"{m[0]}-{m[2]}" for m in MISTAKES])
+def test_a_typical_mistake_is_named(exercise_id, wrong, phrase):
+    result = check(exercise_id, wrong)
+    assert not result.passed and result.attempted
+    assert phrase in result.feedback, result.feedback
+
+
+def test_feedback_is_deterministic():
+    wrong = MISTAKES[0][1]
+    assert repr(check("ch01.entropy", wrong)) == repr(check("ch01.entropy", wrong))
+    assert check("ch01.entropy", wrong)._repr_html_() == check("ch01.entropy", wrong)._repr_html_()
+
+
+def test_an_unrecognised_wrong_answer_gets_expected_and_actual_values():
+    result = check("ch01.entropy", lambda p: torch.ones(p.shape[:-1]) * 0.123)
+    assert not result.passed
+    assert "0.123" in result.feedback and "1.04" in result.feedback  # H(0.5, 0.25, 0.25) = 1.0397 nats
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers that misbehave.
+# ---------------------------------------------------------------------------------------------
+
+def test_an_answer_that_raises_gets_feedback_not_an_exception():
+    def broken(probs):
+        return {}["missing"]
+
+    result = check("ch01.entropy", broken)
+    assert not result.passed and result.attempted
+    assert "your function raised KeyError" in result.feedback
+
+
+def test_an_error_only_on_ignored_targets_gets_a_hint():
+    def ignores_nothing(logits, targets):
+        log_p = torch.log_softmax(logits, -1)
+        if (targets < 0).any():
+            raise IndexError("index -100 is out of bounds")
+        return -(log_p.exp().detach() * log_p)[torch.arange(len(targets)), targets].mean()
+
+    result = check("ch04.dft_loss", ignores_nothing)
+    assert "raised IndexError" in result.feedback and "must be left out" in result.feedback
+
+
+def test_an_infinite_loop_is_stopped_by_the_time_limit():
+    def forever(probs):
+        while True:
+            pass
+
+    started = time.monotonic()
+    result = check("ch01.entropy", forever, time_limit=0.2)
+    assert time.monotonic() - started < 3
+    assert not result.passed and "took longer than 0.2 s" in result.feedback
+
+
+def test_a_loop_inside_try_except_exception_is_still_stopped():
+    def guarded(probs):
+        try:
+            while True:
+                pass
+        except Exception:  # the time limit is not an Exception, so this cannot swallow it
+            return probs
+
+    result = check("ch01.entropy", guarded, time_limit=0.2)
+    assert "took longer than" in result.feedback
+
+
+def test_the_time_limit_works_off_the_main_thread():
+    """Away from the main thread there is no SIGALRM; a worker thread and a timeout stand in for it."""
+    def slow(probs):
+        deadline = time.monotonic() + 1.0  # ends by itself, so the test leaves no thread spinning
+        while time.monotonic() < deadline:
+            pass
+        return probs
+
+    results = []
+    worker = threading.Thread(target=lambda: results.append(check("ch01.entropy", slow, time_limit=0.2)))
+    worker.start()
+    worker.join(10)
+    assert results and "took longer than 0.2 s" in results[0].feedback
+
+
+def test_answers_that_are_not_functions():
+    assert "expected a function" in check("ch01.entropy", 1.5).feedback
+    assert "expected a function" in check("ch01.entropy", "lambda p: p").feedback  # strings are never evaluated
+    assert "return" in check("ch01.entropy", lambda p: None).feedback
+    assert not check("ch01.entropy", ...).attempted
+
+
+def test_an_unknown_id_lists_the_known_ones():
+    result = check("ch01.entopy", lambda p: p)
+    assert not result.passed
+    assert "unknown exercise id" in result.feedback and "ch01.entropy" in result.feedback
+    assert all(exercise_id in result.feedback for exercise_id in EXERCISES)
+
+
+def test_a_bad_time_limit_is_a_value_error():
+    with pytest.raises(ValueError, match="time_limit"):
+        check("ch01.entropy", lambda p: p, time_limit=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Predict-then-run.
+# ---------------------------------------------------------------------------------------------
+
+def test_a_close_prediction_passes_and_reports_the_measurement():
+    result = check("ch02.uniform_model_nll", 1.1, measured=math.log(3))
+    assert result.passed and "1.099" in result.feedback
+
+
+def test_a_far_prediction_fails_and_names_the_misconception():
+    result = check("ch02.uniform_model_nll", 0.80, measured=math.log(3))
+    assert not result.passed and result.attempted and "H(q)" in result.feedback
+    dft = check("ch04.dft_fixed_point", [0.40, 0.25, 0.15, 0.12, 0.08], measured=[0.99, 0.004, 0.002, 0.002, 0.002])
+    assert not dft.passed and "cross-entropy ends" in dft.feedback
+    assert check("ch04.dft_fixed_point", [1, 0, 0, 0, 0], measured=[0.99, 0.004, 0.002, 0.002, 0.002]).passed
+
+
+def test_predictions_not_made_yet_or_malformed():
+    assert not check("ch01.zipf_top10_mass", ..., measured=0.3).attempted
+    assert "should be a number" in check("ch01.zipf_top10_mass", "a lot", measured=0.3).feedback
+    assert "one of 'yes', 'no'" in check("ch06.greedy_same_token", "maybe", measured="yes").feedback
+    assert check("ch06.greedy_same_token", " YES ", measured="yes").passed
+    assert "sum to 1" in check("ch04.dft_fixed_point", [1, 1, 0, 0, 0], measured=[1, 0, 0, 0, 0]).feedback
+    assert "measured=" in check("ch01.zipf_top10_mass", 0.3).feedback
+    assert "without `measured=`" in check("ch01.entropy", lambda p: p, measured=1.0).feedback
+
+
+# ---------------------------------------------------------------------------------------------
+# How results look.
+# ---------------------------------------------------------------------------------------------
+
+def test_reprs_are_one_deterministic_line():
+    passed = check("ch02.uniform_model_nll", 1.1, measured=math.log(3))
+    failed = check("ch02.uniform_model_nll", 3.0, measured=math.log(3))
+    assert repr(passed).startswith("✔ ch02.uniform_model_nll: ")
+    assert repr(failed).startswith("✘ ch02.uniform_model_nll: ")
+    assert "#1a7f37" in passed._repr_html_() and "#cf222e" in failed._repr_html_()
+    assert passed._repr_markdown_().startswith("✔ **ch02.uniform_model_nll**")
+    for text in [repr(passed), passed._repr_html_(), passed._repr_markdown_()]:
+        assert "\n" not in text and not re.search(r"0x[0-9a-f]{6,}", text)
+
+
+def test_exercise_ids_and_descriptions():
+    assert len(EXERCISES) >= 20
+    for exercise_id, description in EXERCISES.items():
+        assert re.fullmatch(r"ch0[1-6]\.[a-z0-9_]+", exercise_id)
+        assert description.startswith(("implement `", "predict, then run: "))
+    for required in ["ch01.entropy", "ch01.softmax_with_temperature", "ch02.nll_loss", "ch03.mask_prompt",
+                     "ch04.dft_loss", "ch05.distinct_n"]:
+        assert required in FUNCTION_IDS

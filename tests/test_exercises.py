@@ -1,0 +1,257 @@
+"""exercises/ is generated from solutions/: it is up to date, leaks no solution, and uses only known ids.
+
+Executing the notebooks is nbval's job (`make test` runs exercises/ and solutions/ with --nbval); here we
+read their stored outputs, which is what nbval compares against.
+"""
+import ast
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dftlab import exercises
+from dftlab.checks import EXERCISES
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS, EXERCISES_DIR = ROOT / "solutions", ROOT / "exercises"
+TOPICS = ["01_token_distributions", "02_maximum_likelihood", "03_sft", "04_dft", "05_distribution_matching",
+          "06_back_to_mle"]
+INSTALL_LINE = 'if "google.colab" in sys.modules and importlib.util.find_spec("dftlab") is None:'
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def check_ids(notebook) -> list[str]:
+    ids = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check":
+                    assert node.args and isinstance(node.args[0], ast.Constant), ast.unparse(node)
+                    ids.append(node.args[0].value)
+    return ids
+
+
+def solution_blocks(source: str) -> list[list[str]]:
+    blocks, current = [], None
+    for line in source.split("\n"):
+        if line.strip() == exercises.SOLUTION_BEGIN:
+            current = []
+        elif line.strip() == exercises.SOLUTION_END:
+            blocks.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# The generated copies are up to date.
+# ---------------------------------------------------------------------------------------------
+
+def test_one_notebook_per_chapter_in_both_folders():
+    assert [p.stem for p in sorted(SOLUTIONS.glob("*.ipynb"))] == TOPICS
+    assert [p.stem for p in sorted(EXERCISES_DIR.glob("*.ipynb"))] == TOPICS
+
+
+def test_exercises_are_up_to_date_with_the_solutions(tmp_path):
+    written = exercises.build(SOLUTIONS, tmp_path, execute=False, log=lambda message: None)
+    assert [p.name for p in written] == [f"{topic}.ipynb" for topic in TOPICS]
+    for path in written:
+        generated, committed = read(path), read(EXERCISES_DIR / path.name)
+        assert [(c.cell_type, c.source) for c in generated.cells] == \
+               [(c.cell_type, c.source) for c in committed.cells], \
+               f"{path.name} is out of date: run `python -m dftlab.exercises build` and commit exercises/"
+    assert exercises.outdated(SOLUTIONS, EXERCISES_DIR) == []
+
+
+def test_check_command_notices_drift(tmp_path):
+    shutil.copytree(SOLUTIONS, tmp_path / "solutions")
+    exercises.build(tmp_path / "solutions", tmp_path / "exercises", execute=False, log=lambda message: None)
+    assert exercises.main(["check", "--root", str(tmp_path)]) == 0
+
+    path = tmp_path / "solutions" / "01_token_distributions.ipynb"
+    notebook = read(path)
+    notebook.cells[0].source += "\n\nA new sentence."
+    nbformat.write(notebook, path)
+    assert exercises.main(["check", "--root", str(tmp_path)]) == 1
+
+    exercises.build(tmp_path / "solutions", tmp_path / "exercises", execute=False, log=lambda message: None)
+    assert exercises.main(["check", "--root", str(tmp_path)]) == 0
+    (tmp_path / "exercises" / "07_extra.ipynb").write_text(path.read_text())
+    assert exercises.main(["check", "--root", str(tmp_path)]) == 1
+
+
+def test_check_command_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "dftlab.exercises", "check", "--root", str(ROOT)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_outputs_are_not_compared(tmp_path):
+    """Re-executing a notebook changes outputs only; that must not count as out of date."""
+    shutil.copytree(SOLUTIONS, tmp_path / "solutions")
+    shutil.copytree(EXERCISES_DIR, tmp_path / "exercises")
+    path = tmp_path / "exercises" / "02_maximum_likelihood.ipynb"
+    notebook = read(path)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    nbformat.write(notebook, path)
+    assert exercises.outdated(tmp_path / "solutions", tmp_path / "exercises") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing leaks.
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_no_solution_code_or_model_answer_reaches_the_exercises(topic):
+    solution, exercise = read(SOLUTIONS / f"{topic}.ipynb"), read(EXERCISES_DIR / f"{topic}.ipynb")
+    exercise_text = "\n".join(cell.source for cell in exercise.cells)
+    exercise_lines = {line.strip() for line in exercise_text.split("\n")}
+    assert exercises.SOLUTION_BEGIN not in exercise_text and exercises.SOLUTION_END not in exercise_text
+    assert exercises.ANSWER_MARKER not in exercise_text and "Model answer" not in exercise_text
+
+    solution_lines = [line.strip() for cell in solution.cells if cell.cell_type == "code"
+                      for block in solution_blocks(cell.source) for line in block]
+    code_lines = [line for line in solution_lines if line and not line.startswith("#")]
+    assert code_lines, "the solution notebook has no solution code"
+    assert [line for line in code_lines if line in exercise_lines] == []
+
+    answers = [cell.source for cell in solution.cells if exercises.is_answer_cell(cell)]
+    assert answers, "the solution notebook has no written answer"
+    for answer in answers:
+        for sentence in re.split(r"(?<=[.!?])\s+", answer.split("\n", 1)[1]):
+            if len(sentence) > 30:
+                assert sentence not in exercise_text
+    placeholders = [cell for cell in exercise.cells if cell.source == exercises.ANSWER_PLACEHOLDER]
+    assert len(placeholders) == len(answers)
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_exercise_outputs_show_no_solution(topic):
+    """The stored outputs were made by the stubs: every check is "not attempted yet"."""
+    for cell in read(EXERCISES_DIR / f"{topic}.ipynb").cells:
+        if cell.cell_type == "code" and "check(" in cell.source:
+            shown = [output["data"]["text/plain"] for output in cell.outputs if "data" in output]
+            assert len(shown) == 1 and "not attempted yet" in shown[0], cell.source
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_solution_outputs_pass_every_check(topic):
+    notebook = read(SOLUTIONS / f"{topic}.ipynb")
+    results = [output["data"]["text/plain"] for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.outputs if "data" in output and "text/plain" in output["data"]]
+    checked = [text for text in results if re.match(r"[✔✘○] ch0\d\.", text)]
+    assert len(checked) == len(check_ids(notebook)) and all(text.startswith("✔") for text in checked), checked
+
+
+# ---------------------------------------------------------------------------------------------
+# Content and conventions.
+# ---------------------------------------------------------------------------------------------
+
+def test_every_id_in_the_notebooks_exists_and_every_exercise_is_used():
+    used = []
+    for folder in [SOLUTIONS, EXERCISES_DIR]:
+        for path in sorted(folder.glob("*.ipynb")):
+            ids = check_ids(read(path))
+            assert set(ids) <= set(EXERCISES), (path.name, sorted(set(ids) - set(EXERCISES)))
+            assert all(exercise_id.startswith(f"ch{path.name[:2]}.") for exercise_id in ids), path.name
+            used += ids
+    assert set(used) == set(EXERCISES)
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_each_notebook_mixes_at_least_four_exercises(topic):
+    notebook = read(SOLUTIONS / f"{topic}.ipynb")
+    kinds = {"function": 0, "prediction": 0, "written": 0}
+    for exercise_id in check_ids(notebook):
+        kinds["function" if EXERCISES[exercise_id].startswith("implement") else "prediction"] += 1
+    kinds["written"] = sum(exercises.is_answer_cell(cell) for cell in notebook.cells)
+    assert sum(kinds.values()) >= 4 and kinds["function"] >= 1 and kinds["written"] >= 1, kinds
+    assert kinds["prediction"] >= 1, kinds
+
+
+@pytest.mark.parametrize("folder", [SOLUTIONS, EXERCISES_DIR], ids=["solutions", "exercises"])
+@pytest.mark.parametrize("topic", TOPICS)
+def test_notebook_conventions(folder, topic):
+    notebook = read(folder / f"{topic}.ipynb")
+    first = notebook.cells[0]
+    title = exercises.SOLUTION_TITLE if folder == SOLUTIONS else exercises.EXERCISE_TITLE
+    assert first.cell_type == "markdown" and first.source.startswith(f"{title}{int(topic[:2])}: ")
+    assert f"`{topic}`" in first.source  # the chapter is named in plain text
+    install = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    assert INSTALL_LINE in install.source and install.metadata.get("tags") == ["remove-cell"]
+    markdown = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    assert not re.search(r"\]\([^)]*\.(ipynb|md)\)", markdown), "no relative links: some chapters are not written yet"
+    assert sum(line.startswith("# ") for line in markdown.split("\n")) == 1  # one title; sections are ##
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator on small examples.
+# ---------------------------------------------------------------------------------------------
+
+def test_a_block_in_a_function_becomes_a_stub_with_its_hint():
+    source = ("def f(x):\n    \"\"\"Doc.\"\"\"\n    ### BEGIN SOLUTION\n    # HINT: add one\n    y = x + 1\n"
+              "    return y\n    ### END SOLUTION\n\nprint('after')")
+    assert exercises.exercise_source(source) == \
+        'def f(x):\n    """Doc."""\n    raise NotImplementedError("hint: add one")\n\nprint(\'after\')'
+
+
+def test_a_top_level_block_becomes_ellipses():
+    source = "# predict\n### BEGIN SOLUTION\n# HINT: a number\nprediction = 0.3\nlow, high = 0, 1\n### END SOLUTION"
+    assert exercises.exercise_source(source) == \
+        "# predict\n# hint: a number\nprediction = ...  # your answer\nlow = ...  # your answer\nhigh = ...  # your answer"
+
+
+@pytest.mark.parametrize("source, message", [
+    ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "HINT"),
+    ("def f():\n    ### BEGIN SOLUTION\n    # HINT: h\n    return 1", "not closed"),
+    ("x = 1\n### END SOLUTION", "no `### BEGIN SOLUTION`"),
+    ("### BEGIN SOLUTION\n# HINT: h\nprint(1)\n### END SOLUTION", "must assign a variable"),
+])
+def test_malformed_blocks_are_value_errors(source, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        exercises.exercise_source(source, "test cell")
+
+
+def test_a_model_answer_becomes_a_placeholder():
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Solutions 9: a topic\n\nText."),
+        nbformat.v4.new_markdown_cell("<!-- BEGIN ANSWER -->\nThe secret answer."),
+        nbformat.v4.new_markdown_cell("A question."),
+        nbformat.v4.new_code_cell("x = 1", outputs=[nbformat.v4.new_output("stream", text="1")], execution_count=3),
+    ])
+    result = exercises.exercise_notebook(notebook)
+    assert [cell.source for cell in result.cells] == \
+        ["# Exercises 9: a topic\n\nText.", exercises.ANSWER_PLACEHOLDER, "A question.", "x = 1"]
+    assert result.cells[3].outputs == [] and result.cells[3].execution_count is None
+    assert notebook.cells[1].source.endswith("The secret answer.")  # the solution itself is untouched
+
+
+# ---------------------------------------------------------------------------------------------
+# The student zip.
+# ---------------------------------------------------------------------------------------------
+
+def test_student_zip(tmp_path):
+    assert exercises.main(["student", "--root", str(ROOT), "--out", str(tmp_path / "student.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "student.zip") as archive:
+        names = archive.namelist()
+        assert sorted(names) == sorted([f"dftlab-exercises/{t}.ipynb" for t in TOPICS] + ["dftlab-exercises/README.md"])
+        readme = archive.read("dftlab-exercises/README.md").decode()
+        assert "pip install dftlab" in readme
+        assert all(f"{topic}.ipynb" in readme for topic in TOPICS)
+        for topic in TOPICS:
+            notebook = nbformat.reads(archive.read(f"dftlab-exercises/{topic}.ipynb").decode(), as_version=4)
+            assert all(cell.outputs == [] for cell in notebook.cells if cell.cell_type == "code")
+            assert exercises.SOLUTION_BEGIN not in str(notebook)
+    again = exercises.write_student_zip(EXERCISES_DIR, tmp_path / "again.zip")
+    assert again.read_bytes() == (tmp_path / "student.zip").read_bytes()  # reproducible, byte for byte
