@@ -135,6 +135,15 @@ def test_claims_without_a_significant_difference_are_not_supported():
     assert noisy[3].verdict == "not supported at this scale"
 
 
+def test_claim_four_needs_a_gap_between_sft_and_the_truth():
+    table = claims_table(dft_kl=[3.0, 3.2, 2.9], dft_l2=[0.09, 0.1, 0.095], dft_distinct=[0.3, 0.31, 0.3])
+    nll_rows = table["objective"] == "nll"
+    table.loc[nll_rows, "kl"] = np.tile([0.5, -0.4, 0.1], 2)  # KL's CI straddles 0
+    table.loc[nll_rows, "token_l2_1"] = np.tile([0.03, 0.05, 0.04], 2)  # and L2 sits on the truth's floor
+    verdict = {v.number: v for v in judge_claims(table)}[4]
+    assert verdict.verdict == "not supported at this scale"
+
+
 def test_claim_two_is_false_when_dft_matches_better():
     better = {v.number: v for v in judge_claims(claims_table(dft_kl=[0.5, 0.6, 0.4], dft_l2=[0.02, 0.021, 0.02],
                                                              dft_distinct=[0.5, 0.52, 0.51]))}

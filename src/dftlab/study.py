@@ -135,13 +135,14 @@ class Decoding:
     top_p: float | None = None
 
 
+# The power family at alpha = 1 has exactly DFT's gradient (1 - p versus -sg(p) log p), so with the same seed
+# it trains the same model up to rounding: the "dft" row is also power_1.0, so the study spends no runs on a copy.
 DEFAULT_OBJECTIVES = (
     ObjectiveSpec("nll", "nll"),
     ObjectiveSpec("dft", "dft"),
     ObjectiveSpec("dft_floored", "dft_floored", {"floor": 0.1}),
     ObjectiveSpec("power_0.25", "power", {"alpha": 0.25}),
     ObjectiveSpec("power_0.5", "power", {"alpha": 0.5}),
-    ObjectiveSpec("power_1.0", "power", {"alpha": 1.0}),
     ObjectiveSpec("mix_0.5", "mix", {"lam": 0.5}),
     ObjectiveSpec("asft", "asft", {"lam": 0.05}),
     ObjectiveSpec("distribution_matching", "distribution_matching", {"lam": 1.0}),
@@ -157,6 +158,9 @@ class StudyConfig:
     One learning rate for every objective: a per-objective tuning would need its own budget and would
     mix "which loss" with "how well tuned". DFT's gradient is p times NLL's, so at the same lr it moves
     less per step on unlikely tokens; that is part of what the study measures, not a handicap to undo.
+    The budget, 300 steps of 16 stories (1.6 epochs of the 3,000 training stories), was sized on 2 CPU
+    cores: a run costs about 80 s. Fewer steps are not enough here: with 240 steps or fewer, SFT has not
+    yet learnt to keep the title's character through the story, and almost none of its samples are valid.
     `model` is an embedded model name or a folder holding a saved model and tokenizer (tests use one).
     """
     name: str = "full"
@@ -169,11 +173,11 @@ class StudyConfig:
     train_size: int = 3000
     valid_size: int = 100
     test_size: int = 300
-    steps: int = 120
+    steps: int = 300
     batch_size: int = 16
     lr: float = 1e-3
-    warmup_steps: int = 16
-    eval_every: int = 40
+    warmup_steps: int = 30
+    eval_every: int = 100
     max_length: int = 128
     num_prompts: int = 20
     samples_per_prompt: int = 10
@@ -969,7 +973,7 @@ def judge_claims(results: pd.DataFrame, zipf_exponent: float = 1.1) -> list[Clai
             raise ValueError(f"judge_claims needs the {needed!r} rows at zipf_exponent={zipf_exponent}; "
                              f"run the study with that objective.")
     decodings = [d for d in dict.fromkeys(results["decoding"]) if d != TRUTH_DECODING]
-    first, low_temperature = decodings[0], decodings[-1]
+    first = decodings[0]
     z = zipf_exponent
     verdicts = []
 
@@ -1043,20 +1047,32 @@ def judge_claims(results: pd.DataFrame, zipf_exponent: float = 1.1) -> list[Clai
     evidence = [c.text() for c in nll_l2.values()] + [
         nll_kl.text() + " (an upper bound: one tokenisation per text)",
         f"opener chi-square against the truth rejects at 5% in {chi_rejections} of {len(nll_rows)} seeds ({first})"]
-    if nll_l2[first].above or nll_l2[low_temperature].above:
+    text_gap = [d for d in decodings if nll_l2[d].above]
+    if nll_kl.above or text_gap:
         verdict = "true"
-        reason = ("SFT's samples sit measurably further from the true token frequencies than a second sample of the "
-                  "truth does, at this budget. This is what the original post said, about SFT.")
+        found = []
+        if nll_kl.above:
+            found.append(f"its exact KL(q || p) to the data is {nll_kl.mean_a:.3g} nats per story, with a 95% CI above 0")
+        if text_gap:
+            found.append(f"its samples' token frequencies are further from the data than a second sample of the truth "
+                         f"({', '.join(text_gap)})")
+        else:
+            found.append("yet its samples' token L2 stays within the truth's own noise floor, so the gap is too small "
+                         "to see in text statistics of this many samples")
+        reason = ("At this budget SFT has not captured the data distribution: " + "; ".join(found) + ". This is what "
+                  "the original post said, about SFT; it does not make DFT the cure (claims 2, 3 and 5).")
     else:
-        verdict, reason = VERDICTS[3], "SFT's token L2 is within the noise floor of the truth at both decodings."
+        verdict, reason = VERDICTS[3], ("SFT's KL to the data is not significantly above 0 and its token L2 is within "
+                                        "the noise floor of the truth at every decoding.")
     if _has(results, "distribution_matching", z):
         fix = [compare(results, m, "distribution_matching", "nll", d, z)
                for m in ("token_l2_1", "token_l2_2", "top_opener_share", "validity") for d in decodings]
         fix.append(compare(results, "cross_entropy", "distribution_matching", "nll", first, z))
         evidence += ["reconstruction of a distribution-level objective vs SFT: " + c.text() for c in fix]
     verdicts.append(ClaimVerdict(4, CLAIM_TEXTS[3], verdict, reason, evidence,
-                                 "'true' needs the 95% CI of nll - truth in token L2 (n=1) above 0 at some decoding; "
-                                 "with more steps SFT converges to q and the gap (and the verdict) would go."))
+                                 "'true' needs the 95% CI of SFT's KL above 0, or that of nll - truth in token L2 (n=1) "
+                                 "above 0 at some decoding; with enough steps and data SFT converges to q (its loss is "
+                                 "a proper scoring rule), and the gap, and this verdict, would go."))
 
     # Claim 5: more natural, more varied writing under maximum likelihood.
     better_if_higher = {"distinct_1": True, "distinct_2": True, "distinct_3": True, "self_bleu": False,
