@@ -371,3 +371,9 @@ def test_help_documents_every_option(capsys):
         assert option in text
     with pytest.raises(SystemExit, match="unknown label"):
         study.main(["--objectives", "bogus", "--out", "/nonexistent"])
+
+
+def test_claims_command_without_results_says_what_to_run(tiny_model_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "default_config", lambda quick=False: tiny_config(tiny_model_folder))
+    with pytest.raises(SystemExit, match="python -m dftlab.study"):
+        study.main(["claims", "--out", str(tmp_path)])
