@@ -1194,20 +1194,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune the embedded model with every objective under one budget, measure the samples "
                     "and the fit, and write the results table, its summary and CLAIMS.md. Finished runs are "
                     "cached: an interrupted study resumes where it stopped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    )
     parser.add_argument("command", nargs="?", choices=("run", "claims"), default="run",
                         help="run: compute (or resume) the study; claims: only rewrite CLAIMS.md from cached results")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny budgets (1 seed, few steps and samples, n-gram MMD): every column in under 3 minutes")
+                        help="tiny budgets (1 seed, few steps and samples, n-gram MMD): every column in under 3 minutes; "
+                             "results go to study-quick-*.json and CLAIMS-quick.md")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="seeds to run (default: 0 1 2, or 0 with --quick); the config gets the name 'custom'")
     parser.add_argument("--objectives", nargs="+", default=None,
                         help=f"objective labels to run, from: {' '.join(o.label for o in DEFAULT_OBJECTIVES)} "
                              f"(default: all); the config gets the name 'custom'")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/ in the repository)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default: $DFTLAB_RESULTS, else results/ in the repository)")
     parser.add_argument("--force", action="store_true", help="recompute every run, ignoring the cache")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="runs computed side by side in separate processes (each uses one CPU thread)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="runs computed side by side in separate processes, each on one CPU thread "
+                             "(default: 2, or 1 on a one-core machine); the results do not depend on it")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (shown on a terminal)")
     return parser
 
