@@ -279,6 +279,24 @@ def test_finished_runs_come_from_the_cache_and_a_changed_config_recomputes(tiny_
     assert sorted(counter.computed) == sorted(runs)
 
 
+def test_the_model_files_not_the_name_key_the_runs(tiny_model_folder, tmp_path, monkeypatch):
+    import shutil
+
+    copy_folder = tmp_path / "same-model-elsewhere"
+    shutil.copytree(tiny_model_folder, copy_folder)
+    config = tiny_config(tiny_model_folder, regime_zipf_exponent=None)
+    run_study(config, tmp_path / "out")
+    counter = CountingRuns(monkeypatch)
+    run_study(tiny_config(str(copy_folder), regime_zipf_exponent=None), tmp_path / "out")
+    assert counter.computed == []  # same files: every run comes from the cache
+    model = GPT2LMHeadModel.from_pretrained(copy_folder)
+    with torch.no_grad():
+        model.transformer.wte.weight[0, 0] += 1.0
+    model.save_pretrained(copy_folder, safe_serialization=True)  # retrained: other weights
+    run_study(tiny_config(str(copy_folder), regime_zipf_exponent=None), tmp_path / "out")
+    assert len(counter.computed) == len(study.plan_runs(config))
+
+
 def test_a_truncated_cache_file_is_detected_and_recomputed(tiny_model_folder, tmp_path, monkeypatch):
     config = tiny_config(tiny_model_folder, regime_zipf_exponent=None)
     first = run_study(config, tmp_path)

@@ -274,26 +274,32 @@ def _sha256_text(text: str) -> str:
 
 
 def model_fingerprint(model: str) -> str:
-    """sha256 of the model weights, so that a retrained model invalidates every cached result."""
+    """sha256 of the model's weights and tokenizer, so that a retrained model invalidates every cached result.
+
+    The files decide, not the name: runs computed from a folder are reused once the same files are
+    installed as the embedded model.
+    """
     from dftlab.models import EMBEDDED_MODELS
     from dftlab.storage import sha256_of_file
 
-    folder = EMBEDDED_MODELS.get(model, Path(model))
-    sums = Path(folder) / "SHA256SUMS"
-    if sums.exists():
-        for line in sums.read_text().splitlines():
+    folder = Path(EMBEDDED_MODELS.get(model, model))
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"No model weights for {model!r} (looked for {weights}). Pass an embedded model "
+                                f"name such as 'tiny-gpt2' or a folder saved with save_pretrained(..., safe_serialization=True).")
+    recorded = {}
+    if (folder / "SHA256SUMS").exists():
+        for line in (folder / "SHA256SUMS").read_text().splitlines():
             digest, name = line.split(maxsplit=1)
-            if name == "model.safetensors":
-                return digest
-    weights = Path(folder) / "model.safetensors"
-    if weights.exists():
-        return sha256_of_file(weights)
-    raise FileNotFoundError(f"No model weights for {model!r} (looked for {weights}). Pass an embedded model "
-                            f"name such as 'tiny-gpt2' or a folder saved with save_pretrained(..., safe_serialization=True).")
+            recorded[name] = digest
+    parts = [recorded.get(name) or sha256_of_file(folder / name)
+             for name in ("model.safetensors", "tokenizer.json", "vocab.json", "merges.txt") if (folder / name).exists()]
+    return _sha256_text(" ".join(parts))
 
 
 # Fields that name or select runs but do not change what any one run computes.
-_NOT_IN_RUN_HASH = ("name", "objectives", "seeds", "regime_objectives", "regime_zipf_exponent")
+# The model enters through its fingerprint (its files), not its name.
+_NOT_IN_RUN_HASH = ("name", "model", "objectives", "seeds", "regime_objectives", "regime_zipf_exponent")
 
 
 def run_hash(config: StudyConfig, run: RunSpec, fingerprint: str) -> str:
