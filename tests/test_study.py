@@ -144,6 +144,19 @@ def test_claim_four_needs_a_gap_between_sft_and_the_truth():
     assert verdict.verdict == "not supported at this scale"
 
 
+def test_the_reconstruction_is_judged_on_gains_and_costs():
+    metrics = {"token_l2_1": [0.05, 0.06, 0.055], "token_l2_2": [0.05] * 3, "top_opener_share": [0.4, 0.41, 0.42],
+               "top_opener_true_prob": [0.33] * 3, "validity": [0.5, 0.6, 0.55], "cross_entropy": [20.0, 21.0, 20.5]}
+    lower_l2 = dict(metrics, token_l2_1=[0.04, 0.05, 0.044])
+    verdict, reason, comparisons = study.reconstruction_comparison(
+        fake_results({"nll": metrics, "distribution_matching": lower_l2}))
+    assert verdict == "helps" and "token_l2_1" in reason and len(comparisons) == 9
+    less_valid = dict(lower_l2, validity=[0.3, 0.41, 0.34])
+    assert study.reconstruction_comparison(fake_results({"nll": metrics, "distribution_matching": less_valid}))[0] == "hurts"
+    assert study.reconstruction_comparison(fake_results({"nll": metrics, "distribution_matching": metrics}))[0] == \
+        "no measurable effect"
+
+
 def test_claim_two_is_false_when_dft_matches_better():
     better = {v.number: v for v in judge_claims(claims_table(dft_kl=[0.5, 0.6, 0.4], dft_l2=[0.02, 0.021, 0.02],
                                                              dft_distinct=[0.5, 0.52, 0.51]))}
@@ -227,6 +240,7 @@ def test_every_objective_every_column(tiny_model_folder, tmp_path):
     assert (tmp_path / "README.md").exists()
     claims = next(tmp_path.glob("CLAIMS-test-*.md")).read_text()
     assert all(f"## Claim {n}" in claims for n in range(1, 6)) and "regime question" in claims
+    assert "reconstruction" in claims
     summary = summary_table(results)
     row = summary[(summary.objective == "nll") & (summary.decoding == "T=1") & (summary.metric == "kl")
                   & (summary.zipf_exponent == 1.1)].iloc[0]
