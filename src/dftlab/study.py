@@ -309,7 +309,9 @@ def run_hash(config: StudyConfig, run: RunSpec, fingerprint: str) -> str:
 
 
 def config_hash(config: StudyConfig, fingerprint: str) -> str:
-    key = {"config": config.to_dict(), "model_sha256": fingerprint}
+    """12 hex digits of the sha256 of the config and the model's files (the model's name or path does not count)."""
+    settings = {k: v for k, v in config.to_dict().items() if k != "model"}
+    key = {"config": settings, "model_sha256": fingerprint}
     return _sha256_text(json.dumps(key, sort_keys=True))[:12]
 
 
@@ -329,10 +331,10 @@ def run_path(out, config: StudyConfig, run: RunSpec, fingerprint: str) -> Path:
 def claims_path(out, config: StudyConfig, fingerprint: str) -> Path:
     """results/CLAIMS.md for the default full study; a name of its own for any other config."""
     out = Path(out)
-    if config == default_config(quick=False):
-        return out / "CLAIMS.md"
-    if config == default_config(quick=True):
-        return out / "CLAIMS-quick.md"
+    for quick, name in ((False, "CLAIMS.md"), (True, "CLAIMS-quick.md")):
+        default = default_config(quick)
+        if replace(config, model=default.model) == default:
+            return out / name
     return out / f"CLAIMS-{config.name}-{config_hash(config, fingerprint)}.md"
 
 
@@ -1030,12 +1032,18 @@ def judge_claims(results: pd.DataFrame, zipf_exponent: float = 1.1) -> list[Clai
     entropy = compare(results, "predictive_entropy", "dft", "nll", first, z)
     if kl.above and entropy.below:
         verdict = VERDICTS[2]
-        reason = ("Dynamic FT maximises the expected probability of the target token (its gradient is that of "
-                  "-E[p]), a linear score whose optimum is the mode: its predictions are sharper (lower entropy) "
-                  "and the whole distribution fits worse (higher KL). The original post made no such claim about "
-                  "Dynamic FT; its DFT is Distribution Fine Tuning.")
-        if median_probability.above:
-            reason += " The one aspect it does improve is visible: the median p(target token) is higher than SFT's."
+        reason = (f"Dynamic FT climbs the expected probability of the target token (its gradient is that of -E[p]), a "
+                  f"linear score whose optimum is the one-hot mode: its predictions are sharper (predictive entropy "
+                  f"{entropy.mean_a:.3g} vs {entropy.mean_b:.3g} nats per token) and the whole distribution fits worse "
+                  f"(KL {kl.mean_a:.3g} vs {kl.mean_b:.3g} nats per story).")
+        if median_probability.above and accuracy.below:
+            reason += (f" It is surer of the tokens it predicts (median p(target) {median_probability.mean_a:.4g} vs "
+                       f"{median_probability.mean_b:.4g}) but right less often (token accuracy {accuracy.mean_a:.3g} "
+                       f"vs {accuracy.mean_b:.3g}).")
+        elif median_probability.above:
+            reason += (f" The median p(target) is higher than SFT's ({median_probability.mean_a:.4g} vs "
+                       f"{median_probability.mean_b:.4g}).")
+        reason += " The original post made no such claim about Dynamic FT: its DFT is Distribution Fine Tuning."
     elif kl.below:
         verdict, reason = "false", "Dynamic FT fits the whole distribution better than SFT (lower KL)."
     else:
@@ -1153,21 +1161,38 @@ def reconstruction_comparison(results: pd.DataFrame, zipf_exponent: float = 1.1,
 
 
 def _regime_verdict(table: pd.DataFrame) -> tuple[str, str]:
-    """Li et al. predict: dft no worse than nll under the strong prior, worse under the weak one (on KL)."""
+    """Li et al. predict: dft no worse than nll under the strong prior, worse under the weak one (decided on KL)."""
     if table.empty or set(table["prior"]) != {"strong", "weak"}:
         return "not measured", "The study has no nll and dft runs on both distributions."
     kl = table[table["metric"] == "kl"].set_index("prior")
     worse = {prior: kl.loc[prior, "ci_low"] > 0 for prior in ("strong", "weak")}
     gap = {prior: kl.loc[prior, "dft_minus_nll"] for prior in ("strong", "weak")}
     if worse["weak"] and not worse["strong"]:
-        return "consistent with Li et al.", ("DFT's KL is significantly worse than NLL's only where the prior is weak "
-                                             f"(dft - nll: {gap['weak']:+.3g} nats at zipf 1.1, {gap['strong']:+.3g} at 0.3).")
-    if worse["weak"] and worse["strong"]:
-        relative = "smaller" if gap["strong"] < gap["weak"] else "not smaller"
-        return "partly consistent" if relative == "smaller" else "not consistent with Li et al.", (
-            f"DFT fits worse than NLL under both priors; the gap is {relative} where the prior is strong "
-            f"({gap['strong']:+.3g} vs {gap['weak']:+.3g} nats). Li et al. measured task accuracy, not distribution fit.")
-    return "not supported at this scale", "The KL gap between DFT and NLL is not significant under the weak prior."
+        verdict, reason = "consistent with Li et al.", (
+            f"DFT's KL is significantly worse than NLL's only where the prior is weak (dft - nll: {gap['weak']:+.3g} "
+            f"nats where it is weak, {gap['strong']:+.3g} where it is strong).")
+    elif worse["weak"] and worse["strong"]:
+        smaller = gap["strong"] < gap["weak"]
+        verdict = "partly consistent with Li et al." if smaller else "not consistent with Li et al."
+        reason = (f"DFT fits worse than NLL under both priors; the gap is {'smaller' if smaller else 'not smaller'} "
+                  f"where the prior is strong ({gap['strong']:+.3g} vs {gap['weak']:+.3g} nats per story).")
+    else:
+        verdict, reason = "not supported at this scale", "The KL gap between DFT and NLL is not significant under the weak prior."
+    validity = table[table["metric"] == "validity"].set_index("prior")
+    parts = []
+    for prior in ("strong", "weak"):
+        row = validity.loc[prior]
+        interval = "n/a" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
+        parts.append(f"{row['dft_minus_nll']:+.3g}, 95% CI {interval}, under the {prior} prior")
+    reason += (" Li et al. measured task accuracy, not distribution fit; the closest analogue here, validity, gives "
+               "dft - nll " + "; ".join(parts) + ".")
+    if validity.loc["strong", "base"] < 0.5:
+        reason += (f" Caveat: even on the distribution it was pretrained on, the base model writes only "
+                   f"{validity.loc['strong', 'base']:.0%} valid stories, and its KL there ({kl.loc['strong', 'base']:.3g} "
+                   f"nats per story) is not much below its KL on the fine-tuning data ({kl.loc['weak', 'base']:.3g}): "
+                   f"its prior is strong on word choice, not on keeping the title's character through the story, so "
+                   f"this is a weak test of the regime.")
+    return verdict, reason
 
 
 def claims_markdown(results: pd.DataFrame, study: dict) -> str:
@@ -1175,8 +1200,9 @@ def claims_markdown(results: pd.DataFrame, study: dict) -> str:
     config = study["config"]
     lines = ["# The claims, tested", "",
              f"Generated by `python -m dftlab.study claims` from `study-{config['name']}-{study['config_hash']}.json` "
-             f"(dftlab {study['version']}, model sha256 {study['model_sha256'][:12]}...). Do not edit by hand.", "",
-             f"Setting: the embedded {config['model']} fine-tuned on TinyTales (zipf_exponent={config['zipf_exponent']}) "
+             f"(dftlab {study['version']}, model fingerprint {study['model_sha256'][:12]}, a sha256 of its weights and "
+             f"tokenizer). Do not edit by hand.", "",
+             f"Setting: the model {Path(config['model']).name} fine-tuned on TinyTales (zipf_exponent={config['zipf_exponent']}) "
              f"for {config['steps']} steps of {config['batch_size']} stories at lr {config['lr']:g}, seeds "
              f"{config['seeds']}; {config['num_prompts'] * config['samples_per_prompt']} samples per model and decoding. "
              "Each comparison is paired by seed; intervals are 95% t-intervals over the per-seed differences. "
@@ -1191,7 +1217,7 @@ def claims_markdown(results: pd.DataFrame, study: dict) -> str:
     regime = regime_comparison(results, config.get("regime_zipf_exponent") or 0.3, config["zipf_exponent"])
     verdict, reason = _regime_verdict(regime)
     lines += ["## The regime question (Li et al.): does DFT do better when the prior is strong?", "",
-              f"**{verdict}.** {reason}", ""]
+              f"**{verdict.rstrip('.')}.** {reason}", ""]
     if not regime.empty:
         lines += ["| zipf | prior | metric | base | nll | dft | dft - nll | 95% CI |", "|---|---|---|---|---|---|---|---|"]
         for _, row in regime.iterrows():
@@ -1210,8 +1236,10 @@ def claims_markdown(results: pd.DataFrame, study: dict) -> str:
     scale = compare(results, "loss_scale", "dft", 1.0, first, config["zipf_exponent"], "NLL's own ratio")
     nll_up = compare(results, "cross_entropy", "dft", "base", scale.decoding, config["zipf_exponent"])
     lines += ["## Two user reports (science.md section 4)", "",
-              f"- DFT's loss value against its own NLL on the same tokens: ratio {scale.mean_a:.3g} "
-              f"(1 / ratio = {1 / scale.mean_a:.3g}x smaller). " + scale.text(),
+              f"- Users report DFT's loss value 10-20x smaller than cross-entropy. After training here, DFT's own "
+              f"loss on the test stories is {1 / scale.mean_a:,.0f}x smaller than its NLL on the same tokens: the "
+              f"weight p(y) silences exactly the tokens it has given up on (p near 0), where the NLL is largest. "
+              + scale.text(),
               f"- Does NLL go up under DFT? Sequence cross-entropy of dft minus the base model's: " + nll_up.text(), ""]
     return "\n".join(lines)
 
