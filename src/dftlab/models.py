@@ -76,6 +76,9 @@ def load_model(name: str | None = None, *, device: str = "cpu"):
                 f"Available offline: {sorted(EMBEDDED_MODELS)}; use load_model({DEFAULT_MODEL!r}), or unset "
                 f"DFTLAB_MODEL. To use a Hub model such as {HUB_EXAMPLES[0]!r}, go online and unset HF_HUB_OFFLINE.")
         source = name
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its it/s readout changes every run and would break nbval
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True)
