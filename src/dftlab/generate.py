@@ -72,8 +72,11 @@ def sample_completions(model, tokenizer, prompts: list[str], num_samples: int = 
         current = torch.tensor([prompt_ids] * num_samples)
         cache, new_tokens = None, []
         finished = torch.zeros(num_samples, dtype=torch.bool)
-        for _ in range(budget):
-            out = model(input_ids=current, cache=cache, use_cache=True)
+        for step in range(budget):
+            # An all-ones mask: nothing is padding. (Without one, transformers warns once finished rows feed it EOS,
+            # because EOS doubles as the pad token.)
+            attention_mask = torch.ones(num_samples, len(prompt_ids) + step, dtype=torch.long)
+            out = model(input_ids=current, attention_mask=attention_mask, cache=cache, use_cache=True)
             cache, logits = out.cache, out.logits[:, -1].double()
             if greedy:
                 next_ids = logits.argmax(-1)
