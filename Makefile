@@ -8,12 +8,15 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_VERBOSITY := error
 export PYTHONHASHSEED := 0
 
-.PHONY: help install book test lab clean
+.PHONY: help install book book-instructor test lab exercises student clean
 
 help:
 	@echo "make book    build the course website into _build/html (installs into .venv first)"
 	@echo "make test    run every test: unit tests, notebooks (nbval), the book build, the browser check"
 	@echo "make lab     open the course in JupyterLab"
+	@echo "make book-instructor   the website with each chapter's solutions (into _build/instructor/_build/html)"
+	@echo "make exercises         regenerate exercises/ from solutions/ and execute them"
+	@echo "make student           write student/dftlab-exercises.zip, the exercises to hand out"
 	@echo "make clean   remove the build output (keeps .venv)"
 
 # Installs run only when .venv is missing or pyproject.toml changed, so a second run starts in seconds.
@@ -28,6 +31,15 @@ install: $(STAMP)
 
 book: $(STAMP)
 	$(PY) tools/site.py build
+
+book-instructor: $(STAMP)
+	$(PY) tools/site.py build --instructor --output _build/instructor
+
+exercises: $(STAMP)
+	$(PY) -m dftlab.exercises build
+
+student: $(STAMP)
+	$(PY) -m dftlab.exercises student --out student/dftlab-exercises.zip
 
 test: $(STAMP)
 	$(PY) tools/site.py browser-deps

@@ -72,3 +72,26 @@ def built_site() -> Path:
 def site_pages(built_site) -> list[Path]:
     """Every HTML page of the built site; asset folders (_static, _widgets, ...) hold templates, not pages."""
     return sorted(path for path in built_site.rglob("*.html") if not path.relative_to(built_site).parts[0].startswith("_"))
+
+
+# --- The bad-input probe table (tests/test_bad_input.py), printed at the end of the run ---
+_PROBE_ROWS = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def probe_table(request) -> list:
+    """The rows of the bad-input probe table: each probe appends {probe, expected, got, verdict}."""
+    return request.config.stash.setdefault(_PROBE_ROWS, [])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    rows = config.stash.get(_PROBE_ROWS, [])
+    if not rows:
+        return
+    failed = sum(row["verdict"] != "ok" for row in rows)
+    terminalreporter.section(f"bad-input probes: {len(rows) - failed} ok, {failed} failed")
+    terminalreporter.line("| probe | expected | got | verdict |")
+    terminalreporter.line("|---|---|---|---|")
+    for row in rows:
+        got = row["got"].replace("|", "\\|")
+        terminalreporter.line(f"| {row['probe']} | {row['expected']} | {got} | {row['verdict']} |")

@@ -25,7 +25,8 @@ def load_alt_text_tool():
 
 
 def chapter_notebooks(toc_pages) -> list[Path]:
-    return [ROOT / f"{name}.ipynb" for name in toc_pages if (ROOT / f"{name}.ipynb").exists()]
+    return [ROOT / f"{name}.ipynb" for name in toc_pages
+            if name.startswith("chapters/") and (ROOT / f"{name}.ipynb").exists()]
 
 
 def test_every_toc_page_is_rendered(built_site, toc_pages):
@@ -162,3 +163,28 @@ def test_the_bibliography_lists_every_cited_work(built_site, toc_pages):
         title = re.search(r"^\s*title\s*=\s*\{(.+)\},?\s*$", entry.group(1), re.M).group(1)
         first_words = " ".join(title.replace("{", "").replace("}", "").lower().split()[:4])
         assert first_words in page, f"the bibliography page does not list {key} ({first_words}...)"
+
+
+def test_each_chapter_has_its_exercises_under_it_and_the_student_site_hides_the_solutions(built_site):
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    for part in toc["parts"]:
+        for chapter in part["chapters"]:
+            name = chapter["file"]
+            if re.match(r"chapters/0[1-9]", name):
+                topic = name.removeprefix("chapters/")
+                assert [section["file"] for section in chapter.get("sections", [])] == [f"exercises/{topic}"], name
+                assert (built_site / f"exercises/{topic}.html").exists()
+    assert not (built_site / "solutions").exists()
+
+
+def test_the_instructor_toc_puts_each_solution_after_its_exercise():
+    spec = importlib.util.spec_from_file_location("site_tool", ROOT / "tools" / "site.py")
+    site_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(site_tool)
+    pages = []
+    for part in yaml.safe_load(site_tool.instructor_toc().read_text())["parts"]:
+        for chapter in part["chapters"]:
+            pages += [section["file"] for section in chapter.get("sections", [])]
+    exercise_pages = [page for page in pages if page.startswith("exercises/")]
+    assert exercise_pages and pages == [page for exercise in exercise_pages
+                                        for page in (exercise, exercise.replace("exercises/", "solutions/"))]

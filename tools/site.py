@@ -1,6 +1,7 @@
 """Build the course website and set up its browser check (called by `make book` and `make test`).
 
     python tools/site.py build [--no-execute] [--output DIR]   # fetch site scripts, then jupyter-book build -W -n --keep-going
+    python tools/site.py build --instructor                     # the same, with each chapter's solutions after its exercises
     python tools/site.py fetch-scripts                          # only fetch the scripts the site serves itself
     python tools/site.py browser-deps                           # install Debian's chromium if it is missing (tests need it)
 
@@ -105,14 +106,33 @@ main()
 """
 
 
-def build(execute: bool = True, output: Path | None = None) -> int:
+def instructor_toc() -> Path:
+    """Write `_build/_toc.instructor.yml`: _toc.yml with `solutions/NN_x` placed right after each `exercises/NN_x`."""
+    lines = []
+    for line in (ROOT / "_toc.yml").read_text().splitlines():
+        lines.append(line)
+        if line.strip().startswith("- file: exercises/"):
+            lines.append(line.replace("exercises/", "solutions/"))
+    if not any("solutions/" in line for line in lines):
+        sys.exit("_toc.yml lists no exercises/ page, so the instructor edition would have no solutions; "
+                 "add each chapter's exercises page under it in _toc.yml")
+    toc_path = ROOT / "_build" / "_toc.instructor.yml"
+    toc_path.parent.mkdir(exist_ok=True)
+    toc_path.write_text("\n".join(lines) + "\n")
+    return toc_path
+
+
+def build(execute: bool = True, output: Path | None = None, instructor: bool = False) -> int:
     """`jupyter-book build . -W -n --keep-going`; warnings are errors.
 
     With execute=False the stored notebook outputs are rendered as they are (the tests do this, since
     nbval has already executed every notebook); `make book` executes them through the cache.
+    With instructor=True the site also holds the solutions (the student site, the default, hides them).
     """
     fetch_site_scripts()
     command = [sys.executable, "-c", JUPYTER_BOOK, "build", str(ROOT), "-W", "-n", "--keep-going"]
+    if instructor:
+        command += ["--toc", str(instructor_toc())]
     if not execute:
         config = (ROOT / "_config.yml").read_text()
         if "execute_notebooks: cache" not in config:
@@ -140,9 +160,10 @@ if __name__ == "__main__":
     parser.add_argument("command", choices=["build", "browser-deps", "fetch-scripts"])
     parser.add_argument("--no-execute", action="store_true", help="render the stored outputs without executing")
     parser.add_argument("--output", type=Path, default=None, help="output folder (default: _build)")
+    parser.add_argument("--instructor", action="store_true", help="include the solutions after each exercise page")
     args = parser.parse_args()
     if args.command == "build":
-        sys.exit(build(execute=not args.no_execute, output=args.output))
+        sys.exit(build(execute=not args.no_execute, output=args.output, instructor=args.instructor))
     elif args.command == "browser-deps":
         browser_deps()
     else:

@@ -98,6 +98,28 @@ def encode_examples(tokenizer, examples, max_length: int = 256) -> list[dict]:
     return [encode_example(tokenizer, example, max_length) for example in examples]
 
 
+def vocab_size_of(model) -> int | None:
+    """How many token ids `model` can embed (None if it does not say)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embeddings is not None and hasattr(embeddings, "num_embeddings"):
+        return int(embeddings.num_embeddings)
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    return size if isinstance(size, int) else None
+
+
+def check_token_ids(input_ids, vocab_size: int | None, name: str = "input_ids") -> None:
+    """Refuse token ids that the model's embedding layer would fail on deep inside torch:
+    a non-integer tensor, or ids outside [0, vocab_size)."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        what = input_ids.dtype if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise ValueError(f"{name} must be an integer tensor of token ids, got {what}. "
+                         f"Build batches with dftlab.data.make_batches, or pass {name}.long().")
+    if vocab_size is not None and input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
+        raise ValueError(f"{name} has token ids outside [0, {vocab_size}), the model's vocabulary "
+                         f"(smallest {int(input_ids.min())}, largest {int(input_ids.max())}). "
+                         f"Check that the tokenizer matches the model.")
+
+
 def collate(features: list[dict], pad_token_id: int) -> dict:
     """Stack sequences into right-padded LongTensors `input_ids`, `attention_mask`, `labels` of shape [B, T].
 
@@ -109,6 +131,10 @@ def collate(features: list[dict], pad_token_id: int) -> dict:
     if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int):
         raise ValueError(f"pad_token_id must be an int token id, got {pad_token_id!r}. "
                          f"Use tokenizer.pad_token_id, or tokenizer.eos_token_id if that is None.")
+    for row, feature in enumerate(features):
+        if not isinstance(feature, dict) or "input_ids" not in feature or "labels" not in feature:
+            raise ValueError(f"features[{row}] must be a dict with 'input_ids' and 'labels' lists, got {feature!r:.60}; "
+                             f"build features with encode_example.")
     width = max(len(f["input_ids"]) for f in features)
     input_ids = torch.full((len(features), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(features), width), dtype=torch.long)

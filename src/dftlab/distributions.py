@@ -36,6 +36,40 @@ def _check_probs(probs, name: str = "probs") -> torch.Tensor:
     return probs
 
 
+def _check_logits(logits) -> torch.Tensor:
+    """Logits may hold -inf (a token filtered out), but not +inf, and each row needs one finite entry:
+    otherwise the softmax silently returns NaN."""
+    logits = _as_float_tensor(logits, "logits")
+    if torch.isposinf(logits).any():
+        raise ValueError("logits contains +inf, which makes the softmax NaN; check the model, or use -inf "
+                         "(not +inf) to rule a token out")
+    if not torch.isfinite(logits).any(-1).all():
+        raise ValueError("logits has a row where every entry is -inf, so no token is left to sample; keep at least "
+                         "one finite logit per row (e.g. a larger top_k or top_p)")
+    return logits
+
+
+def _check_top_k(k, name: str = "k") -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"{name} must be a positive integer, got {k!r}; use None to keep every token")
+    return k
+
+
+def _check_top_p(p, name: str = "p") -> float:
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
+        raise ValueError(f"{name} must be in (0, 1], got {p!r}; {name} = 1 keeps every token")
+    return float(p)
+
+
+def check_decoding_settings(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> None:
+    """Raise ValueError, naming the argument, unless temperature > 0, top_k >= 1 (or None), 0 < top_p <= 1 (or None)."""
+    _check_temperature(temperature)
+    if top_k is not None:
+        _check_top_k(top_k, "top_k")
+    if top_p is not None:
+        _check_top_p(top_p, "top_p")
+
+
 def _check_temperature(temperature) -> float:
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0 \
             or math.isinf(temperature):
@@ -46,7 +80,7 @@ def _check_temperature(temperature) -> float:
 
 def softmax_with_temperature(logits, temperature: float = 1.0) -> torch.Tensor:
     """p_i = exp(z_i / T) / sum_j exp(z_j / T). T < 1 sharpens, T > 1 flattens, T -> 0 is greedy."""
-    logits = _as_float_tensor(logits, "logits")
+    logits = _check_logits(logits)
     return torch.softmax(logits / _check_temperature(temperature), dim=-1)
 
 
@@ -66,10 +100,8 @@ def kl_divergence(p, q) -> torch.Tensor:
 
 def top_k_filter(logits, k: int) -> torch.Tensor:
     """Keep the k largest logits and set the rest to -inf (ties at the k-th value are kept)."""
-    logits = _as_float_tensor(logits, "logits")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    k = min(k, logits.shape[-1])
+    logits = _check_logits(logits)
+    k = min(_check_top_k(k), logits.shape[-1])
     kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth_largest, float("-inf"))
 
@@ -77,9 +109,8 @@ def top_k_filter(logits, k: int) -> torch.Tensor:
 def top_p_filter(logits, p: float) -> torch.Tensor:
     """Nucleus filtering (Holtzman et al., 2019): keep the smallest set of most likely tokens whose
     total probability reaches p, and set the rest to -inf. The most likely token is always kept."""
-    logits = _as_float_tensor(logits, "logits")
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
-        raise ValueError(f"p must be in (0, 1], got {p!r}; p = 1 keeps every token")
+    logits = _check_logits(logits)
+    p = _check_top_p(p)
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
     # drop a token when the tokens before it already reach p
@@ -91,7 +122,8 @@ def top_p_filter(logits, p: float) -> torch.Tensor:
 def decoding_distribution(logits, temperature: float = 1.0, top_k: int | None = None,
                           top_p: float | None = None) -> torch.Tensor:
     """The distribution a sampler actually draws from: temperature first, then top-k, then top-p."""
-    scaled = _as_float_tensor(logits, "logits") / _check_temperature(temperature)
+    check_decoding_settings(temperature, top_k, top_p)
+    scaled = _check_logits(logits) / float(temperature)
     if top_k is not None:
         scaled = top_k_filter(scaled, top_k)
     if top_p is not None:

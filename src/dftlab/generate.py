@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from dftlab.distributions import decoding_distribution
+from dftlab.distributions import _check_probs, check_decoding_settings, decoding_distribution
 
 
 def _check_model_and_tokenizer(model, tokenizer) -> None:
@@ -33,7 +33,14 @@ def next_token_probs(model, tokenizer, text: str) -> torch.Tensor:
 
 def top_tokens(probs: torch.Tensor, tokenizer, k: int = 10) -> pd.DataFrame:
     """The k most likely tokens of a distribution, as a table (token text shown with repr, so spaces are visible)."""
-    if not isinstance(k, int) or k < 1:
+    if isinstance(probs, str) or not isinstance(probs, (torch.Tensor, list, tuple)):
+        raise TypeError(f"probs must be a probability vector (a tensor, e.g. from next_token_probs), "
+                        f"got {type(probs).__name__}")
+    probs = _check_probs(probs)
+    if probs.dim() != 1:
+        raise ValueError(f"probs must be one distribution of shape [V], got shape {tuple(probs.shape)}; "
+                         f"pass one row, e.g. probs[0]")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     values, ids = torch.topk(probs, min(k, probs.shape[-1]))
     return pd.DataFrame({"token": [repr(tokenizer.decode([i])) for i in ids.tolist()],
@@ -58,6 +65,10 @@ def sample_completions(model, tokenizer, prompts: list[str], num_samples: int = 
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    if not greedy:
+        check_decoding_settings(temperature, top_k, top_p)  # before any model call, naming the argument
     eos = tokenizer.eos_token_id
     context_length = model.config.n_positions if hasattr(model.config, "n_positions") else 1024
     model.eval()

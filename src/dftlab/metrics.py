@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dftlab.data import collate, encode_examples, pad_id_of
+from dftlab.data import check_token_ids, collate, encode_examples, pad_id_of, vocab_size_of
 
 # ---------------------------------------------------------------------------------------------
 # Checking inputs.
@@ -362,6 +362,7 @@ def predictive_entropy(model, batches) -> float:
     with _EvalMode(model):
         for index, batch in enumerate(batches):
             _check_batch(batch, index)
+            check_token_ids(torch.as_tensor(batch["input_ids"]), vocab_size_of(model), f"batches[{index}]['input_ids']")
             log_p, _targets, _rows = _supervised_log_probs(model, batch)
             total_entropy += float(-(log_p.exp() * log_p).sum(dim=-1).double().sum())
             num_tokens += log_p.shape[0]

@@ -57,12 +57,18 @@ def load_model(name: str | None = None, *, device: str = "cpu"):
     Embedded names load from the package folder; anything else goes to the Hugging Face Hub.
     Weights are read from safetensors only, and `trust_remote_code` is never set.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = default_model_name() if name is None else name
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"load_model(name=...) needs a model name string, got {name!r}. "
                          f"Use {DEFAULT_MODEL!r} for the embedded model.")
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"load_model(device=...) must be a torch device name such as 'cpu' or 'cuda', "
+                         f"got {device!r}.") from exc
     if name in EMBEDDED_MODELS:
         folder = EMBEDDED_MODELS[name]
         if not (folder / "model.safetensors").exists():

@@ -14,12 +14,15 @@ still has a gradient, so a training step on it is a harmless no-op rather than a
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
+
+from dftlab.data import check_token_ids, vocab_size_of
 
 IGNORE_INDEX = -100
 REDUCTIONS = ("mean", "sum", "none")
@@ -219,6 +222,26 @@ def get_objective(objective: str | Callable) -> Callable[..., torch.Tensor]:
     return OBJECTIVES[objective]
 
 
+def check_objective_kwargs(objective: str | Callable, objective_kwargs: Mapping) -> None:
+    """Raise ValueError naming any keyword that `objective` does not take (e.g. a typo such as `flor=0.1`).
+
+    `logits`, `labels`, `base_logits` and `reduction` are filled in by the caller, not by `objective_kwargs`.
+    """
+    loss_fn = get_objective(objective)
+    try:
+        parameters = inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):  # a callable without a readable signature: nothing to check
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    taken = [name for name in list(parameters)[2:] if name not in ("base_logits", "reduction")]
+    unknown = sorted(set(objective_kwargs) - set(taken))
+    if unknown:
+        name = getattr(loss_fn, "__name__", repr(loss_fn))
+        raise ValueError(f"objective_kwargs has {unknown}, which objective {name!r} does not take; "
+                         f"it takes {taken if taken else 'no keywords'}. Check the spelling.")
+
+
 # ---------------------------------------------------------------------------------------------
 # Plugging the objectives into a causal language model.
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +273,8 @@ def causal_lm_loss(model, batch: Mapping, objective: str | Callable = "nll", *, 
     if "input_ids" not in batch:
         raise ValueError(f"`batch` needs an 'input_ids' entry; it has {sorted(batch)}.")
     input_ids = batch["input_ids"]
+    check_token_ids(input_ids, vocab_size_of(model))
+    check_objective_kwargs(loss_fn, objective_kwargs)
     attention_mask = batch.get("attention_mask")
     labels = batch.get("labels")
     if labels is None:
@@ -274,6 +299,7 @@ def make_compute_loss_func(objective: str | Callable, **objective_kwargs) -> Cal
     gradient accumulation (chapter 4 uses it to train with any objective through TRL).
     """
     loss_fn = get_objective(objective)
+    check_objective_kwargs(loss_fn, objective_kwargs)
     if loss_fn is asft:
         raise ValueError("'asft' needs the base model's logits, which a Trainer's compute_loss_func never sees. "
                          "Use causal_lm_loss(model, batch, 'asft', base_model=...) in a custom training loop.")

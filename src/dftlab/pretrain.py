@@ -48,6 +48,33 @@ class PretrainConfig:
     max_documents: int = 0  # 0 uses the whole corpus; tests use a few hundred
     seed: int = 0
 
+    def __post_init__(self):
+        """Refuse a recipe that would fail (or train nonsense) only minutes in, deep inside transformers."""
+        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "n_positions", "steps", "batch_size",
+                     "tinytales_stories"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PretrainConfig({name}={value!r}) must be a positive int.")
+        for name in ("warmup_steps", "max_documents", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"PretrainConfig({name}={value!r}) must be an int >= 0.")
+        if self.vocab_size < 257:
+            raise ValueError(f"PretrainConfig(vocab_size={self.vocab_size}) must be at least 257: byte-level BPE starts "
+                             f"from the 256 bytes, plus the end-of-text token.")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"PretrainConfig(n_embd={self.n_embd}) must be divisible by n_head={self.n_head}: "
+                             f"each attention head gets n_embd / n_head dimensions.")
+        for name, low in (("lr", 0.0), ("weight_decay", None), ("tinytales_zipf_exponent", None)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or (value <= 0 if low is not None else value < 0):
+                raise ValueError(f"PretrainConfig({name}={value!r}) must be a finite number "
+                                 f"{'> 0 (positive)' if low is not None else '>= 0'}.")
+        if not 0 < self.valid_fraction < 1:
+            raise ValueError(f"PretrainConfig(valid_fraction={self.valid_fraction!r}) must be between 0 and 1, "
+                             f"such as 0.02.")
+
 
 def build_documents(config: PretrainConfig) -> list[str]:
     """The pretraining documents, in a seeded random order."""

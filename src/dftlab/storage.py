@@ -46,6 +46,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}; encode text with text.encode('utf-8') "
+                        f"or call atomic_write_text.")
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -106,5 +110,10 @@ def read_json_with_hash(path: str | os.PathLike) -> dict:
 
 def write_json_with_hash(path: str | os.PathLike, payload: dict) -> Path:
     """Write JSON together with the sha256 of its canonical form, atomically."""
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    try:
+        canonical = json.dumps(payload, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"payload must hold only JSON types (dict, list, str, int, float, bool, None): {exc}. "
+                        f"Convert numpy values with float() or .tolist() first.") from exc
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
     return atomic_write_text(path, json.dumps({"sha256": digest, "payload": payload}, indent=1, sort_keys=True))

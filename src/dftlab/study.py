@@ -204,11 +204,30 @@ class StudyConfig:
             raise ValueError(f"StudyConfig(seeds={self.seeds!r}) must be a non-empty list of ints >= 0.")
         if self.embedding not in ("minilm", "ngram"):
             raise ValueError(f"StudyConfig(embedding={self.embedding!r}) must be 'minilm' or 'ngram'.")
-        for name in ("train_size", "valid_size", "test_size", "steps", "batch_size", "eval_every",
+        for name in ("train_size", "valid_size", "test_size", "steps", "batch_size", "eval_every", "max_length",
                      "num_prompts", "samples_per_prompt", "max_new_tokens", "mmd_texts", "self_bleu_texts"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"StudyConfig({name}={value!r}) must be a positive int.")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"StudyConfig(warmup_steps={self.warmup_steps!r}) must be an int >= 0.")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) \
+                or self.lr <= 0:
+            raise ValueError(f"StudyConfig(lr={self.lr!r}) must be a positive number such as 1e-3.")
+        for name in ("zipf_exponent", "regime_zipf_exponent"):
+            value = getattr(self, name)
+            if value is None and name == "regime_zipf_exponent":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"StudyConfig({name}={value!r}) must be a finite number >= 0 "
+                                 f"(1.1 is the formulaic default, 0.3 the flat regime).")
+        from dftlab.distributions import check_decoding_settings
+        from dftlab.objectives import check_objective_kwargs
+
+        for spec in self.objectives:
+            check_objective_kwargs(spec.objective, spec.kwargs)  # unknown names and keywords fail here, not mid-study
+        for decoding in self.decodings:
+            check_decoding_settings(decoding.temperature, None, decoding.top_p)
         if self.num_prompts > self.test_size:
             raise ValueError(f"StudyConfig(num_prompts={self.num_prompts}) cannot exceed test_size={self.test_size}: "
                              f"the prompts are those of the first test stories.")
@@ -836,6 +855,8 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the Student t confidence interval of the mean. NaN bounds for fewer than 2 values."""
     from scipy import stats
 
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number between 0 and 1, such as 0.95, got {confidence!r}.")
     values = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     if len(values) == 0:
         return math.nan, math.nan, math.nan
@@ -945,6 +966,10 @@ def compare(results: pd.DataFrame, metric: str, a: str, b: str | float, decoding
     The "truth" rows have one decoding ("data") and serve every decoding. A number `b` is a fixed
     reference (named `b_name` in the text), e.g. an exact probability.
     """
+    missing = [column for column in ("objective", "zipf_exponent", "decoding", "seed", metric) if column not in results]
+    if missing:
+        raise ValueError(f"compare: results has no column(s) {missing}; pass a table from load_results() and a metric "
+                         f"among its columns.")
     first = _values(results, a, decoding, metric, zipf_exponent)
     if isinstance(b, str):
         second = _values(results, b, decoding, metric, zipf_exponent)

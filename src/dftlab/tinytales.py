@@ -150,6 +150,11 @@ def _option_lists(name: str) -> dict:
 
 def zipf_probabilities(n_options: int, zipf_exponent: float) -> list[float]:
     """Probabilities proportional to 1 / rank**zipf_exponent for ranks 1..n_options."""
+    if isinstance(n_options, bool) or not isinstance(n_options, int) or n_options < 1:
+        raise ValueError(f"n_options must be an int >= 1 (the number of options), got {n_options!r}.")
+    if isinstance(zipf_exponent, bool) or not isinstance(zipf_exponent, (int, float)) or not math.isfinite(zipf_exponent):
+        raise ValueError(f"zipf_exponent must be a finite number (0 is uniform, {DEFAULT_ZIPF_EXPONENT} the default), "
+                         f"got {zipf_exponent!r}.")
     weights = [rank ** -zipf_exponent for rank in range(1, n_options + 1)]
     total = sum(weights)
     return [w / total for w in weights]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dftlab.objectives import asft, dft, dft_floored, get_objective, mix, nll, power
+from dftlab.objectives import asft, check_objective_kwargs, dft, dft_floored, get_objective, mix, nll, power
 
 
 @dataclass
@@ -113,6 +113,7 @@ def _descend(targets, context_probs, objective, steps, lr, exact, seed, init_log
              record_every, objective_kwargs):
     """Plain gradient descent; returns (final logits, recorded steps, recorded log-probabilities [n, C, V])."""
     loss_fn = get_objective(objective)
+    check_objective_kwargs(loss_fn, objective_kwargs)
     steps = _check_count("steps", steps, 0)
     batch_size = _check_count("batch_size", batch_size, 1)
     record_every = _check_count("record_every", record_every, 1)
@@ -211,6 +212,7 @@ def logit_gradient(probs, target, objective="nll", *, base_probs=None, **objecti
     base_probs = np.full(vocab_size, 1.0 / vocab_size) if base_probs is None else \
         _as_distributions("base_probs", base_probs, dims=1)
     loss_fn = get_objective(objective)
+    check_objective_kwargs(loss_fn, objective_kwargs)
     weight = _gradient_weight(loss_fn, probs, objective_kwargs)
     if weight is None:
         return _autograd_logit_gradient(loss_fn, probs, target, base_probs, objective_kwargs)
@@ -256,6 +258,7 @@ def fixed_point(target, objective="nll", *, steps: int = 20_000, lr: float = 0.5
     """
     target = _as_distributions("target", target, dims=1)
     loss_fn = get_objective(objective)
+    check_objective_kwargs(loss_fn, objective_kwargs)
 
     def setting(parameter):
         return _objective_default(loss_fn, objective_kwargs, parameter)

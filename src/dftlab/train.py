@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dftlab.data import IGNORE_INDEX, encode_examples, iterate_batches, make_batches, pack, pad_id_of
-from dftlab.objectives import OBJECTIVES, causal_lm_loss, get_objective
+from dftlab.data import (IGNORE_INDEX, check_token_ids, encode_examples, iterate_batches, make_batches, pack,
+                         pad_id_of, vocab_size_of)
+from dftlab.objectives import OBJECTIVES, causal_lm_loss, check_objective_kwargs, get_objective
 from dftlab.storage import atomic_save_safetensors, atomic_write, atomic_write_text
 
 QUANTILES = (10, 25, 50, 75, 90)
@@ -76,6 +77,7 @@ def evaluate(model, batches) -> dict:
     nll_sum = entropy_sum = correct = 0.0
     target_probs = []
     for batch in batches:
+        check_token_ids(batch["input_ids"], vocab_size_of(model))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]  # position t predicts token t + 1
         supervised = labels != IGNORE_INDEX
@@ -216,6 +218,7 @@ def _check_arguments(model, objective, steps, batch_size, lr, warmup_steps, weig
         raise ValueError(f"grad_clip must be a positive number, or None for no clipping; got {grad_clip!r}.")
     if objective_kwargs is not None and not isinstance(objective_kwargs, dict):
         raise ValueError(f"objective_kwargs must be a dict such as {{'floor': 0.1}}, got {type(objective_kwargs).__name__}.")
+    check_objective_kwargs(objective, objective_kwargs or {})
 
 
 # ---------------------------------------------------------------------------------------------
