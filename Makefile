@@ -44,7 +44,7 @@ student: $(STAMP)
 test: $(STAMP)
 	$(PY) tools/site.py browser-deps
 	$(PY) -m pytest tests chapters exercises solutions --nbval --nbval-sanitize-with tests/sanitize.cfg \
-		--nbval-cell-timeout=300 -p no:randomly -q -rfE
+		--nbval-cell-timeout=600 -p no:randomly -q -rfE
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab chapters/

@@ -59,6 +59,69 @@ ALT_TEXT = {
             "Horizontal bar chart of the most common TinyTales story openers: for each, its true probability "
             "beside its share of the SFT model's samples at T = 1 and at T = 0.7 with top-p 0.9."),
     },
+    "chapters/04_dft.ipynb": {
+        "plots.plot_simplex_trajectories(paths, target)": (
+            "Triangle whose corners are the three one-hot distributions over tokens 0, 1 and 2, with the data "
+            "distribution q = (0.6, 0.3, 0.1) marked by a star. From the uniform centre, cross-entropy walks to the "
+            "star, Dynamic Fine-Tuning runs on to the corner of token 0, and the half-and-half mix stops between "
+            "the star and that corner. The title gives each path's final probability of token 0."),
+        "plots.plot_training_history(result.history)": (
+            "Line chart of the validation negative log-likelihood and the validation predictive entropy, in nats "
+            "per token, against the training step of Dynamic Fine-Tuning on TinyTales. The NLL rises steeply in the "
+            "first 50 steps and keeps rising; the entropy falls to nearly zero by step 50 and stays there."),
+        "plots.plot_target_probability_histograms(": (
+            "Step histogram, on a logarithmic vertical axis, of the probability each model gives the target token "
+            "on validation stories, for the base model, SFT and DFT, three seeds pooled. Base and SFT keep some mass "
+            "at every probability; DFT puts almost all of it in the lowest and highest bins and leaves the middle "
+            "nearly empty."),
+        "plots.plot_choice_frequencies(": (
+            "Horizontal bar chart of the eight most common TinyTales story openers: for each, its true probability, "
+            "its share of this chapter's DFT samples and its share of the study's SFT samples, both at T = 1. DFT "
+            "uses 'Once upon a time,' in every sample and no other opener; SFT's shares are close to the true ones."),
+        "plots.plot_study_metric(summary": (
+            "Dot plot with 95% confidence intervals of the share of samples that open with 'Once upon a time,' at "
+            "T = 1, one row per objective of the study, with a dashed line at its share among true stories. NLL, "
+            "distribution matching and the mix sit near the line; power 0.5, the floored DFT and ASFT are well "
+            "above it, and DFT is at 1."),
+    },
+    "chapters/05_distribution_matching.ipynb": {
+        "plots.plot_mmd_by_zipf_exponent(sweep": (
+            "Line chart of the unbiased MMD squared between true TinyTales stories at Zipf exponent 1.1 and stories "
+            "drawn at Zipf exponents from 0.3 to 1.9, one line for 25 and one for 150 stories per sample, with n-gram "
+            "features. Filled markers are significant at p < 0.05, hollow ones are not; a dashed line marks 1.1. "
+            "With 150 stories the far exponents on both sides are significant and the near ones are not; the "
+            "25-story line is noisy and mostly hollow."),
+        "plots.plot_study_metric(without_dft, \"mmd2\"": (
+            "Two panels of means with 95% intervals over three seeds from the cached study, for the base model, "
+            "SFT (nll) and the distribution-matching reconstruction, at T = 1. Left: MMD squared to held-out true "
+            "stories, with a dashed line for a second true sample; SFT sits on that line, the reconstruction to its "
+            "right and the base model further right. Right: the share of valid stories, with the truth at 1; SFT "
+            "is below one half, the reconstruction and the base model near 0."),
+    },
+    "chapters/06_back_to_mle.ipynb": {
+        'plots.plot_study_grid(summary, decoding="T=1")': (
+            "Six panels of dot-and-whisker plots, one row per objective (base, nll, dft, dft_floored, power_0.25, "
+            "power_0.5, mix_0.5, asft, distribution_matching), showing the mean and 95% interval over three seeds at "
+            "T = 1 of validity, KL to the data (log scale), share of stories opening 'Once upon a time,', token-L2, "
+            "predictive entropy (log scale) and distinct-2, with a dashed line for the truth where there is one. nll "
+            "sits on the truth line for the opener share and token-L2 and has the lowest KL; dft is the outlier in every panel, with the highest KL, "
+            "near-zero entropy, every story opening the same way and the lowest distinct-2."),
+        'decoding="T=0.7,top-p=0.9", ncols=4': (
+            "Four panels of dot-and-whisker plots, one row per objective, of validity, the share opening "
+            "'Once upon a time,', token-L2 and distinct-2 when sampling at T = 0.7 with top-p 0.9. Validity is "
+            "higher than at T = 1 for nll and the objectives near it, but their opener share moves right of the "
+            "truth line and their distinct-2 falls well below it; dft barely changes."),
+        "plots.plot_target_probability_histograms(": (
+            "Step histograms on a log scale of the probability the model gives each target token, for the base "
+            "model, nll and dft. dft puts nearly all tokens in the bins next to 0 and 1 and almost none in "
+            "between; nll and the base model keep a spread of probabilities across the middle."),
+        'plots.plot_study_metric(summary, "top_opener_share"': (
+            "Two dot-and-whisker panels of the share of stories opening 'Once upon a time,' per objective, at "
+            "T = 1 on the left and T = 0.7 with top-p 0.9 on the right, with the truth as a dashed line. At T = 1 "
+            "nll sits on the truth line; at the lower temperature it and the objectives near it move to the right. "
+            "dft opens every story this way under both decodings, and dft_floored and asft do at the lower "
+            "temperature."),
+    },
 }
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")

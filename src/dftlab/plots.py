@@ -211,3 +211,106 @@ def plot_target_probability_histograms(histograms: pd.DataFrame, objectives=("ba
     ax.set(xlabel="probability the model gives the target token", ylabel="share of target tokens", yscale="log")
     ax.legend(fontsize=9)
     return ax
+
+
+# --- Chapter 6: the whole study on one page -------------------------------------------------------------------
+
+# The panels of the study figure: metric -> its title (which way is better, where one way is). The dashed line is the truth.
+STUDY_PANELS = {
+    "validity": "validity (higher is better)",
+    "kl": "KL(q || p), nats per story (lower is better)",
+    "top_opener_share": "share opening 'Once upon a time,'",
+    "token_l2_1": "token-L2 to true stories (lower is better)",
+    "predictive_entropy": "predictive entropy, nats per token",
+    "distinct_2": "distinct-2",
+}
+
+
+def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding: str = "T=1",
+                    zipf_exponent: float = 1.1, ncols: int = 3, log_metrics=("kl", "predictive_entropy")):
+    """A grid of `plot_study_metric` panels, one per metric, for one decoding (chapter 6).
+
+    Metrics in `log_metrics` get a log x-axis, because Dynamic FT's KL and entropy sit orders of magnitude
+    away from the others'. Returns the array of Axes; the figure is `axes.flat[0].figure`.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    metrics = list(metrics)
+    if not metrics:
+        raise ValueError("plot_study_grid: pass at least one metric, e.g. metrics=['validity'].")
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows), squeeze=False,
+                             sharey=True)
+    for ax, metric in zip(axes.flat, metrics):
+        plot_study_metric(summary, metric, decoding=decoding, zipf_exponent=zipf_exponent, ax=ax)
+        ax.set_title(STUDY_PANELS.get(metric, metric.replace("_", " ")), fontsize=9)
+        ax.set_xlabel(f"mean and 95% CI over seeds ({decoding})", fontsize=8)
+        if metric in log_metrics:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))  # ticks at 1, 3, 10, 30, ...
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return axes
+
+
+# --- Chapter 5: distribution-level comparisons (MMD) ---------------------------------------------
+
+def mmd_by_zipf_exponent(exponents, sample_sizes=(50,), reference_exponent: float = 1.1, method: str = "ngram",
+                         num_permutations: int = 200, seed: int = 0) -> pd.DataFrame:
+    """MMD between true TinyTales stories at `reference_exponent` and stories drawn at each exponent (chapter 5).
+
+    For every sample size n, n reference completions are drawn with stream `seed` and n completions of
+    TinyTales(zipf_exponent=e) with stream `seed + 1` for each e. The second stream is shared by every
+    exponent, so the curve moves with e alone; at e == reference_exponent the two sets are independent
+    samples of one distribution. Embeddings: `dftlab.metrics.sentence_embeddings(method=method)`; the
+    default "ngram" features keep a sweep under a second. Columns: zipf_exponent, sample_size, mmd2,
+    p_value, bandwidth, significant (p < 0.05).
+    """
+    from dftlab.metrics import mmd, sentence_embeddings
+    from dftlab.tinytales import TinyTales
+
+    rows = []
+    for sample_size in sample_sizes:
+        reference = TinyTales(zipf_exponent=reference_exponent).sample(int(sample_size), seed=seed)
+        reference_emb = sentence_embeddings([s["completion"] for s in reference], method=method)
+        for exponent in exponents:
+            other = TinyTales(zipf_exponent=float(exponent)).sample(int(sample_size), seed=seed + 1)
+            result = mmd(reference_emb, sentence_embeddings([s["completion"] for s in other], method=method),
+                         num_permutations=num_permutations, seed=seed)
+            rows.append({"zipf_exponent": float(exponent), "sample_size": int(sample_size), "mmd2": result.mmd2,
+                         "p_value": result.p_value, "bandwidth": result.bandwidth,
+                         "significant": result.p_value < 0.05})
+    return pd.DataFrame(rows)
+
+
+def plot_mmd_by_zipf_exponent(table: pd.DataFrame, reference_exponent: float = 1.1, highlight=None, ax=None):
+    """MMD^2 against the Zipf exponent of the second sample, one line per sample size (chapter 5).
+
+    A filled marker is a significant difference (permutation p < 0.05), a hollow one is not. The dashed
+    line marks the reference exponent, where both samples come from one distribution. `highlight`, an
+    (exponent, sample size) pair, rings one point (the widget's current choice).
+    """
+    ax = _new_axes(ax)
+    palette = sns.color_palette(PALETTE)
+    for index, (sample_size, part) in enumerate(table.sort_values("zipf_exponent").groupby("sample_size")):
+        colour = palette[index % len(palette)]
+        ax.plot(part["zipf_exponent"], part["mmd2"], color=colour, lw=1.5, label=f"n = {sample_size} per sample")
+        significant = part["significant"].to_numpy(dtype=bool)
+        ax.scatter(part["zipf_exponent"][significant], part["mmd2"][significant], color=colour, s=30, zorder=3)
+        ax.scatter(part["zipf_exponent"][~significant], part["mmd2"][~significant], facecolors="white",
+                   edgecolors=colour, s=30, zorder=3)
+    if highlight is not None:
+        point = table[np.isclose(table["zipf_exponent"], highlight[0]) & (table["sample_size"] == highlight[1])]
+        ax.scatter(point["zipf_exponent"], point["mmd2"], s=180, facecolors="none", edgecolors="black", lw=1.5,
+                   zorder=4)
+    ax.axvline(reference_exponent, color="black", ls="--", lw=1,
+               label=f"reference exponent {reference_exponent:g} (same distribution)")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.scatter([], [], color="grey", s=30, label="filled: p < 0.05")
+    ax.scatter([], [], facecolors="white", edgecolors="grey", s=30, label="hollow: not significant")
+    ax.set(xlabel="Zipf exponent of the second sample", ylabel="unbiased MMD² (RBF kernel)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax

@@ -47,3 +47,52 @@ def simplex_explorer(objectives=("nll",), steps: int = 300):
         plt.show()
 
     return widgets.interactive(draw, weight_0=weight_0, weight_1=weight_1, lr=lr)
+
+
+def study_explorer(summary, metrics=None, zipf_exponent: float = 1.1):
+    """Dropdowns for a metric, a decoding and the data distribution; redraws that panel of the cached study (chapter 6).
+
+    `summary` is `dftlab.study.summary_table(load_results())`; nothing is retrained.
+    """
+    from dftlab.plots import STUDY_PANELS, plot_study_metric
+
+    metrics = list(metrics) if metrics is not None else list(dict.fromkeys(summary["metric"]))
+    decodings = [d for d in dict.fromkeys(summary["decoding"]) if d != "data"]
+    exponents = sorted(set(summary["zipf_exponent"]), reverse=True)
+    metric = widgets.Dropdown(options=metrics, value="top_opener_share" if "top_opener_share" in metrics else metrics[0],
+                              description="metric")
+    decoding = widgets.Dropdown(options=decodings, value=decodings[0], description="decoding")
+    zipf = widgets.Dropdown(options=[(f"zipf {z:g}" + (" (fine-tuning data)" if z == zipf_exponent else ""), z)
+                                     for z in exponents], value=zipf_exponent, description="data")
+
+    def draw(metric: str, decoding: str, zipf: float) -> None:
+        fig, ax = plt.subplots()
+        plot_study_metric(summary, metric, decoding=decoding, zipf_exponent=zipf, ax=ax)
+        ax.set_title(STUDY_PANELS.get(metric, metric.replace("_", " ")) + f", zipf {zipf:g}", fontsize=10)
+        plt.show()
+
+    return widgets.interactive(draw, metric=metric, decoding=decoding, zipf=zipf)
+
+
+def mmd_explorer(reference_exponent: float = 1.1, exponents=(0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.7, 1.9),
+                 method: str = "ngram", num_permutations: int = 200):
+    """Sliders for the Zipf exponent of a second TinyTales sample and the sample size; draws MMD^2 and its
+    p-value against true stories at `reference_exponent` (chapter 5). The n-gram features keep a redraw fast."""
+    import numpy as np
+
+    from dftlab.plots import mmd_by_zipf_exponent, plot_mmd_by_zipf_exponent
+
+    exponent = widgets.FloatSlider(value=0.9, min=0.3, max=1.9, step=0.1, description="Zipf exponent")
+    sample_size = widgets.IntSlider(value=40, min=10, max=200, step=10, description="stories each")
+
+    def draw(exponent: float, sample_size: int) -> None:
+        grid = sorted({round(float(e), 2) for e in exponents} | {round(exponent, 2)})
+        table = mmd_by_zipf_exponent(grid, [sample_size], reference_exponent, method, num_permutations)
+        chosen = table[np.isclose(table["zipf_exponent"], round(exponent, 2))].iloc[0]
+        fig, ax = plt.subplots()
+        plot_mmd_by_zipf_exponent(table, reference_exponent, highlight=(chosen["zipf_exponent"], sample_size), ax=ax)
+        ax.set_title(f"Zipf {exponent:.1f} vs {reference_exponent:g}, {sample_size} stories each: "
+                     f"MMD² = {chosen['mmd2']:.4f}, p = {chosen['p_value']:.3f}", fontsize=10)
+        plt.show()
+
+    return widgets.interactive(draw, exponent=exponent, sample_size=sample_size)

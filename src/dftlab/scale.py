@@ -1,0 +1,195 @@
+"""Scaling up: the course's objectives inside TRL's `SFTTrainer`, on a CPU or on many GPUs (chapter 6).
+
+    python -m dftlab.scale --objective dft --model gpt2 --steps 200
+    accelerate launch -m dftlab.scale --objective dft --model gpt2 --steps 200 --bf16
+
+The trainer is TRL's own; the one change is `compute_loss_func`, built from a dftlab objective by
+`dftlab.objectives.make_compute_loss_func`. So any objective of the course (nll, dft, dft_floored, power, mix,
+distribution_matching) trains a Hub model with the Trainer's batching, mixed precision, gradient accumulation
+and multi-GPU support. `--trl-loss` uses TRL's built-in `loss_type` ("nll" or "dft") instead, to compare.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+import pandas as pd
+
+from dftlab.objectives import OBJECTIVES, make_compute_loss_func
+from dftlab.tinytales import DEFAULT_ZIPF_EXPONENT, TinyTales
+
+# asft needs the base model's logits, which a Trainer's compute_loss_func never sees.
+TRAINER_OBJECTIVES = tuple(name for name in OBJECTIVES if name != "asft")
+TRL_LOSS_TYPES = ("nll", "dft")
+RECORDED = ("loss", "entropy", "mean_token_accuracy")  # what the loss table keeps of each Trainer log
+
+
+def tinytales_dataset(num_examples: int, seed: int = 0, zipf_exponent: float = DEFAULT_ZIPF_EXPONENT):
+    """The first `num_examples` TinyTales training stories as a `datasets.Dataset` of prompt/completion pairs.
+
+    These are the training stories of chapter 3 and of the study (same seed, same split), in the
+    prompt-completion format TRL trains on with the prompt masked out of the loss.
+    """
+    import datasets
+
+    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
+        raise ValueError(f"tinytales_dataset(num_examples={num_examples!r}) must be a positive int.")
+    stories = TinyTales(seed=seed, zipf_exponent=zipf_exponent).splits(train=num_examples, valid=0, test=0)["train"]
+    return datasets.Dataset.from_dict({"prompt": [s["prompt"] for s in stories],
+                                       "completion": [s["completion"] for s in stories]})
+
+
+def _loss_recorder_class():
+    from transformers import TrainerCallback
+
+    class LossRecorder(TrainerCallback):
+        """Keeps the loss (and TRL's entropy and token accuracy) of every logged step, instead of printing them."""
+
+        def __init__(self):
+            self.rows = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.rows.append({"step": state.global_step, **{k: logs[k] for k in RECORDED if k in logs}})
+
+    return LossRecorder
+
+
+def _parse_objective(objective: str, trl_loss: bool) -> None:
+    allowed = TRL_LOSS_TYPES if trl_loss else TRAINER_OBJECTIVES
+    if objective not in allowed:
+        where = "TRL's loss_type" if trl_loss else "a Trainer compute_loss_func"
+        raise ValueError(f"objective {objective!r} cannot be used with {where}; choose one of {list(allowed)}."
+                         + ("" if trl_loss else " ('asft' needs a custom loop: dftlab.train.train)."))
+
+
+def build_trainer(model, tokenizer, train_dataset, objective: str = "nll", *, objective_kwargs: dict | None = None,
+                  trl_loss: bool = False, steps: int = 10, batch_size: int = 8, lr: float = 5e-5,
+                  output_dir: str = "scale-runs", seed: int = 0, max_length: int = 128, bf16: bool = False,
+                  gradient_checkpointing: bool = False, gradient_accumulation_steps: int = 1, quiet: bool = True,
+                  **config_overrides):
+    """TRL's `SFTTrainer` training `model` with a dftlab objective (or, with `trl_loss=True`, TRL's own loss_type).
+
+    The defaults suit a CPU: bf16 and gradient checkpointing are off (TRL turns both on by default, which makes a
+    CPU run many times slower), nothing is reported or saved, and the per-step losses go to a `LossRecorder`
+    callback rather than to the screen; read them with `recorded_losses(trainer)`. `quiet` also removes the
+    Trainer's progress bar and printer, and the tokenisation progress bars of `datasets`.
+    `config_overrides` go to `SFTConfig` as they are (e.g. `use_cpu=True`, `lr_scheduler_type="constant"`).
+    """
+    import datasets
+    import torch
+    from transformers import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    _parse_objective(objective, trl_loss)
+    if quiet:
+        datasets.disable_progress_bars()
+    settings = dict(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
+                    gradient_accumulation_steps=gradient_accumulation_steps, learning_rate=lr, seed=seed,
+                    max_length=max_length, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
+                    completion_only_loss=True, loss_type=objective if trl_loss else "nll", report_to="none",
+                    disable_tqdm=True, logging_strategy="steps", logging_steps=1, save_strategy="no",
+                    dataloader_pin_memory=torch.cuda.is_available())  # pinning only helps a GPU; on a CPU it warns
+    settings.update(config_overrides)
+    compute_loss_func = None if trl_loss else make_compute_loss_func(objective, **(objective_kwargs or {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecation notices of TRL's own defaults
+        trainer = SFTTrainer(model=model, args=SFTConfig(**settings), train_dataset=train_dataset,
+                             processing_class=tokenizer, compute_loss_func=compute_loss_func)
+    if quiet:
+        trainer.remove_callback(PrinterCallback)  # with tqdm off, the Trainer prints every log dict, timings included
+        trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_loss_recorder_class()())
+    return trainer
+
+
+def recorded_losses(trainer) -> pd.DataFrame:
+    """The per-step table (step, loss, entropy, mean_token_accuracy) that `build_trainer`'s recorder kept."""
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "LossRecorder":
+            return pd.DataFrame(callback.rows)
+    raise ValueError("recorded_losses: this trainer has no LossRecorder; build it with dftlab.scale.build_trainer.")
+
+
+def train(trainer) -> pd.DataFrame:
+    """Run `trainer.train()` quietly and return `recorded_losses(trainer)`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        trainer.train()
+    return recorded_losses(trainer)
+
+
+def _key_value(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. alpha=0.5), got {text!r}")
+    try:
+        return key, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the value of {key!r} must be a number, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dftlab.scale",
+        description="Fine-tune a causal LM on TinyTales with TRL's SFTTrainer and a dftlab objective. Runs on a CPU "
+                    "as it is, and on one or many GPUs under `accelerate launch -m dftlab.scale ...`.")
+    parser.add_argument("--objective", default="nll",
+                        help=f"dftlab objective: {', '.join(TRAINER_OBJECTIVES)} (default: nll)")
+    parser.add_argument("--objective-kwarg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the objective, e.g. alpha=0.5 for power, lam=0.5 for mix (repeatable)")
+    parser.add_argument("--trl-loss", action="store_true",
+                        help="use TRL's built-in loss_type (nll or dft) instead of dftlab's compute_loss_func")
+    parser.add_argument("--model", default=None,
+                        help="embedded model or Hugging Face Hub name, e.g. gpt2 (default: $DFTLAB_MODEL, else tiny-gpt2)")
+    parser.add_argument("--examples", type=int, default=3000, help="TinyTales training stories (default: 3000)")
+    parser.add_argument("--zipf-exponent", type=float, default=DEFAULT_ZIPF_EXPONENT,
+                        help=f"TinyTales distribution (default: {DEFAULT_ZIPF_EXPONENT}, the fine-tuning data)")
+    parser.add_argument("--steps", type=int, default=100, help="optimiser steps (default: 100)")
+    parser.add_argument("--batch-size", type=int, default=8, help="stories per device per micro-batch (default: 8)")
+    parser.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default: 5e-5)")
+    parser.add_argument("--max-length", type=int, default=128, help="tokens per example (default: 128)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", default=None,
+                        help="where the Trainer writes (default: scale-runs/<model>-<objective>)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs)")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory (large models)")
+    parser.add_argument("--save", action="store_true", help="save the fine-tuned model and tokenizer to --output-dir")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from dftlab.models import ModelNotAvailableError, default_model_name, load_model
+
+    model_name = args.model or default_model_name()
+    try:
+        _parse_objective(args.objective, args.trl_loss)
+        model, tokenizer = load_model(model_name)
+        dataset = tinytales_dataset(args.examples, args.seed, args.zipf_exponent)
+    except (ValueError, ModelNotAvailableError) as error:
+        raise SystemExit(f"dftlab.scale: {error}") from None
+    output_dir = args.output_dir or os.path.join("scale-runs", f"{os.path.basename(model_name)}-{args.objective}")
+    trainer = build_trainer(model, tokenizer, dataset, args.objective, objective_kwargs=dict(args.objective_kwarg),
+                            trl_loss=args.trl_loss, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                            output_dir=output_dir, seed=args.seed, max_length=args.max_length, bf16=args.bf16,
+                            gradient_checkpointing=args.gradient_checkpointing,
+                            gradient_accumulation_steps=args.gradient_accumulation_steps)
+    losses = train(trainer)
+    if args.save:
+        trainer.save_model(output_dir)
+    if trainer.is_world_process_zero():  # under accelerate launch, one process reports
+        source = f"TRL loss_type={args.objective!r}" if args.trl_loss else f"dftlab objective {args.objective!r}"
+        print(f"dftlab.scale: {model_name}, {source}, {args.steps} steps on {trainer.args.world_size} process(es)")
+        print(losses.round(4).to_string(index=False))
+        if args.save:
+            print(f"saved to {output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
