@@ -95,3 +95,32 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for row in rows:
         got = row["got"].replace("|", "\\|")
         terminalreporter.line(f"| {row['probe']} | {row['expected']} | {got} | {row['verdict']} |")
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny byte-level BPE tokenizer for fast unit tests (tests/test_data.py, tests/test_train.py).
+# ---------------------------------------------------------------------------------------------
+
+TINY_SENTENCES = ["the cat sat on the mat.", "the dog ate the bone.", "a bird sang in the tree.",
+                  "question: what colour is the sky? answer: blue.", "once upon a time there was a fox."]
+
+
+def _tiny_tokenizer(eos: bool = True):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(TINY_SENTENCES, trainer)
+    if eos:
+        return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_tokenizer():
+    """A factory: make_tiny_tokenizer() has <|endoftext|> as EOS; make_tiny_tokenizer(eos=False) has no EOS."""
+    return _tiny_tokenizer

@@ -1,30 +1,12 @@
 """Tests for dftlab.data: label masking, truncation, padding, packing, batching."""
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 
 from dftlab.data import (IGNORE_INDEX, collate, encode_example, encode_examples, make_batches, mask_prompt, pack)
 
-SENTENCES = ["the cat sat on the mat.", "the dog ate the bone.", "a bird sang in the tree.",
-             "question: what colour is the sky? answer: blue.", "once upon a time there was a fox."]
-
-
-def build_tokenizer(eos: bool = True):
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(SENTENCES, trainer)
-    if eos:
-        return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
-
-
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer()
+def tokenizer(make_tiny_tokenizer):
+    return make_tiny_tokenizer()
 
 
 def examples(n):
@@ -121,9 +103,9 @@ def test_bad_examples_raise_clear_errors(tokenizer, bad, message):
         make_batches(tokenizer, bad, batch_size=2)
 
 
-def test_bad_arguments_raise_clear_errors(tokenizer):
+def test_bad_arguments_raise_clear_errors(tokenizer, make_tiny_tokenizer):
     with pytest.raises(ValueError, match="eos"):
-        make_batches(build_tokenizer(eos=False), examples(2), batch_size=2)
+        make_batches(make_tiny_tokenizer(eos=False), examples(2), batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         make_batches(tokenizer, examples(2), batch_size=0)
     with pytest.raises(ValueError, match="block_size"):

@@ -116,7 +116,9 @@ def token_l2_distance(samples, reference, n: int = 1, tokenizer=None) -> float:
     samples, reference = _check_texts(samples, "samples"), _check_texts(reference, "reference")
     p = _frequencies(ngram_counts(samples, n, tokenizer), "samples", n)
     q = _frequencies(ngram_counts(reference, n, tokenizer), "reference", n)
-    return math.sqrt(sum((p.get(gram, 0.0) - q.get(gram, 0.0)) ** 2 for gram in p.keys() | q.keys()))
+    # fsum over sorted n-grams: the result does not depend on set order (PYTHONHASHSEED) in the last digit.
+    union = sorted(p.keys() | q.keys())
+    return math.sqrt(math.fsum((p.get(gram, 0.0) - q.get(gram, 0.0)) ** 2 for gram in union))
 
 
 def distinct_n(texts, n: int = 1) -> float:
