@@ -188,3 +188,9 @@ def test_the_instructor_toc_puts_each_solution_after_its_exercise():
     exercise_pages = [page for page in pages if page.startswith("exercises/")]
     assert exercise_pages and pages == [page for exercise in exercise_pages
                                         for page in (exercise, exercise.replace("exercises/", "solutions/"))]
+
+
+def test_every_chapter_links_to_its_exercises(toc_pages):
+    for path in chapter_notebooks(toc_pages):
+        if re.match(r"0[1-9]_", path.name):
+            assert f"{{doc}}`../exercises/{path.stem}`" in path.read_text(), f"{path.name} does not link its exercises"
