@@ -225,3 +225,16 @@ def test_progress_bar_is_off_under_pytest_and_follows_the_setting(monkeypatch):
     assert progress_enabled(None) is True
     monkeypatch.setenv("DFTLAB_PROGRESS", "0")
     assert progress_enabled(None) is False
+
+
+def test_progress_bar_is_on_in_a_notebook_kernel_and_off_in_a_pipe(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.delenv("DFTLAB_PROGRESS", raising=False)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    monkeypatch.setattr(sys, "stdout", open(os.devnull, "w"))  # not a terminal
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert progress_enabled(None) is False
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert progress_enabled(None) is True

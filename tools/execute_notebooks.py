@@ -18,6 +18,7 @@ from nbclient import NotebookClient
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ["DFTLAB_PROGRESS"] = "0"  # stored outputs must not hold a progress bar
 
 CELL_TIMEOUT_SECONDS = 300  # the same limit `make test` gives nbval
 

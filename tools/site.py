@@ -142,7 +142,7 @@ def build(execute: bool = True, output: Path | None = None, instructor: bool = F
         command += ["--config", str(config_path)]
     if output is not None:
         command += ["--path-output", str(output)]
-    return subprocess.call(command, env=dict(os.environ, HF_HUB_OFFLINE="1"), cwd=ROOT)
+    return subprocess.call(command, env=dict(os.environ, HF_HUB_OFFLINE="1", DFTLAB_PROGRESS="0"), cwd=ROOT)
 
 
 def browser_deps() -> None:

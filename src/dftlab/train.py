@@ -11,9 +11,11 @@ quantiles of the probability the model gives each target token. The NLL is measu
 every objective so that runs can be compared; DFT's own loss value is 10-20x smaller than NLL and not
 comparable.
 
-Progress bar: off by default in notebooks (`nbval` compares cell outputs, and a bar's output changes
-from run to run), under pytest, and whenever stdout is not a terminal; on in an interactive terminal.
-`progress=True` or `DFTLAB_PROGRESS=1` force it on, `progress=False` or `DFTLAB_PROGRESS=0` force it off.
+Progress bar: on by default in a notebook (a Jupyter kernel) and in an interactive terminal; off under
+pytest and when stdout is a file or a pipe. `progress=True` or `DFTLAB_PROGRESS=1` force it on,
+`progress=False` or `DFTLAB_PROGRESS=0` force it off. Everything that executes notebooks to store or compare
+their outputs sets `DFTLAB_PROGRESS=0` (tests/conftest.py for nbval, tools/execute_notebooks.py, the book
+build in tools/site.py), since a bar's text changes from run to run.
 """
 from __future__ import annotations
 
@@ -131,7 +133,7 @@ def progress_enabled(progress: bool | None) -> bool:
         return setting.strip().lower() not in ("0", "", "false", "no", "off")
     if "PYTEST_CURRENT_TEST" in os.environ:
         return False
-    return sys.stdout.isatty()  # False inside Jupyter, so notebooks and nbval never see a bar
+    return "ipykernel" in sys.modules or sys.stdout.isatty()
 
 
 def _state_dict(model) -> dict:
