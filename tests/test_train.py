@@ -238,3 +238,22 @@ def test_progress_bar_is_on_in_a_notebook_kernel_and_off_in_a_pipe(monkeypatch):
     assert progress_enabled(None) is False
     monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
     assert progress_enabled(None) is True
+
+
+# Ctrl-C at steps drawn at random (from a fixed seed, so a failure can be replayed): whatever the step, no
+# half-written file is left, and resuming gives exactly the history of a run that was never interrupted.
+RANDOM_INTERRUPT_CALLS = sorted(__import__("random").Random(2026).sample(range(1, 13), 4))
+
+
+@pytest.mark.parametrize("interrupt_call", RANDOM_INTERRUPT_CALLS)
+def test_an_interrupt_at_a_random_step_never_loses_the_run(tokenizer, tmp_path, monkeypatch, interrupt_call):
+    settings = dict(steps=12, objective="nll", **FAST)
+    straight = train(tiny_model(tokenizer), tokenizer, TRAIN, VALID, **settings)
+    interrupt_at_call(monkeypatch, interrupt_call)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(tokenizer), tokenizer, TRAIN, VALID, checkpoint_dir=tmp_path, **settings)
+    monkeypatch.undo()
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+    resumed = train(tiny_model(tokenizer), tokenizer, TRAIN, VALID, checkpoint_dir=tmp_path,
+                    resume=(tmp_path / "checkpoint.json").exists(), **settings)
+    pd.testing.assert_frame_equal(resumed.history, straight.history, check_exact=True)
