@@ -55,6 +55,10 @@ ALT_TEXT = {
         "plots.plot_training_history(": (
             "Line chart of the validation negative log-likelihood and the validation predictive entropy, in nats "
             "per token, against the training step of supervised fine-tuning on TinyTales."),
+        "plots.plot_decoding_distribution(first_token_logits": (
+            "Paired bar chart of the most probable first tokens of a story after one test prompt, for the SFT "
+            "model: each token's probability at T = 1 beside its probability after temperature 0.7 and top-p 0.9. "
+            "The title gives the entropy before and after decoding."),
         "plots.plot_choice_frequencies(openers)": (
             "Horizontal bar chart of the most common TinyTales story openers: for each, its true probability "
             "beside its share of the SFT model's samples at T = 1 and at T = 0.7 with top-p 0.9."),
