@@ -243,6 +243,10 @@ def main(argv=None) -> None:
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     config = PretrainConfig(**args)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the run prints its own progress; transformers' notices are noise here
+    hf_logging.disable_progress_bar()
     model, tokenizer, report = pretrain(config)
     print(json.dumps(report, indent=1))
     print("wrote", write_model_folder(model, tokenizer, config, report, out))
