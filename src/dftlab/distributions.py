@@ -25,7 +25,8 @@ def _as_float_tensor(x, name: str) -> torch.Tensor:
     return x
 
 
-def _check_probs(probs, name: str = "probs") -> torch.Tensor:
+def check_probs(probs, name: str = "probs") -> torch.Tensor:
+    """`probs` as a float tensor; ValueError (naming `name`) unless it is non-negative and sums to 1 on the last axis."""
     probs = _as_float_tensor(probs, name)
     if (probs < 0).any():
         raise ValueError(f"{name} has negative entries; pass probabilities (e.g. softmax(logits)), not logits")
@@ -86,13 +87,13 @@ def softmax_with_temperature(logits, temperature: float = 1.0) -> torch.Tensor:
 
 def entropy(probs) -> torch.Tensor:
     """Shannon entropy H(p) = -sum_i p_i log p_i in nats, with 0 log 0 = 0."""
-    probs = _check_probs(probs)
+    probs = check_probs(probs)
     return -(torch.special.xlogy(probs, probs)).sum(-1)
 
 
 def kl_divergence(p, q) -> torch.Tensor:
     """KL(p || q) = sum_i p_i log(p_i / q_i) in nats; infinite where q_i = 0 < p_i."""
-    p, q = _check_probs(p, "p"), _check_probs(q, "q")
+    p, q = check_probs(p, "p"), check_probs(q, "q")
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
     return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from dftlab.distributions import _check_probs, check_decoding_settings, decoding_distribution
+from dftlab.distributions import check_probs, check_decoding_settings, decoding_distribution
 
 
 def _check_model_and_tokenizer(model, tokenizer) -> None:
@@ -36,7 +36,7 @@ def top_tokens(probs: torch.Tensor, tokenizer, k: int = 10) -> pd.DataFrame:
     if isinstance(probs, str) or not isinstance(probs, (torch.Tensor, list, tuple)):
         raise TypeError(f"probs must be a probability vector (a tensor, e.g. from next_token_probs), "
                         f"got {type(probs).__name__}")
-    probs = _check_probs(probs)
+    probs = check_probs(probs)
     if probs.dim() != 1:
         raise ValueError(f"probs must be one distribution of shape [V], got shape {tuple(probs.shape)}; "
                          f"pass one row, e.g. probs[0]")

@@ -14,6 +14,7 @@ still has a gradient, so a training step on it is a harmless no-op rather than a
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -222,24 +223,33 @@ def get_objective(objective: str | Callable) -> Callable[..., torch.Tensor]:
     return OBJECTIVES[objective]
 
 
+@functools.lru_cache(maxsize=None)
+def _keywords_taken(loss_fn: Callable) -> tuple[str, ...] | None:
+    """The keywords an objective takes beyond (logits, labels), `base_logits` and `reduction`; None if any
+    keyword goes (a **kwargs signature, or none readable). Cached: causal_lm_loss asks on every training step."""
+    try:
+        parameters = inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return tuple(name for name in list(parameters)[2:] if name not in ("base_logits", "reduction"))
+
+
 def check_objective_kwargs(objective: str | Callable, objective_kwargs: Mapping) -> None:
     """Raise ValueError naming any keyword that `objective` does not take (e.g. a typo such as `flor=0.1`).
 
     `logits`, `labels`, `base_logits` and `reduction` are filled in by the caller, not by `objective_kwargs`.
     """
     loss_fn = get_objective(objective)
-    try:
-        parameters = inspect.signature(loss_fn).parameters
-    except (TypeError, ValueError):  # a callable without a readable signature: nothing to check
+    taken = _keywords_taken(loss_fn)
+    if taken is None:
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    taken = [name for name in list(parameters)[2:] if name not in ("base_logits", "reduction")]
     unknown = sorted(set(objective_kwargs) - set(taken))
     if unknown:
         name = getattr(loss_fn, "__name__", repr(loss_fn))
         raise ValueError(f"objective_kwargs has {unknown}, which objective {name!r} does not take; "
-                         f"it takes {taken if taken else 'no keywords'}. Check the spelling.")
+                         f"it takes {list(taken) if taken else 'no keywords'}. Check the spelling.")
 
 
 # ---------------------------------------------------------------------------------------------
