@@ -460,3 +460,43 @@ def test_sequence_cross_entropy_of_uniform_model(tokenizer):
     assert result["kl"] == pytest.approx(3.5 * math.log(v) - tales.entropy())
     with pytest.raises(ValueError, match=r"true_examples\[0\]"):
         sequence_cross_entropy(UniformLM(v), tokenizer, INVALID, tales)
+
+
+# ---------------------------------------------------------------------------------------------
+# Two-sample comparisons of sets of stories (chapter 5).
+# ---------------------------------------------------------------------------------------------
+
+def test_mmd_sweep_has_one_row_per_exponent_and_size():
+    table = metrics.mmd_by_zipf_exponent([0.3, 1.1], sample_sizes=(10, 20), num_permutations=20)
+    assert len(table) == 4
+    assert set(table.columns) >= {"zipf_exponent", "sample_size", "mmd2", "p_value", "bandwidth", "significant"}
+    assert table["p_value"].between(0, 1).all() and (table["bandwidth"] > 0).all()
+    assert (table["significant"] == (table["p_value"] < 0.05)).all()
+
+
+def test_mmd_sweep_is_deterministic():
+    first = metrics.mmd_by_zipf_exponent([0.5], sample_sizes=(15,), num_permutations=20, seed=3)
+    second = metrics.mmd_by_zipf_exponent([0.5], sample_sizes=(15,), num_permutations=20, seed=3)
+    assert first.equals(second)
+
+
+def test_mmd_sweep_separates_far_distributions_and_not_the_same_one():
+    table = metrics.mmd_by_zipf_exponent([0.0, 1.1], sample_sizes=(150,), num_permutations=100)
+    far, same = table.set_index("zipf_exponent").loc[0.0], table.set_index("zipf_exponent").loc[1.1]
+    assert far["significant"] and not same["significant"]
+    assert far["mmd2"] > same["mmd2"]
+
+
+def test_mmd_comparison_table_has_one_row_per_set_and_scores_validity():
+    from dftlab.tinytales import TinyTales
+
+    tales = TinyTales(seed=0)
+    reference = tales.sample(12, seed=0)
+    broken = [{"prompt": s["prompt"], "completion": s["completion"] + " The end end end."} for s in reference]
+    table = metrics.mmd_comparison_table(reference, {"same": tales.sample(12, seed=1), "broken": broken}, tales)
+    assert list(table.index) == ["same", "broken"]
+    assert list(table.columns) == ["MMD² (MiniLM)", "p (MiniLM)", "bandwidth σ", "MMD² (n-grams)", "p (n-grams)",
+                                   "token-L2", "validity"]
+    assert table.loc["same", "validity"] == 1.0 and table.loc["broken", "validity"] == 0.0
+    assert table[["p (MiniLM)", "p (n-grams)"]].stack().between(0, 1).all()
+

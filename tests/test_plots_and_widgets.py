@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from dftlab import plots, scoring_rules, toy, widgets
+from dftlab import metrics, plots, scoring_rules, study, toy, widgets
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +43,62 @@ def test_simplex_plot_draws_one_path_per_objective():
 def test_simplex_explorer_builds():
     explorer = widgets.simplex_explorer(objectives=("nll",), steps=20)
     assert len(explorer.children) == 4  # three sliders and the output
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 5: the MMD sweep's figure and explorer.
+# ---------------------------------------------------------------------------------------------
+
+def test_mmd_plot_is_labelled_and_draws_one_line_per_size():
+    table = metrics.mmd_by_zipf_exponent([0.3, 1.1, 1.9], sample_sizes=(10, 20), num_permutations=20)
+    ax = plots.plot_mmd_by_zipf_exponent(table, highlight=(1.1, 10))
+    assert ax.get_xlabel() and ax.get_ylabel()
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "n = 10 per sample" in labels and "n = 20 per sample" in labels
+
+
+def test_mmd_explorer_builds():
+    explorer = widgets.mmd_explorer(exponents=(0.5, 1.1), num_permutations=20)
+    assert len(explorer.children) == 3  # two sliders and the output
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 6: the study grid and explorer, on the cached results (nothing is retrained).
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def summary():
+    return study.summary_table(study.load_results())
+
+
+def test_study_grid_draws_one_panel_per_metric(summary):
+    panel_metrics = ["validity", "kl", "top_opener_share", "token_l2_1", "predictive_entropy"]
+    axes = plots.plot_study_grid(summary, panel_metrics, decoding="T=0.7,top-p=0.9", ncols=3)
+    visible = [ax for ax in axes.flat if ax.get_visible()]
+    assert len(visible) == len(panel_metrics) and axes.shape == (2, 3)
+    assert visible[0].get_title() == plots.STUDY_PANELS["validity"]
+    assert visible[1].get_xscale() == "log" and visible[0].get_xscale() == "linear"
+    labels = [tick.get_text() for tick in visible[0].get_yticklabels()]
+    assert "nll" in labels and "dft" in labels and "truth" not in labels
+    plt.close("all")
+
+
+def test_study_grid_refuses_no_metrics_and_unknown_metrics(summary):
+    with pytest.raises(ValueError, match="at least one metric"):
+        plots.plot_study_grid(summary, [])
+    with pytest.raises(ValueError, match="no rows for metric='nonsense'"):
+        plots.plot_study_grid(summary, ["nonsense"])
+    plt.close("all")
+
+
+def test_study_explorer_offers_the_study_and_redraws(summary, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plt, "show", lambda: drawn.append(plt.gca().get_title()))
+    explorer = widgets.study_explorer(summary)
+    metric, decoding, zipf = explorer.children[:3]
+    assert metric.value == "top_opener_share" and "validity" in metric.options
+    assert decoding.options == ("T=1", "T=0.7,top-p=0.9") and "data" not in decoding.options
+    assert {value for _, value in zipf.options} == {1.1, 0.3} and zipf.value == 1.1
+    metric.value, decoding.value, zipf.value = "kl", "T=0.7,top-p=0.9", 0.3
+    assert drawn[-1].startswith(plots.STUDY_PANELS["kl"]) and drawn[-1].endswith("zipf 0.3")
+    plt.close("all")

@@ -577,6 +577,59 @@ def validity_rate(samples, tales) -> float:
     return sum(math.isfinite(tales.log_prob(prompt, completion)) for prompt, completion in pairs) / len(pairs)
 
 
+# ---------------------------------------------------------------------------------------------
+# Two-sample comparisons of sets of stories (chapter 5).
+# ---------------------------------------------------------------------------------------------
+
+def mmd_comparison_table(reference: list[dict], named_samples: dict, tales) -> pd.DataFrame:
+    """Each named set of samples against `reference` (lists of {"prompt", "completion"}), one row per set.
+
+    Columns: MMD^2, permutation p-value and RBF bandwidth on MiniLM sentence embeddings; MMD^2 and p on
+    n-gram features; token-L2 between the completions; and the validity rate of the set under `tales`.
+    """
+    reference_texts = [completion for _, completion in _check_samples(reference, "reference")]
+    reference_minilm = sentence_embeddings(reference_texts, method="minilm")
+    reference_ngram = sentence_embeddings(reference_texts, method="ngram")
+    rows = []
+    for name, samples in named_samples.items():
+        texts = [completion for _, completion in _check_samples(samples, f"named_samples[{name!r}]")]
+        with_minilm = mmd(reference_minilm, sentence_embeddings(texts, method="minilm"))
+        with_ngram = mmd(reference_ngram, sentence_embeddings(texts, method="ngram"))
+        rows.append({"compared with the reference": name, "MMD² (MiniLM)": with_minilm.mmd2,
+                     "p (MiniLM)": with_minilm.p_value, "bandwidth σ": with_minilm.bandwidth,
+                     "MMD² (n-grams)": with_ngram.mmd2, "p (n-grams)": with_ngram.p_value,
+                     "token-L2": token_l2_distance(texts, reference_texts),
+                     "validity": validity_rate(samples, tales)})
+    return pd.DataFrame(rows).set_index("compared with the reference")
+
+
+def mmd_by_zipf_exponent(exponents, sample_sizes=(50,), reference_exponent: float = 1.1, method: str = "ngram",
+                         num_permutations: int = 200, seed: int = 0) -> pd.DataFrame:
+    """MMD between true TinyTales stories at `reference_exponent` and stories drawn at each exponent (chapter 5).
+
+    For every sample size n, n reference completions are drawn with stream `seed` and n completions of
+    TinyTales(zipf_exponent=e) with stream `seed + 1` for each e. The second stream is shared by every
+    exponent, so the curve moves with e alone; at e == reference_exponent the two sets are independent
+    samples of one distribution. Embeddings: `dftlab.metrics.sentence_embeddings(method=method)`; the
+    default "ngram" features keep a sweep fast. Columns: zipf_exponent, sample_size, mmd2,
+    p_value, bandwidth, significant (p < 0.05).
+    """
+    from dftlab.tinytales import TinyTales
+
+    rows = []
+    for sample_size in sample_sizes:
+        reference = TinyTales(zipf_exponent=reference_exponent).sample(int(sample_size), seed=seed)
+        reference_emb = sentence_embeddings([s["completion"] for s in reference], method=method)
+        for exponent in exponents:
+            other = TinyTales(zipf_exponent=float(exponent)).sample(int(sample_size), seed=seed + 1)
+            result = mmd(reference_emb, sentence_embeddings([s["completion"] for s in other], method=method),
+                         num_permutations=num_permutations, seed=seed)
+            rows.append({"zipf_exponent": float(exponent), "sample_size": int(sample_size), "mmd2": result.mmd2,
+                         "p_value": result.p_value, "bandwidth": result.bandwidth,
+                         "significant": result.p_value < 0.05})
+    return pd.DataFrame(rows)
+
+
 def _picked_options(choices: dict | None, name: str) -> list:
     """The options one parsed story picked at choice `name`.
 

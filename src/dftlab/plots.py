@@ -258,34 +258,6 @@ def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding
 
 # --- Chapter 5: distribution-level comparisons (MMD) ---------------------------------------------
 
-def mmd_by_zipf_exponent(exponents, sample_sizes=(50,), reference_exponent: float = 1.1, method: str = "ngram",
-                         num_permutations: int = 200, seed: int = 0) -> pd.DataFrame:
-    """MMD between true TinyTales stories at `reference_exponent` and stories drawn at each exponent (chapter 5).
-
-    For every sample size n, n reference completions are drawn with stream `seed` and n completions of
-    TinyTales(zipf_exponent=e) with stream `seed + 1` for each e. The second stream is shared by every
-    exponent, so the curve moves with e alone; at e == reference_exponent the two sets are independent
-    samples of one distribution. Embeddings: `dftlab.metrics.sentence_embeddings(method=method)`; the
-    default "ngram" features keep a sweep under a second. Columns: zipf_exponent, sample_size, mmd2,
-    p_value, bandwidth, significant (p < 0.05).
-    """
-    from dftlab.metrics import mmd, sentence_embeddings
-    from dftlab.tinytales import TinyTales
-
-    rows = []
-    for sample_size in sample_sizes:
-        reference = TinyTales(zipf_exponent=reference_exponent).sample(int(sample_size), seed=seed)
-        reference_emb = sentence_embeddings([s["completion"] for s in reference], method=method)
-        for exponent in exponents:
-            other = TinyTales(zipf_exponent=float(exponent)).sample(int(sample_size), seed=seed + 1)
-            result = mmd(reference_emb, sentence_embeddings([s["completion"] for s in other], method=method),
-                         num_permutations=num_permutations, seed=seed)
-            rows.append({"zipf_exponent": float(exponent), "sample_size": int(sample_size), "mmd2": result.mmd2,
-                         "p_value": result.p_value, "bandwidth": result.bandwidth,
-                         "significant": result.p_value < 0.05})
-    return pd.DataFrame(rows)
-
-
 def plot_mmd_by_zipf_exponent(table: pd.DataFrame, reference_exponent: float = 1.1, highlight=None, ax=None):
     """MMD^2 against the Zipf exponent of the second sample, one line per sample size (chapter 5).
 

@@ -80,7 +80,8 @@ def mmd_explorer(reference_exponent: float = 1.1, exponents=(0.3, 0.5, 0.7, 0.9,
     p-value against true stories at `reference_exponent` (chapter 5). The n-gram features keep a redraw fast."""
     import numpy as np
 
-    from dftlab.plots import mmd_by_zipf_exponent, plot_mmd_by_zipf_exponent
+    from dftlab.metrics import mmd_by_zipf_exponent
+    from dftlab.plots import plot_mmd_by_zipf_exponent
 
     exponent = widgets.FloatSlider(value=0.9, min=0.3, max=1.9, step=0.1, description="Zipf exponent")
     sample_size = widgets.IntSlider(value=40, min=10, max=200, step=10, description="stories each")
