@@ -44,7 +44,7 @@ ANSWER_MARKER = "<!-- BEGIN ANSWER -->"
 ANSWER_PLACEHOLDER = "*Your answer here.*"
 SOLUTION_TITLE, EXERCISE_TITLE = "# Solutions ", "# Exercises "  # "# Solutions 4: ..." -> "# Exercises 4: ..."
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
-EXECUTION_TIMEOUT_SECONDS = 300
+EXECUTION_TIMEOUT_SECONDS = 600  # per cell, as `make test` gives nbval: a guard against hangs, not a budget
 # A fixed timestamp for every zip entry, so the same notebooks always give the same zip, byte for byte.
 ZIP_TIMESTAMP = (2026, 1, 1, 0, 0, 0)
 
@@ -181,16 +181,25 @@ def outdated(solutions_dir: Path, exercises_dir: Path) -> list[str]:
     return problems
 
 
-def execute_notebook(notebook, folder: Path):
-    """Run a notebook in place with nbclient, offline and seeded, the way CI runs it."""
-    from nbclient import NotebookClient  # only `build` needs a kernel
+def execute_notebook(notebook, folder: Path, timeout: int = EXECUTION_TIMEOUT_SECONDS):
+    """Run a notebook in place exactly as nbval runs it in `make test`: offline, seeded, no progress bars, and
+    every cell with `store_history=False` (under which IPython's trailing `;` does not silence a value).
+
+    `tools/execute_notebooks.py` uses it for the chapters too, so every stored output comes from one executor.
+    """
+    from nbclient import NotebookClient  # only executing needs a kernel
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PYTHONHASHSEED", "0")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ["DFTLAB_PROGRESS"] = "0"  # stored outputs must not hold a progress bar
     # record_timing=False: per-cell timestamps would make every run a new diff.
-    NotebookClient(notebook, timeout=EXECUTION_TIMEOUT_SECONDS, kernel_name="python3", record_timing=False,
-                   resources={"metadata": {"path": str(folder)}}).execute()
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", record_timing=False,
+                            store_widget_state=True, resources={"metadata": {"path": str(folder)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(notebook.cells):
+            client.execute_cell(cell, index, store_history=False)
+        client.set_widgets_metadata()
     return notebook
 
 
