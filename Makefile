@@ -16,7 +16,7 @@ help:
 	@echo "make lab     open the course in JupyterLab"
 	@echo "make book-instructor   the website with each chapter's solutions (into _build/instructor/_build/html)"
 	@echo "make exercises         regenerate exercises/ from solutions/ and execute them"
-	@echo "make student           write student/dftlab-exercises.zip, the exercises to hand out"
+	@echo "make student           write student/dftlab-exercises.zip: the exercises and a dftlab wheel to hand out"
 	@echo "make clean   remove the build output (keeps .venv)"
 
 # Installs run only when .venv is missing or pyproject.toml changed, so a second run starts in seconds.

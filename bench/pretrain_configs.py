@@ -40,7 +40,7 @@ def main() -> None:
             steps += 1
         elapsed = time.perf_counter() - started
         print(f"{n_layer:>6} {n_embd:>5} {model.num_parameters():>10,} {steps * 24 * 128 / elapsed:>9.0f} {steps:>6} "
-              f"{P.block_loss(model, valid):>10.3f}")
+              f"{P.block_loss(model, valid, tokenizer.eos_token_id):>10.3f}")
 
 
 if __name__ == "__main__":

@@ -89,12 +89,66 @@ def test_launch_buttons_use_the_one_repository_url(built_site, toc_pages):
     assert f"mybinder.org/v2/gh/{owner_and_name}/{branch}?urlpath=lab/tree/{chapter}.ipynb" in html
 
 
+def load_site_tool():
+    spec = importlib.util.spec_from_file_location("site_tool", ROOT / "tools" / "site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_colab_install_cells_name_the_configured_repository(toc_pages):
     """Each chapter's hidden Colab cell pip-installs dftlab from a git URL; it must match `repository.url`."""
     url = CONFIG["repository"]["url"]
     for path in chapter_notebooks(toc_pages):
-        for found in re.findall(r"git\+(https://[^\s\"'\\]+)", path.read_text()):
+        for found in re.findall(r"git\+(https://[^\s\"'\\@]+)", path.read_text()):
             assert found.removesuffix(".git") == url, f"{path.name} installs from {found}; _config.yml says {url}"
+
+
+def test_every_install_line_comes_from_config_yml():
+    """The one install command (dftlab._install, from `repository.url`/`branch`) is what every Colab cell, README.md
+    and the student zip's README say; `python tools/site.py sync-install` rewrites them after a change."""
+    from dftlab import _install, exercises
+
+    config = ROOT / "_config.yml"
+    command = _install.install_command(config)
+    assert command == f'pip install "dftlab @ git+{CONFIG["repository"]["url"]}@{CONFIG["repository"]["branch"]}"'
+    stale = load_site_tool().sync_install(check=True)
+    assert not stale, (f"out of step with _config.yml: {[str(p.relative_to(ROOT)) for p in stale]}; "
+                       f"run `python tools/site.py sync-install`")
+    notebooks = [path for folder in ("chapters", "solutions", "exercises") for path in (ROOT / folder).glob("*.ipynb")]
+    assert len(notebooks) >= 19
+    for path in notebooks:
+        cell = next(cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+        assert cell.source == _install.colab_cell_source(config), path
+        assert "remove-cell" in cell.metadata.get("tags", []), path
+        assert _install.install_requirement(config) in cell.source
+    readme = (ROOT / "README.md").read_text()
+    assert _install.readme_install_block(config) in readme
+    assert not re.search(r"^\s*pip install dftlab\s*$", readme, re.M), "dftlab is not on PyPI"
+    student = exercises.student_readme(["* `01_x.ipynb`: X"], "dftlab-0.1.0-py3-none-any.whl", config)
+    assert command.removeprefix("pip install ") in student
+    assert "pip install torch==2.13.0 && pip install ./dftlab-0.1.0-py3-none-any.whl" in student
+
+
+def test_a_fork_changes_only_config_yml(tmp_path):
+    """After editing `repository` in _config.yml, sync-install rewrites only the Colab cell of each notebook and
+    the README's block, and keeps the notebook's JSON layout, so the diff is that one cell's source."""
+    site = load_site_tool()
+    for folder in ("chapters", "solutions", "exercises"):
+        (tmp_path / folder).mkdir()
+    chapter = ROOT / "chapters" / "01_token_distributions.ipynb"
+    (tmp_path / "chapters" / chapter.name).write_bytes(chapter.read_bytes())
+    (tmp_path / "README.md").write_text((ROOT / "README.md").read_text())
+    (tmp_path / "_config.yml").write_text((ROOT / "_config.yml").read_text().replace(
+        f"url: {CONFIG['repository']['url']}", "url: https://github.com/a-fork/dftlab").replace(
+        f"branch: {CONFIG['repository']['branch']}", "branch: course-2027"))
+    assert site.sync_install(root=tmp_path) == [tmp_path / "chapters" / chapter.name, tmp_path / "README.md"]
+    assert site.sync_install(root=tmp_path, check=True) == []
+    old, new = chapter.read_text().splitlines(), (tmp_path / "chapters" / chapter.name).read_text().splitlines()
+    assert len(old) == len(new)
+    changed = [(a, b) for a, b in zip(old, new) if a != b]
+    assert len(changed) == 1 and "git+https://github.com/a-fork/dftlab@course-2027" in changed[0][1]
+    assert 'pip install "dftlab @ git+https://github.com/a-fork/dftlab@course-2027"' in (tmp_path / "README.md").read_text()
 
 
 def test_every_chapter_states_prerequisites_and_time_to_run(toc_pages):

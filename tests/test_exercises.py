@@ -242,16 +242,32 @@ def test_a_model_answer_becomes_a_placeholder():
 # ---------------------------------------------------------------------------------------------
 
 def test_student_zip(tmp_path):
+    """The zip works on its own: notebooks without outputs, a dftlab wheel, and a README with the command for it."""
     assert exercises.main(["student", "--root", str(ROOT), "--out", str(tmp_path / "student.zip")]) == 0
     with zipfile.ZipFile(tmp_path / "student.zip") as archive:
         names = archive.namelist()
-        assert sorted(names) == sorted([f"dftlab-exercises/{t}.ipynb" for t in TOPICS] + ["dftlab-exercises/README.md"])
+        wheels = [name for name in names if name.endswith(".whl")]
+        assert [Path(name).name for name in wheels] == ["dftlab-0.1.0-py3-none-any.whl"]
+        assert sorted(names) == sorted([f"dftlab-exercises/{t}.ipynb" for t in TOPICS]
+                                       + ["dftlab-exercises/README.md"] + wheels)
         readme = archive.read("dftlab-exercises/README.md").decode()
-        assert "pip install dftlab" in readme
+        assert "pip install torch==2.13.0 && pip install ./dftlab-0.1.0-py3-none-any.whl" in readme
+        assert "\npip install dftlab\n" not in readme  # dftlab is not on PyPI
         assert all(f"{topic}.ipynb" in readme for topic in TOPICS)
         for topic in TOPICS:
             notebook = nbformat.reads(archive.read(f"dftlab-exercises/{topic}.ipynb").decode(), as_version=4)
             assert all(cell.outputs == [] for cell in notebook.cells if cell.cell_type == "code")
             assert exercises.SOLUTION_BEGIN not in str(notebook)
-    again = exercises.write_student_zip(EXERCISES_DIR, tmp_path / "again.zip")
+        (tmp_path / "wheel").mkdir()
+        wheel = tmp_path / "wheel" / Path(wheels[0]).name
+        wheel.write_bytes(archive.read(wheels[0]))
+        with zipfile.ZipFile(wheel) as built:
+            shipped = built.namelist()
+            assert "dftlab/checks/engine.py" in shipped and "dftlab/assets/tiny-gpt2/model.safetensors" in shipped
+    again = exercises.write_student_zip(EXERCISES_DIR, tmp_path / "again.zip", wheel)
     assert again.read_bytes() == (tmp_path / "student.zip").read_bytes()  # reproducible, byte for byte
+
+
+def test_student_zip_needs_a_wheel(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a dftlab wheel"):
+        exercises.write_student_zip(EXERCISES_DIR, tmp_path / "student.zip", tmp_path / "missing.whl")

@@ -500,3 +500,47 @@ def test_mmd_comparison_table_has_one_row_per_set_and_scores_validity():
     assert table.loc["same", "validity"] == 1.0 and table.loc["broken", "validity"] == 0.0
     assert table[["p (MiniLM)", "p (n-grams)"]].stack().between(0, 1).all()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 4: exact option probabilities and target probabilities by role.
+# ---------------------------------------------------------------------------------------------
+
+def test_option_probabilities_are_exact_products_of_token_probabilities(tokenizer):
+    uniform = UniformLM(len(WORDS))
+    table = metrics.option_probabilities(uniform, tokenizer, ["once there"], ["was a", "cat"],
+                                         continuations=(" ran", " slept"))
+    by_option = table.set_index("option")
+    v = len(WORDS)
+    assert by_option.loc["was a", "prob"] == pytest.approx(2 * v ** -3)  # two tokens, then one of two endings
+    assert by_option.loc["cat", "prob"] == pytest.approx(2 * v ** -2)
+    assert by_option["share"].sum() == pytest.approx(1.0)
+
+
+def test_option_probabilities_sharpen_with_temperature(tokenizer, tiny_gpt2):
+    options = ["cat", "dog", "fox"]
+    warm = metrics.option_probabilities(tiny_gpt2, tokenizer, ["once there was a"], options, temperature=1.0)
+    cold = metrics.option_probabilities(tiny_gpt2, tokenizer, ["once there was a"], options, temperature=0.5)
+    # one token per option: the shares at T are softmax(z / T) renormalised, i.e. p ** (1 / T) renormalised
+    expected = warm["prob"].to_numpy() ** 2
+    assert cold["share"].to_numpy() == pytest.approx(expected / expected.sum(), rel=1e-6)
+
+
+def test_target_probabilities_by_role_marks_the_copied_name(make_tiny_tokenizer):
+    tok = make_tiny_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2)).eval()
+    stories = [{"prompt": "Title: The fox and the forest.\nStory:", "completion": " Once upon a time, a fox sat."}]
+    table = metrics.target_probabilities_by_role(model, tok, stories)
+    completion_ids = tok(stories[0]["completion"], add_special_tokens=False).input_ids
+    assert len(table) == len(completion_ids) + 1  # every completion token and the EOS
+    marked = "".join(tok.decode([completion_ids[i]]) for i in table.index[table["role"] == "character"])
+    assert marked.strip() == "fox"
+    assert ((table["target_prob"] > 0) & (table["target_prob"] < 1)).all()
+
+
+def test_target_probabilities_by_role_refuses_a_prompt_without_a_title(make_tiny_tokenizer):
+    tok = make_tiny_tokenizer()
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2)).eval()
+    with pytest.raises(ValueError, match="TinyTales title"):
+        metrics.target_probabilities_by_role(model, tok, [{"prompt": "once upon", "completion": " a time"}])

@@ -95,10 +95,34 @@ def test_study_explorer_offers_the_study_and_redraws(summary, monkeypatch):
     drawn = []
     monkeypatch.setattr(plt, "show", lambda: drawn.append(plt.gca().get_title()))
     explorer = widgets.study_explorer(summary)
-    metric, decoding, zipf = explorer.children[:3]
+    metric, decoding, run = explorer.children[:3]
     assert metric.value == "top_opener_share" and "validity" in metric.options
     assert decoding.options == ("T=1", "T=0.7,top-p=0.9") and "data" not in decoding.options
-    assert {value for _, value in zipf.options} == {1.1, 0.3} and zipf.value == 1.1
-    metric.value, decoding.value, zipf.value = "kl", "T=0.7,top-p=0.9", 0.3
-    assert drawn[-1].startswith(plots.STUDY_PANELS["kl"]) and drawn[-1].endswith("zipf 0.3")
+    choices = {value for _, value in run.options}
+    assert {base for base, _ in choices} == {"tiny-gpt2", "tiny-gpt2-english"} and run.value[0] == "tiny-gpt2"
+    weak = next(value for value in choices if value[0] == "tiny-gpt2-english")
+    metric.value, decoding.value, run.value = "kl", "T=0.7,top-p=0.9", weak
+    assert drawn[-1].startswith(plots.STUDY_PANELS["kl"]) and drawn[-1].endswith(f"tiny-gpt2-english, {weak[1]} steps")
+    plt.close("all")
+
+
+def test_budget_sweep_and_role_figures_draw_from_the_study(summary):
+    axes = plots.plot_budget_sweep(summary)
+    assert len(axes) == 2 and axes[0].get_yscale() == "log"
+    assert len(axes[0].lines) >= 2  # nll and dft, each across the budgets
+    ax = plots.plot_target_probability_by_role(study.load_results())
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert "strong prior: dft" in labels and "weak prior: dft" in labels
+    plt.close("all")
+
+
+def test_power_family_figure_puts_markers_on_the_closed_form():
+    from dftlab import toy
+
+    q = [0.4, 0.25, 0.15, 0.12, 0.08]
+    fitted = {0.5: toy.fit_categorical(q, "power", steps=4000, lr=0.5, alpha=0.5, record_every=4000).probs}
+    ax = plots.plot_power_family(q, alphas=(0.0, 0.5), fitted=fitted)
+    line = ax.lines[1].get_ydata()
+    markers = ax.collections[0].get_offsets()[:, 1]
+    assert abs(markers - line).max() < 0.01  # the long-run fit sits on q^(1/(1 - alpha))
     plt.close("all")

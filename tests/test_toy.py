@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from dftlab import toy
 from dftlab.objectives import OBJECTIVES
 from dftlab.toy import (fit_bigram, fit_categorical, fixed_point, logit_gradient, simplex_trajectories,
                         ternary_coordinates)
@@ -147,3 +148,21 @@ def test_sampled_bigram_nll_ends_near_the_conditionals():
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_power_fixed_point_is_q_sharpened_and_matches_long_descent():
+    q = np.array([0.4, 0.25, 0.15, 0.12, 0.08])
+    assert toy.power_fixed_point(q, 0.0) == pytest.approx(q)
+    closed = toy.power_fixed_point(q, 0.5)
+    assert closed == pytest.approx(q ** 2 / (q ** 2).sum())
+    fitted = toy.fit_categorical(q, "power", steps=6000, lr=0.5, alpha=0.5, record_every=6000).probs
+    assert np.abs(fitted - closed).max() < 2e-3
+    with pytest.raises(ValueError, match="one-hot mode"):
+        toy.power_fixed_point(q, 1.0)
+
+
+def test_target_view_of_dft_is_the_model_mixed_with_the_target():
+    p = np.array([0.7, 0.2, 0.1])
+    target = np.array([0.0, 0.0, 1.0])
+    assert toy.target_view(p, target, "nll") == pytest.approx(target)
+    assert toy.target_view(p, target, "dft") == pytest.approx((1 - 0.1) * p + 0.1 * target)

@@ -4,6 +4,12 @@
     python tools/site.py build --instructor                     # the same, with each chapter's solutions after its exercises
     python tools/site.py fetch-scripts                          # only fetch the scripts the site serves itself
     python tools/site.py browser-deps                           # install Debian's chromium if it is missing (tests need it)
+    python tools/site.py sync-install [--check]                 # rewrite every install line from _config.yml's repository
+
+`sync-install` writes the one install command (`dftlab._install`, built from `repository.url` and `branch` in
+_config.yml) into the hidden Colab cell of every chapter, solution and exercise notebook and into README.md's
+install block; the student zip's README is generated from the same function. `--check` only lists what is out
+of step (exit 1), as tests/test_book.py does.
 
 The website works offline: it loads no script from a CDN. Three npm packages, pinned, supply what myst-nb
 and Sphinx would otherwise take from cdn.jsdelivr.net and cdnjs:
@@ -20,6 +26,8 @@ the widgets would be drawn twice.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -145,6 +153,56 @@ def build(execute: bool = True, output: Path | None = None, instructor: bool = F
     return subprocess.call(command, env=dict(os.environ, HF_HUB_OFFLINE="1", DFTLAB_PROGRESS="0"), cwd=ROOT)
 
 
+def install_module():
+    """`src/dftlab/_install.py`, loaded from its file: it needs only PyYAML, not torch (which `import dftlab` loads)."""
+    spec = importlib.util.spec_from_file_location("dftlab_install", ROOT / "src" / "dftlab" / "_install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def colab_cell(notebook: dict, path: Path) -> dict:
+    """The hidden Colab cell: the first code cell of a chapter, tagged remove-cell."""
+    cell = next((c for c in notebook["cells"] if c["cell_type"] == "code"), None)
+    if cell is None or "remove-cell" not in cell.get("metadata", {}).get("tags", []):
+        raise ValueError(f"{path}: the first code cell must be the Colab install cell, tagged remove-cell")
+    return cell
+
+
+# Every notebook a learner may open in Colab starts with the install cell; exercises/ is generated from solutions/,
+# so both are rewritten together (`python -m dftlab.exercises check` compares their sources).
+NOTEBOOK_FOLDERS = ("chapters", "solutions", "exercises")
+
+
+def sync_install(check: bool = False, root: Path = ROOT) -> list[Path]:
+    """Rewrite the Colab cell of every notebook in NOTEBOOK_FOLDERS and README.md's install block from _config.yml.
+
+    Only the Colab cell's `source` changes; the notebook is written back in Jupyter's own JSON layout (indent 1,
+    UTF-8 unescaped, a final newline), so the diff is that one cell. Returns the files that were (with
+    `check`: that would be) rewritten.
+    """
+    install = install_module()
+    config = root / "_config.yml"
+    source = install.colab_cell_source(config)
+    changed = []
+    for path in sorted(path for folder in NOTEBOOK_FOLDERS for path in (root / folder).glob("*.ipynb")):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        cell = colab_cell(notebook, path)
+        if "".join(cell["source"]) != source:
+            cell["source"] = source.splitlines(keepends=True)
+            changed.append(path)
+            if not check:
+                path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    readme = root / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    updated = install.replace_readme_block(text, config)
+    if updated != text:
+        changed.append(readme)
+        if not check:
+            readme.write_text(updated, encoding="utf-8")
+    return changed
+
+
 def browser_deps() -> None:
     if Path("/usr/bin/chromium").exists():
         return
@@ -157,14 +215,22 @@ def browser_deps() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["build", "browser-deps", "fetch-scripts"])
+    parser.add_argument("command", choices=["build", "browser-deps", "fetch-scripts", "sync-install"])
     parser.add_argument("--no-execute", action="store_true", help="render the stored outputs without executing")
     parser.add_argument("--output", type=Path, default=None, help="output folder (default: _build)")
     parser.add_argument("--instructor", action="store_true", help="include the solutions after each exercise page")
+    parser.add_argument("--check", action="store_true", help="sync-install: only list what is out of step (exit 1)")
     args = parser.parse_args()
     if args.command == "build":
         sys.exit(build(execute=not args.no_execute, output=args.output, instructor=args.instructor))
     elif args.command == "browser-deps":
         browser_deps()
+    elif args.command == "sync-install":
+        stale = sync_install(check=args.check)
+        for path in stale:
+            print(f"{'out of step' if args.check else 'rewrote'}: {path.relative_to(ROOT)}")
+        if not stale:
+            print("every install line matches _config.yml")
+        sys.exit(1 if args.check and stale else 0)
     else:
         fetch_site_scripts()

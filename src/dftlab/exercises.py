@@ -3,7 +3,7 @@
     python -m dftlab.exercises build               # solutions/*.ipynb -> exercises/*.ipynb, then execute them
     python -m dftlab.exercises build --solutions   # the same, after re-executing the solutions in place
     python -m dftlab.exercises check               # exit 1 if exercises/ is out of date with solutions/
-    python -m dftlab.exercises student --out student/dftlab-exercises.zip   # a zip to hand out
+    python -m dftlab.exercises student --out student/dftlab-exercises.zip   # a zip to hand out (with a wheel)
 
 The single source is `solutions/NN_<topic>.ipynb`. In it, solution code sits between two marker lines,
 
@@ -31,6 +31,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -252,16 +253,19 @@ per chapter:
 
 ## Set-up
 
-You need Python 3.11. Install the course package, which ships everything the notebooks use (its data,
-a tiny GPT-2 and the exercise checks):
+You need Python 3.11. This folder holds the course package as a wheel,
+`{wheel}`, which ships everything the notebooks use: its data, the tiny GPT-2
+models, the cached study results and the exercise checks. In a fresh environment (for example
+`python3.11 -m venv .venv && source .venv/bin/activate`), run this one command in this folder:
 
 ```bash
-pip install dftlab
+{wheel_command}
 ```
 
-If your package index does not have it, install it from the course repository instead:
-`pip install "dftlab @ git+https://github.com/dftlab/dftlab"`. In Google Colab the first cell of each
-notebook does this for you.
+It installs the pinned torch first (the CPU build is all you need), then dftlab from the wheel; pip fetches
+the other dependencies (transformers, pandas, JupyterLab, ...) from your package index. dftlab is not on
+PyPI, so `pip install dftlab` finds nothing. Without this folder, install it from the course repository
+with `{git_command}`; in Google Colab the first cell of each notebook does that for you.
 
 Then start Jupyter (`jupyter lab`) in this folder and open a notebook.
 
@@ -287,11 +291,32 @@ def _title(notebook) -> str:
     return ""
 
 
-def write_student_zip(exercises_dir: Path, out: Path, folder_name: str = "dftlab-exercises") -> Path:
-    """A zip with the exercise notebooks (outputs cleared, so students start clean) and a README."""
+def student_readme(contents: list[str], wheel_name: str, config_path: Path | None = None) -> str:
+    """The student zip's README; both install commands come from `dftlab._install`, the one source."""
+    from dftlab import _install
+
+    return STUDENT_README.format(contents="\n".join(contents), wheel=wheel_name,
+                                 wheel_command=_install.wheel_install_command(wheel_name),
+                                 git_command=_install.install_command(config_path))
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, ZIP_TIMESTAMP)
+    info.external_attr = 0o644 << 16  # rw-r--r-- once unzipped
+    return info
+
+
+def write_student_zip(exercises_dir: Path, out: Path, wheel: Path, folder_name: str = "dftlab-exercises",
+                      config_path: Path | None = None) -> Path:
+    """A zip that works on its own: the exercise notebooks (outputs cleared, so students start clean), a wheel of
+    dftlab (`wheel`, from `dftlab._install.build_wheel`) and a README with the one command that installs it.
+    `config_path` is the `_config.yml` the README's git install line is built from (default: the checkout's)."""
     paths = sorted(Path(exercises_dir).glob(NOTEBOOK_GLOB))
     if not paths:
         raise FileNotFoundError(f"no exercise notebooks in {exercises_dir}; run `python -m dftlab.exercises build`.")
+    wheel = Path(wheel)
+    if not wheel.is_file() or not wheel.name.startswith("dftlab-") or wheel.suffix != ".whl":
+        raise FileNotFoundError(f"{wheel} is not a dftlab wheel; build one with `dftlab._install.build_wheel`.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     contents = []
@@ -303,10 +328,14 @@ def write_student_zip(exercises_dir: Path, out: Path, folder_name: str = "dftlab
                     cell.outputs, cell.execution_count = [], None
             buffer = io.StringIO()
             nbformat.write(notebook, buffer)
-            archive.writestr(zipfile.ZipInfo(f"{folder_name}/{path.name}", ZIP_TIMESTAMP), buffer.getvalue())
+            archive.writestr(_entry(f"{folder_name}/{path.name}"), buffer.getvalue(),
+                             compress_type=zipfile.ZIP_DEFLATED)
             contents.append(f"* `{path.name}`: {_title(notebook)}")
-        readme = STUDENT_README.format(contents="\n".join(contents))
-        archive.writestr(zipfile.ZipInfo(f"{folder_name}/README.md", ZIP_TIMESTAMP), readme)
+        readme = student_readme(contents, wheel.name, config_path)
+        archive.writestr(_entry(f"{folder_name}/README.md"), readme,
+                         compress_type=zipfile.ZIP_DEFLATED)
+        # A wheel is a zip already: stored as it is.
+        archive.writestr(_entry(f"{folder_name}/{wheel.name}"), wheel.read_bytes())
     return out
 
 
@@ -329,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                               help="first re-execute the solution notebooks in place too")
     commands.add_parser("check", parents=[common], help="exit 1 if exercises/ is out of date with solutions/")
     student_parser = commands.add_parser("student", parents=[common],
-                                         help="write a zip of the exercise notebooks for students")
+                                         help="write a zip of the exercise notebooks and a dftlab wheel for students")
     student_parser.add_argument("--out", type=Path, default=Path("student/dftlab-exercises.zip"),
                                 help="where to write the zip (default: student/dftlab-exercises.zip)")
     args = parser.parse_args(argv)
@@ -351,8 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(f"exercises/ is up to date ({len(solution_paths(solutions_dir))} notebooks)")
         return 0
-    out = write_student_zip(exercises_dir, args.out)
-    print(f"wrote {out}")
+    from dftlab import _install
+
+    with tempfile.TemporaryDirectory(prefix="dftlab-student-") as tmp:
+        wheel = _install.build_wheel(root, tmp)
+        out = write_student_zip(exercises_dir, args.out, wheel, config_path=root / "_config.yml")
+        print(f"wrote {out} (with {wheel.name}, {wheel.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 

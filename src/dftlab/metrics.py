@@ -577,6 +577,89 @@ def validity_rate(samples, tales) -> float:
     return sum(math.isfinite(tales.log_prob(prompt, completion)) for prompt, completion in pairs) / len(pairs)
 
 
+@torch.no_grad()
+def option_probabilities(model, tokenizer, prompts, options, continuations=("",), temperature: float = 1.0,
+                         batch_size: int = 64) -> pd.DataFrame:
+    """Exact probability that the model continues each prompt with each option, sampling at `temperature`.
+
+    p_T(option | prompt) is the product over the option's tokens of softmax(logits / T) at the token, summed
+    over the `continuations` that may follow it (TinyTales openers are always followed by " a" or " an", which
+    marks where the option ends). No sampling: chapter 4 uses it to set a model's opener distribution beside
+    q^(1 / (1 - alpha)). Columns: prompt, option, prob, share (prob renormalised over the options, per prompt).
+    """
+    from dftlab.distributions import check_decoding_settings
+
+    check_decoding_settings(temperature, None, None)
+    prompts, options = _check_texts(prompts, "prompts"), _check_texts(options, "options")
+    continuations = _check_texts(continuations, "continuations") if continuations != ("",) else [""]
+    pairs = [(prompt, option, " " + option + cont) for prompt in prompts for option in options for cont in continuations]
+    features = []
+    for prompt, _, text in pairs:
+        prompt_ids = list(tokenizer(prompt).input_ids)
+        text_ids = list(tokenizer(text, add_special_tokens=False).input_ids)
+        ids = prompt_ids + text_ids
+        features.append({"input_ids": ids, "labels": [-100] * len(prompt_ids) + text_ids})
+    log_probs = []
+    with _EvalMode(model):
+        for start in range(0, len(features), batch_size):
+            batch = collate(features[start:start + batch_size], pad_id_of(tokenizer))
+            device = _model_device(model)
+            logits = model(input_ids=torch.as_tensor(batch["input_ids"], device=device),
+                           attention_mask=torch.as_tensor(batch["attention_mask"], device=device)).logits
+            targets = torch.as_tensor(batch["labels"], device=device)[:, 1:]
+            supervised = targets != -100
+            log_p = torch.log_softmax(logits[:, :-1].double() / temperature, dim=-1)
+            token_log_p = log_p.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * supervised
+            log_probs.extend(token_log_p.sum(-1).tolist())
+    table = pd.DataFrame([(prompt, option, math.exp(lp)) for (prompt, option, _), lp in zip(pairs, log_probs)],
+                         columns=["prompt", "option", "prob"])
+    table = table.groupby(["prompt", "option"], sort=False, as_index=False)["prob"].sum()
+    table["share"] = table["prob"] / table.groupby("prompt")["prob"].transform("sum")
+    return table
+
+
+_TITLE_CHARACTER = re.compile(r"Title: The (\w+) and the")
+
+
+@torch.no_grad()
+def target_probabilities_by_role(model, tokenizer, stories, batch_size: int = 16) -> pd.DataFrame:
+    """p(target token) at every completion token of TinyTales `stories`, labelled by its role (chapter 4).
+
+    role "character": the token spells (part of) the title's character name where the story repeats it,
+    which the model can only get right by copying it from the prompt; "other": every other completion
+    token (template words, the story's own choices, EOS). Tokenisation as in training
+    (`dftlab.data.encode_example`). Columns: story, position (0 = first completion token), role, target_prob.
+    """
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    pairs = _check_samples(stories, "stories")
+    roles = []
+    for index, (prompt, completion) in enumerate(pairs):
+        match = _TITLE_CHARACTER.match(prompt)
+        if match is None:
+            raise ValueError(f"stories[{index}]['prompt'] is not a TinyTales title ({prompt[:40]!r}); pass stories "
+                             f"from dftlab.tinytales.TinyTales().sample(...).")
+        name = match.group(1)
+        spans = [(m.start(), m.end()) for m in re.finditer(rf"\b{re.escape(name)}\b", completion)]
+        offsets = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        story_roles = ["character" if any(a < end and start < b for a, b in spans) else "other"
+                       for start, end in offsets]
+        roles.append(story_roles + ["other"])  # the EOS that ends every completion
+    features = encode_examples(tokenizer, [{"prompt": p, "completion": c} for p, c in pairs], max_length=sys.maxsize)
+    rows = []
+    with _EvalMode(model):
+        for start in range(0, len(features), batch_size):
+            batch = collate(features[start:start + batch_size], pad_id_of(tokenizer))
+            log_p, targets, batch_rows = _supervised_log_probs(model, batch)
+            probs = log_p.gather(-1, targets[:, None])[:, 0].exp().cpu().numpy()
+            batch_rows = batch_rows.cpu().numpy()
+            for offset in range(len(batch["input_ids"])):
+                story = start + offset
+                story_probs = probs[batch_rows == offset]
+                for position, (prob, role) in enumerate(zip(story_probs, roles[story])):
+                    rows.append({"story": story, "position": position, "role": role, "target_prob": float(prob)})
+    return pd.DataFrame(rows, columns=["story", "position", "role", "target_prob"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Two-sample comparisons of sets of stories (chapter 5).
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,10 @@ from pathlib import Path
 from dftlab.storage import CorruptFileError, sha256_of_file, verify_checksums
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-EMBEDDED_MODELS = {"tiny-gpt2": ASSETS_DIR / "tiny-gpt2"}
+# tiny-gpt2: the strong prior (pretrained on English and on TinyTales stories from a flatter grammar; it writes
+# valid stories before any fine-tuning). tiny-gpt2-english: the weak prior (the same English only, and the same
+# tokenizer). Both are built by `python -m dftlab.pretrain`; see their model cards.
+EMBEDDED_MODELS = {"tiny-gpt2": ASSETS_DIR / "tiny-gpt2", "tiny-gpt2-english": ASSETS_DIR / "tiny-gpt2-english"}
 DEFAULT_MODEL = "tiny-gpt2"
 HUB_EXAMPLES = ("gpt2", "distilgpt2")
 
@@ -54,7 +57,9 @@ def _hub_reachable(timeout_s: float = 1.0) -> bool:
 def load_model(name: str | None = None, *, device: str = "cpu"):
     """Return `(model, tokenizer)` for `name` (default: `default_model_name()`), in eval mode.
 
-    Embedded names load from the package folder; anything else goes to the Hugging Face Hub.
+    Embedded names load from the package folder: "tiny-gpt2" (the default, the strong prior: it already writes
+    TinyTales stories) and "tiny-gpt2-english" (the weak prior: English only). Anything else goes to the
+    Hugging Face Hub.
     Weights are read from safetensors only, and `trust_remote_code` is never set.
     """
     import torch

@@ -6,7 +6,8 @@ own reconstruction of a distribution-level objective.
 
 Every objective is a plain function `(logits, labels, ...) -> loss` on *aligned* tensors: row i of
 `logits` is the model's prediction for `labels[i]` (the causal shift has already happened; see
-`causal_lm_loss`). Labels equal to `IGNORE_INDEX` (-100) are not supervised: prompt tokens, padding.
+`causal_shift` and `causal_lm_loss`). Labels equal to `IGNORE_INDEX` (-100) are not supervised:
+prompt tokens, padding.
 
 The loss is a token mean, the same reduction TRL and the Hugging Face Trainer use: the sum over
 supervised tokens divided by how many there are. A batch with no supervised token gives a zero that
@@ -256,6 +257,12 @@ def check_objective_kwargs(objective: str | Callable, objective_kwargs: Mapping)
 # Plugging the objectives into a causal language model.
 # ---------------------------------------------------------------------------------------------
 
+def causal_shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Align a causal LM's logits [.., T, V] with its labels [.., T] (chapter 3): position t predicts token
+    t + 1, so drop the last prediction and the first label, leaving T - 1 positions of each."""
+    return logits[..., :-1, :], labels[..., 1:]
+
+
 def _shifted_loss(loss_fn, logits, labels, num_items_in_batch=None, **objective_kwargs):
     """Shift like Hugging Face (position t predicts token t+1), then token-mean.
 
@@ -265,7 +272,7 @@ def _shifted_loss(loss_fn, logits, labels, num_items_in_batch=None, **objective_
     if logits.dim() != 3 or labels.dim() != 2:
         raise ValueError(f"A causal LM loss needs logits [B, T, V] and labels [B, T], got "
                          f"{tuple(logits.shape)} and {tuple(labels.shape)}.")
-    logits, labels = logits[:, :-1], labels[:, 1:].to(logits.device)
+    logits, labels = causal_shift(logits, labels.to(logits.device))
     if num_items_in_batch is None:
         return loss_fn(logits, labels, **objective_kwargs)
     total = loss_fn(logits, labels, reduction="sum", **objective_kwargs)

@@ -164,19 +164,30 @@ def plot_training_history(history: pd.DataFrame, columns=("valid_nll", "valid_en
     return ax
 
 
-def plot_study_metric(summary: pd.DataFrame, metric: str, decoding: str = "T=1", zipf_exponent: float = 1.1,
-                      ax=None):
-    """One metric of `dftlab.study.summary_table` per objective: the mean over seeds with its 95% CI (the study chapter).
+def _headline_rows(summary: pd.DataFrame, base_model: str | None, steps: int | None) -> pd.DataFrame:
+    """The summary rows of one base model at one budget (default: the most common fine-tuning of the first base)."""
+    tuned = summary[summary["steps"] > 0]
+    base_model = tuned["base_model"].iloc[0] if base_model is None and not tuned.empty else base_model
+    steps = int(tuned["steps"].mode().iloc[0]) if steps is None and not tuned.empty else steps
+    keep = (summary["objective"] == "truth") | ((summary["base_model"] == base_model)
+                                                & summary["steps"].isin([0, steps]))
+    return summary[keep]
 
-    The truth (TinyTales' own stories) is drawn as a dashed vertical line when the table has it, so the
-    distance of each objective from the data can be read off directly.
+
+def plot_study_metric(summary: pd.DataFrame, metric: str, decoding: str = "T=1", base_model: str | None = None,
+                      steps: int | None = None, ax=None):
+    """One metric of `dftlab.study.summary_table` per objective: the mean over seeds with its 95% CI (chapter 6).
+
+    The rows are the runs from `base_model` at `steps` (default: the strong prior at the headline budget) and
+    its base model. The truth (TinyTales' own stories) is drawn as a dashed vertical line when the table has it,
+    so the distance of each objective from the data can be read off directly.
     """
-    rows = summary[(summary["metric"] == metric) & (summary["zipf_exponent"] == zipf_exponent)]
+    rows = _headline_rows(summary[summary["metric"] == metric], base_model, steps)
     truth = rows[rows["objective"] == "truth"]
     rows = rows[(rows["decoding"] == decoding) & (rows["objective"] != "truth")]
     if rows.empty:
         raise ValueError(f"plot_study_metric: no rows for metric={metric!r}, decoding={decoding!r}, "
-                         f"zipf_exponent={zipf_exponent}; check the names against summary_table(results).")
+                         f"base_model={base_model!r}, steps={steps!r}; check the names against summary_table(results).")
     ax = _new_axes(ax)
     positions = np.arange(len(rows))
     low = (rows["mean"] - rows["ci_low"]).fillna(0.0).to_numpy()
@@ -192,15 +203,19 @@ def plot_study_metric(summary: pd.DataFrame, metric: str, decoding: str = "T=1",
 
 
 def plot_target_probability_histograms(histograms: pd.DataFrame, objectives=("base", "nll", "dft"),
-                                       zipf_exponent: float = 1.1, ax=None):
+                                       base_model: str = "tiny-gpt2", steps: int | None = None, ax=None):
     """Where p(target token) lands after training, per objective: `dftlab.study.load_histograms`, seeds pooled.
 
-    Dynamic FT piles the mass near 0 and 1 (the bimodal picture of Wu et al.); NLL keeps a spread (the study chapter).
+    Dynamic FT piles the mass near 0 and 1 (the bimodal picture of Wu et al.); NLL keeps a spread (chapter 4).
+    The runs are those from `base_model` at `steps` (default: its most common budget).
     """
-    rows = histograms[(histograms["zipf_exponent"] == zipf_exponent) & histograms["objective"].isin(objectives)]
+    rows = histograms[(histograms["base_model"] == base_model) & histograms["objective"].isin(objectives)]
+    if steps is None and (rows["steps"] > 0).any():
+        steps = int(rows.loc[rows["steps"] > 0, "steps"].mode().iloc[0])
+    rows = rows[rows["steps"].isin([0, steps])]
     if rows.empty:
-        raise ValueError(f"plot_target_probability_histograms: no histograms for objectives {list(objectives)} at "
-                         f"zipf_exponent={zipf_exponent}.")
+        raise ValueError(f"plot_target_probability_histograms: no histograms for objectives {list(objectives)} from "
+                         f"base_model={base_model!r}.")
     pooled = rows.groupby(["objective", "bin_left", "bin_right"], as_index=False)["count"].sum()
     ax = _new_axes(ax)
     for index, objective in enumerate(o for o in objectives if o in set(pooled["objective"])):
@@ -227,7 +242,8 @@ STUDY_PANELS = {
 
 
 def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding: str = "T=1",
-                    zipf_exponent: float = 1.1, ncols: int = 3, log_metrics=("kl", "predictive_entropy")):
+                    base_model: str | None = None, steps: int | None = None, ncols: int = 3,
+                    log_metrics=("kl", "predictive_entropy")):
     """A grid of `plot_study_metric` panels, one per metric, for one decoding (chapter 6).
 
     Metrics in `log_metrics` get a log x-axis, because Dynamic FT's KL and entropy sit orders of magnitude
@@ -242,7 +258,7 @@ def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows), squeeze=False,
                              sharey=True)
     for ax, metric in zip(axes.flat, metrics):
-        plot_study_metric(summary, metric, decoding=decoding, zipf_exponent=zipf_exponent, ax=ax)
+        plot_study_metric(summary, metric, decoding=decoding, base_model=base_model, steps=steps, ax=ax)
         ax.set_title(STUDY_PANELS.get(metric, metric.replace("_", " ")), fontsize=9)
         ax.set_xlabel(f"mean and 95% CI over seeds ({decoding})", fontsize=8)
         if metric in log_metrics:
@@ -284,5 +300,91 @@ def plot_mmd_by_zipf_exponent(table: pd.DataFrame, reference_exponent: float = 1
     ax.scatter([], [], color="grey", s=30, label="filled: p < 0.05")
     ax.scatter([], [], facecolors="white", edgecolors="grey", s=30, label="hollow: not significant")
     ax.set(xlabel="Zipf exponent of the second sample", ylabel="unbiased MMD² (RBF kernel)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+# --- Chapter 4: the power family, the budget sweep and the two failures of Dynamic FT -----------------------
+
+def plot_power_family(target, alphas=(0.0, 0.25, 0.5, 0.75), fitted: dict | None = None, labels=None, ax=None):
+    """q sharpened by the power family: the closed form q^(1/(1-alpha)) per alpha, as lines (chapter 4).
+
+    `fitted` maps alpha to a measured distribution (from `toy.fit_categorical`, or a model's exact opener
+    shares), drawn as markers on top of the line it should match. Every curve is also q sampled at
+    T = 1 - alpha. `labels` names the options on the x-axis (default: their rank).
+    """
+    from dftlab.toy import power_fixed_point
+
+    target = np.asarray(target, dtype=np.float64)
+    ax = _new_axes(ax)
+    palette = sns.color_palette(PALETTE)
+    x = np.arange(1, len(target) + 1)
+    for index, alpha in enumerate(alphas):
+        colour = palette[index % len(palette)]
+        ax.plot(x, power_fixed_point(target, alpha), color=colour, lw=1.6,
+                label=f"α = {alpha:g}, i.e. q at T = {1 - alpha:g}" if alpha else "α = 0 (NLL): q itself")
+        if fitted is not None and alpha in fitted:
+            ax.scatter(x, np.asarray(fitted[alpha], dtype=np.float64), color=colour, s=36, zorder=3,
+                       edgecolors="black", linewidths=0.5)
+    ax.scatter([], [], color="grey", edgecolors="black", linewidths=0.5, s=36, label="markers: measured")
+    ax.set_xticks(x, labels if labels is not None else x, rotation=45 if labels is not None else 0,
+                  ha="right" if labels is not None else "center", fontsize=8 if labels is not None else None)
+    ax.set(xlabel="option, most frequent first" if labels is None else "", ylabel="probability")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+def plot_budget_sweep(summary: pd.DataFrame, objectives=("nll", "dft"), base_model: str = "tiny-gpt2",
+                      decoding: str = "T=1"):
+    """KL and top-opener share against the fine-tuning budget, per objective, mean and 95% CI (chapter 4).
+
+    `summary` is `dftlab.study.summary_table(results)`. The dashed lines are the truth: KL 0, and the top
+    opener's true probability. Returns the two Axes.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    palette = sns.color_palette(PALETTE)
+    for metric, ax in zip(("kl", "top_opener_share"), axes):
+        for index, objective in enumerate(objectives):
+            rows = summary[(summary["metric"] == metric) & (summary["objective"].isin([objective, "base"]))
+                           & (summary["base_model"] == base_model) & (summary["decoding"] == decoding)]
+            rows = rows.sort_values("steps")
+            if rows.empty:
+                raise ValueError(f"plot_budget_sweep: no {metric!r} rows for {objective!r} from {base_model!r}.")
+            error = [(rows["mean"] - rows["ci_low"]).fillna(0), (rows["ci_high"] - rows["mean"]).fillna(0)]
+            ax.errorbar(rows["steps"], rows["mean"], yerr=error, marker="o", capsize=3, color=palette[index],
+                        label=objective)
+        if metric == "kl":
+            ax.set(yscale="log", ylabel="KL(q || p), nats per story (log)", title="fit to the data")
+        else:
+            truth = summary[(summary["metric"] == "top_opener_true_prob") & (summary["objective"] == "truth")]
+            if not truth.empty:
+                ax.axhline(truth["mean"].iloc[0], color="black", ls="--", lw=1, label="true probability")
+            ax.set(ylabel="share opening 'Once upon a time,'", ylim=(0, 1.05), title="the modal opener")
+        ax.set(xlabel="fine-tuning steps (0 = the base model)")
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return axes
+
+
+def plot_target_probability_by_role(results: pd.DataFrame, objectives=("base", "nll", "dft"), decoding: str = "T=1",
+                                    steps: int | None = None, ax=None):
+    """Mean p(target) at the character's name against every other token, by prior and objective (chapter 4).
+
+    `results` is `dftlab.study.load_results()`. The weak prior has never seen a story: it gives the copied
+    name little probability, and Dynamic FT, whose weight is that probability, never raises it.
+    """
+    rows = results[(results["decoding"] == decoding) & results["objective"].isin(objectives) & (results["prior"] != "")]
+    if steps is None and (rows["steps"] > 0).any():
+        steps = int(rows.loc[rows["steps"] > 0, "steps"].mode().iloc[0])
+    rows = rows[rows["steps"].isin([0, steps])]
+    long = rows.melt(id_vars=["prior", "objective", "seed"], value_vars=["prob_character", "prob_other"],
+                     var_name="role", value_name="p")
+    long["role"] = long["role"].map({"prob_character": "character's name", "prob_other": "every other token"})
+    long["run"] = long["prior"] + " prior: " + long["objective"]
+    order = [f"{prior} prior: {o}" for prior in ("strong", "weak") for o in objectives
+             if ((long["prior"] == prior) & (long["objective"] == o)).any()]
+    ax = _new_axes(ax)
+    sns.barplot(data=long, x="p", y="run", hue="role", order=order, errorbar=("ci", 95), ax=ax)
+    ax.set(xlabel="mean p(target token) on validation stories", ylabel="", xlim=(0, 1))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax

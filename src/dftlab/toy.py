@@ -222,6 +222,31 @@ def logit_gradient(probs, target, objective="nll", *, base_probs=None, **objecti
     return gradient
 
 
+def target_view(probs, target, objective="nll", **objective_kwargs) -> np.ndarray:
+    """Q = p - g, the distribution one step of `objective` pulls p towards (chapter 4; Target-SFT).
+
+    g is the expected logit gradient (`logit_gradient`). For NLL and a one-hot target, Q is the target
+    itself; for DFT it is Q = (1 - p_y) p + p_y e_y: where the model gives the target little probability,
+    Q is almost the model's own prediction, so the step barely teaches it anything.
+    """
+    return _as_distributions("probs", probs, dims=1) - logit_gradient(probs, target, objective, **objective_kwargs)
+
+
+def power_fixed_point(target, alpha: float) -> np.ndarray:
+    """The power family's fixed point in closed form, p proportional to q ** (1 / (1 - alpha)), for 0 <= alpha < 1.
+
+    Setting the expected logit gradient sum_y q_y p_y**alpha (p - e_y) to zero gives p_y**(1 - alpha)
+    proportional to q_y. That is q sampled at temperature T = 1 - alpha: training with alpha sharpens the
+    model exactly as sampling the maximum-likelihood model at T = 1 - alpha would (appendix, chapter 4).
+    """
+    target = _as_distributions("target", target, dims=1)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
+        raise ValueError(f"alpha must be a number in [0, 1) (at alpha = 1, DFT's gradient, the fixed point is the "
+                         f"one-hot mode: use fixed_point(target, 'dft')), got {alpha!r}.")
+    sharpened = target ** (1.0 / (1.0 - alpha))
+    return sharpened / sharpened.sum()
+
+
 def _gradient_weight(loss_fn, probs, objective_kwargs):
     """w(p_y) for each token y, for the objectives of dftlab.objectives; None for any other function."""
     if loss_fn is nll:

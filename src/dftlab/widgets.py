@@ -49,8 +49,8 @@ def simplex_explorer(objectives=("nll",), steps: int = 300):
     return widgets.interactive(draw, weight_0=weight_0, weight_1=weight_1, lr=lr)
 
 
-def study_explorer(summary, metrics=None, zipf_exponent: float = 1.1):
-    """Dropdowns for a metric, a decoding and the data distribution; redraws that panel of the cached study (chapter 6).
+def study_explorer(summary, metrics=None):
+    """Dropdowns for a metric, a decoding and a base model x budget; redraws that panel of the cached study (chapter 6).
 
     `summary` is `dftlab.study.summary_table(load_results())`; nothing is retrained.
     """
@@ -58,20 +58,20 @@ def study_explorer(summary, metrics=None, zipf_exponent: float = 1.1):
 
     metrics = list(metrics) if metrics is not None else list(dict.fromkeys(summary["metric"]))
     decodings = [d for d in dict.fromkeys(summary["decoding"]) if d != "data"]
-    exponents = sorted(set(summary["zipf_exponent"]), reverse=True)
+    tuned = summary[summary["steps"] > 0][["base_model", "steps"]].drop_duplicates()
+    runs = [(f"{base}, {steps} steps", (base, int(steps))) for base, steps in tuned.itertuples(index=False)]
     metric = widgets.Dropdown(options=metrics, value="top_opener_share" if "top_opener_share" in metrics else metrics[0],
                               description="metric")
     decoding = widgets.Dropdown(options=decodings, value=decodings[0], description="decoding")
-    zipf = widgets.Dropdown(options=[(f"zipf {z:g}" + (" (fine-tuning data)" if z == zipf_exponent else ""), z)
-                                     for z in exponents], value=zipf_exponent, description="data")
+    run = widgets.Dropdown(options=runs, value=runs[0][1], description="runs")
 
-    def draw(metric: str, decoding: str, zipf: float) -> None:
+    def draw(metric: str, decoding: str, run: tuple) -> None:
         fig, ax = plt.subplots()
-        plot_study_metric(summary, metric, decoding=decoding, zipf_exponent=zipf, ax=ax)
-        ax.set_title(STUDY_PANELS.get(metric, metric.replace("_", " ")) + f", zipf {zipf:g}", fontsize=10)
+        plot_study_metric(summary, metric, decoding=decoding, base_model=run[0], steps=run[1], ax=ax)
+        ax.set_title(STUDY_PANELS.get(metric, metric.replace("_", " ")) + f", {run[0]}, {run[1]} steps", fontsize=10)
         plt.show()
 
-    return widgets.interactive(draw, metric=metric, decoding=decoding, zipf=zipf)
+    return widgets.interactive(draw, metric=metric, decoding=decoding, run=run)
 
 
 def mmd_explorer(reference_exponent: float = 1.1, exponents=(0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.7, 1.9),

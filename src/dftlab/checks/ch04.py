@@ -1,0 +1,133 @@
+"""Chapter 4, Dynamic Fine-Tuning: the exercises on the DFT loss, its logit gradient, its fixed point and
+its loss ratio to the NLL.
+
+Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dftlab import objectives, toy
+from dftlab.checks.ch02 import _loss_cases, _per_token_nll
+from dftlab.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _Case, _Mistake, _near,
+                                  _probs_of, _random_probs)
+
+
+def _dft_terms(logits, targets, weight: Callable):
+    """Per-token weight(p) * -log p on supervised positions, and the supervised mask."""
+    mask = targets != IGNORE_INDEX
+    log_p = -_per_token_nll(logits, targets)
+    return torch.where(mask, -weight(log_p.exp()) * log_p, torch.zeros_like(log_p)), mask
+
+
+def _dft_variant(weight: Callable, divide_by_all: bool = False, total: bool = False):
+    def loss(logits, targets):
+        terms, mask = _dft_terms(logits, targets, weight)
+        if total:
+            return terms.sum()
+        return terms.sum() / (len(targets) if divide_by_all else mask.sum().clamp(min=1))
+    return loss
+
+
+def _dft_minus_p(logits, targets):
+    mask = targets != IGNORE_INDEX
+    p = torch.softmax(logits, -1).gather(-1, targets.clamp(min=0)[:, None])[:, 0]
+    return -(p * mask).sum() / mask.sum().clamp(min=1)
+
+
+CH04_DFT_LOSS = FunctionExercise(
+    "ch04.dft_loss", "dft_loss(logits, targets)",
+    "Dynamic Fine-Tuning loss: the token mean of -sg(p) log p over targets that are not -100; a scalar tensor.",
+    reference=objectives.dft, cases=lambda g: _loss_cases(g, with_ignored=True), check_gradient=True,
+    mistakes=(
+        _Mistake("this is the plain NLL (the SFT loss): DFT weights each token's -log p by sg(p), its own probability.",
+                 _dft_variant(lambda p: torch.ones_like(p))),
+        _Mistake("you summed instead of averaging: divide by the number of supervised tokens.",
+                 _dft_variant(lambda p: p.detach(), total=True)),
+        _Mistake("included ignore_index targets in the mean: you divided by all N positions, including those whose "
+                 "target is -100. Divide by the number of supervised tokens.",
+                 _dft_variant(lambda p: p.detach(), divide_by_all=True)),
+        _Mistake("the weight is 1 - p instead of p: DFT up-weights tokens the model already finds likely.",
+                 _dft_variant(lambda p: (1 - p).detach())),
+        _Mistake("you returned -p, which has the same gradient as DFT but not its value: "
+                 "multiply -log p by the detached p.",
+                 _dft_minus_p),
+        _Mistake("the sign is flipped: the loss is -sg(p) log p, which is never negative.",
+                 lambda z, y: -objectives.dft(z, y)),
+        _Mistake("the value is right but the gradient does not match: did you detach p? The weight must be a "
+                 "constant (`p.detach()`); otherwise autograd also differentiates through it.",
+                 _dft_variant(lambda p: p)),
+    ),
+)
+
+
+def _gradient_cases(g):
+    return [
+        _Case("probs = [0.5, 0.25, 0.25], target = 1", (_probs_of([0.5, 0.25, 0.25]), 1)),
+        _Case("uniform probs over 4 tokens, target = 0", (torch.full((4,), 0.25), 0)),
+        _Case("probs = [0.97, 0.01, 0.01, 0.01], target = 0 (a confident right answer)",
+              (_probs_of([0.97, 0.01, 0.01, 0.01]), 0)),
+        _Case("probs = [0.97, 0.01, 0.01, 0.01], target = 2 (an unlikely target)",
+              (_probs_of([0.97, 0.01, 0.01, 0.01]), 2)),
+        _Case("random probs over 6 tokens, target = 4", (_random_probs(g, 6), 4)),
+    ]
+
+
+def _one_hot(probs, target):
+    return F.one_hot(torch.tensor(target), probs.shape[-1]).to(probs.dtype)
+
+
+CH04_DFT_GRADIENT = FunctionExercise(
+    "ch04.dft_logit_gradient", "dft_logit_gradient(probs, target)",
+    "The gradient in the logits of the one-token DFT loss -sg(p_y) log p_y, at probabilities probs [V].",
+    # toy.logit_gradient takes the target as a distribution q; a one-hot q gives the one-token gradient.
+    reference=lambda probs, target: toy.logit_gradient(probs, _one_hot(probs, target), "dft"),
+    cases=_gradient_cases,
+    mistakes=(
+        _Mistake("this is the cross-entropy gradient p - e_y: DFT multiplies it by the constant weight p_y.",
+                 lambda p, y: p - _one_hot(p, y)),
+        _Mistake("the sign is flipped: the gradient of the loss is p_y (p - e_y); gradient *descent* then moves "
+                 "against it.",
+                 lambda p, y: p[y] * (_one_hot(p, y) - p)),
+        _Mistake("the weight is 1 - p_y: DFT's weight is p_y itself.",
+                 lambda p, y: (1 - p[y]) * (p - _one_hot(p, y))),
+        _Mistake("you differentiated through the weight too (no stop-gradient): that is the gradient of "
+                 "-p_y log p_y, (1 + log p_y) p_y (p - e_y). The weight sg(p_y) is a constant.",
+                 lambda p, y: (1 + torch.log(p[y])) * p[y] * (p - _one_hot(p, y))),
+        _Mistake("you returned -p_y e_y, the gradient in the *probabilities*: the exercise asks for the gradient "
+                 "in the logits, through the softmax.",
+                 lambda p, y: -p[y] * _one_hot(p, y)),
+    ),
+)
+
+
+DFT_TOY_TARGET = (0.40, 0.25, 0.15, 0.12, 0.08)  # q of the worked example in chapter 4
+
+
+FUNCTIONS = (CH04_DFT_LOSS, CH04_DFT_GRADIENT)
+
+PREDICTIONS = (
+    PredictionExercise(
+        "ch04.dft_fixed_point",
+        "Predict the distribution that DFT reaches when fitted to q = (0.40, 0.25, 0.15, 0.12, 0.08) from uniform.",
+        kind="distribution", tolerance=0.05,
+        misconceptions=((lambda v: float(np.abs(v - np.asarray(DFT_TOY_TARGET)).max()) <= 0.05,
+                         "That is the data distribution q, where cross-entropy ends. DFT's gradient is the gradient of "
+                         "-E_q[p(y)], a linear function of p, whose maximum on the simplex is a vertex."),
+                        (lambda v: float(np.abs(v - 0.2).max()) <= 0.05,
+                         "Uniform is where the fit starts; DFT moves away from it.")),
+        lesson="DFT maximises the expected probability sum_y q_y p_y, not the log-likelihood; that linear score is "
+               "maximised by putting all the mass on the mode of q, so the fit collapses towards (1, 0, 0, 0, 0)."),
+    PredictionExercise(
+        "ch04.dft_loss_ratio",
+        "Predict DFT loss / NLL loss on a batch where the model gives every target probability 0.1.",
+        kind="number", tolerance=0.02,
+        misconceptions=((_near(1.0, 0.05), "The two losses are not equal: DFT multiplies each token's NLL by p."),
+                        (_near(10.0, 0.5), "The ratio is the other way up: DFT's loss is the smaller one.")),
+        lesson="Each token's DFT loss is p times its NLL, so with p = 0.1 everywhere the ratio is exactly 0.1. "
+               "This is why users see DFT loss values 10-20x smaller than cross-entropy: do not compare them directly."),
+)

@@ -1,0 +1,5 @@
+import sys
+
+from dftlab.study.cli import main
+
+sys.exit(main())

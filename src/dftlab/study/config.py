@@ -1,0 +1,231 @@
+"""What the study trains and measures: objectives, base models, budgets, seeds, decodings (`StudyConfig`).
+
+The study's design, in one place (chapter "The verdict" states it in prose):
+
+- Two base models, a measured manipulation of the prior. `tiny-gpt2` (the *strong* prior) was pretrained on
+  English and on TinyTales stories drawn from a flatter distribution, so it writes valid stories before any
+  fine-tuning but picks its openers, adjectives and endings with the wrong frequencies. `tiny-gpt2-english`
+  (the *weak* prior) was pretrained on the same English alone and has never seen a story.
+- Every objective fine-tunes the strong prior at the headline budget; the headline objectives (nll and dft) get
+  more seeds, a step-budget sweep, and a run from the weak prior as well.
+- One learning rate for every objective: a per-objective tuning would mix "which loss" with "how well tuned".
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+TOP_OPENER = "Once upon a time,"
+# The first (most frequent) option of the TinyTales choices that show up as a phrase of their own.
+FORMULAIC_PHRASES = ("Once upon a time,", "small", "One day,", "felt happy.", "The end.")
+HISTOGRAM_BINS = 20
+PROBABILITY_QUANTILES = (10, 25, 50, 75, 90)
+STRONG_PRIOR, WEAK_PRIOR = "tiny-gpt2", "tiny-gpt2-english"
+
+
+@dataclass
+class ObjectiveSpec:
+    """One row label of the study: `label` (e.g. "power_0.5") trains `objective` with `kwargs`."""
+    label: str
+    objective: str
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Decoding:
+    """How samples are drawn: a name for the table, a temperature and an optional top-p."""
+    name: str
+    temperature: float
+    top_p: float | None = None
+
+
+# The power family at alpha = 1 has exactly DFT's gradient (1 - p versus -sg(p) log p), so with the same seed
+# it trains the same model up to rounding: the "dft" row is also power_1.0, so the study spends no runs on a copy.
+DEFAULT_OBJECTIVES = (
+    ObjectiveSpec("nll", "nll"),
+    ObjectiveSpec("dft", "dft"),
+    ObjectiveSpec("dft_floored", "dft_floored", {"floor": 0.1}),
+    ObjectiveSpec("power_0.25", "power", {"alpha": 0.25}),
+    ObjectiveSpec("power_0.5", "power", {"alpha": 0.5}),
+    ObjectiveSpec("asft", "asft", {"lam": 0.05}),
+    ObjectiveSpec("distribution_matching_0.3", "distribution_matching", {"lam": 0.3}),
+    ObjectiveSpec("distribution_matching_1", "distribution_matching", {"lam": 1.0}),
+    ObjectiveSpec("distribution_matching_3", "distribution_matching", {"lam": 3.0}),
+)
+DEFAULT_DECODINGS = (Decoding("T=1", 1.0, None), Decoding("T=0.7,top-p=0.9", 0.7, 0.9))
+TRUTH_DECODING = "data"
+
+
+def _positive_int(config, name: str, low: int = 1) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"StudyConfig({name}={value!r}) must be an int >= {low}.")
+
+
+def _seed_tuple(config, name: str) -> None:
+    seeds = getattr(config, name)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ValueError(f"StudyConfig({name}={seeds!r}) must be a non-empty list of ints >= 0.")
+
+
+@dataclass
+class StudyConfig:
+    """Everything that shapes the study's numbers. Two configs with equal fields give equal results.
+
+    `model` is the strong-prior base (the headline), `weak_model` the weak-prior one (None: no prior
+    manipulation); each is an embedded model name or a folder holding a saved model and tokenizer.
+    Every objective fine-tunes `model` for `steps` steps with `seeds`; the `headline_objectives` do so
+    with `headline_seeds`, and also (with `seeds`) at every budget of `budget_sweep` and from `weak_model`.
+    """
+    name: str = "full"
+    model: str = STRONG_PRIOR
+    weak_model: str | None = WEAK_PRIOR
+    objectives: tuple = DEFAULT_OBJECTIVES
+    seeds: tuple = (0, 1, 2)
+    headline_objectives: tuple = ("nll", "dft")
+    headline_seeds: tuple = (0, 1, 2, 3, 4)
+    budget_sweep: tuple = (50, 100)
+    zipf_exponent: float = 1.1
+    train_size: int = 3000
+    valid_size: int = 100
+    test_size: int = 300
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    eval_every: int = 100
+    max_length: int = 128
+    num_prompts: int = 32
+    samples_per_prompt: int = 5
+    max_new_tokens: int = 96
+    decodings: tuple = DEFAULT_DECODINGS
+    embedding: str = "minilm"
+    mmd_texts: int = 160
+    mmd_permutations: int = 200
+    self_bleu_texts: int = 160
+
+    def __post_init__(self):
+        self.objectives = tuple(o if isinstance(o, ObjectiveSpec) else ObjectiveSpec(**o) for o in self.objectives)
+        self.decodings = tuple(d if isinstance(d, Decoding) else Decoding(**d) for d in self.decodings)
+        self.seeds, self.headline_seeds = tuple(self.seeds), tuple(self.headline_seeds)
+        self.headline_objectives, self.budget_sweep = tuple(self.headline_objectives), tuple(self.budget_sweep)
+        labels = [o.label for o in self.objectives]
+        if len(set(labels)) != len(labels) or {"base", "truth"} & set(labels):
+            raise ValueError(f"StudyConfig(objectives=...): labels must be unique and not 'base' or 'truth', "
+                             f"got {labels}.")
+        unknown = [label for label in self.headline_objectives if label not in labels]
+        if unknown:
+            raise ValueError(f"StudyConfig(headline_objectives={self.headline_objectives!r}): {unknown} are not "
+                             f"objective labels; use some of {labels}.")
+        for name in ("model", "weak_model"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value.strip()) and not (name == "weak_model" and value is None):
+                raise ValueError(f"StudyConfig({name}={value!r}) must be a model name such as {STRONG_PRIOR!r}"
+                                 f"{' or None' if name == 'weak_model' else ''}.")
+        if self.weak_model is not None and _base_name(self.weak_model) == _base_name(self.model):
+            raise ValueError(f"StudyConfig(model={self.model!r}, weak_model={self.weak_model!r}): the two base models "
+                             f"need different folder names, which name their runs; use weak_model=None for one base.")
+        _seed_tuple(self, "seeds")
+        _seed_tuple(self, "headline_seeds")
+        if self.embedding not in ("minilm", "ngram"):
+            raise ValueError(f"StudyConfig(embedding={self.embedding!r}) must be 'minilm' or 'ngram'.")
+        for name in ("train_size", "valid_size", "test_size", "steps", "batch_size", "eval_every", "max_length",
+                     "num_prompts", "samples_per_prompt", "max_new_tokens", "mmd_texts", "self_bleu_texts"):
+            _positive_int(self, name)
+        _positive_int(self, "warmup_steps", 0)
+        if not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s for s in self.budget_sweep) \
+                or self.steps in self.budget_sweep:
+            raise ValueError(f"StudyConfig(budget_sweep={self.budget_sweep!r}) must hold step budgets > 0 other "
+                             f"than steps={self.steps} (which every headline objective runs anyway).")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) \
+                or self.lr <= 0:
+            raise ValueError(f"StudyConfig(lr={self.lr!r}) must be a positive number such as 1e-3.")
+        z = self.zipf_exponent
+        if isinstance(z, bool) or not isinstance(z, (int, float)) or not math.isfinite(z) or z < 0:
+            raise ValueError(f"StudyConfig(zipf_exponent={z!r}) must be a finite number >= 0 (1.1 is the default).")
+        from dftlab.distributions import check_decoding_settings
+        from dftlab.objectives import check_objective_kwargs
+
+        for spec in self.objectives:
+            check_objective_kwargs(spec.objective, spec.kwargs)  # unknown names and keywords fail here, not mid-study
+        for decoding in self.decodings:
+            check_decoding_settings(decoding.temperature, None, decoding.top_p)
+        if self.num_prompts > self.test_size:
+            raise ValueError(f"StudyConfig(num_prompts={self.num_prompts}) cannot exceed test_size={self.test_size}: "
+                             f"the prompts are those of the first test stories.")
+
+    @property
+    def base_models(self) -> tuple:
+        return (self.model,) if self.weak_model is None else (self.model, self.weak_model)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def default_config(quick: bool = False) -> StudyConfig:
+    """The full study, or (quick=True) the same design on tiny budgets: one seed, every objective and column.
+
+    quick uses the n-gram embeddings for MMD (`dftlab.metrics.sentence_embeddings(method="ngram")`),
+    because loading and running MiniLM alone would take a third of its time budget.
+    """
+    if not quick:
+        return StudyConfig()
+    return StudyConfig(name="quick", seeds=(0,), headline_seeds=(0,), budget_sweep=(4,), train_size=320,
+                       valid_size=24, test_size=40, steps=8, warmup_steps=2, eval_every=4, num_prompts=4,
+                       samples_per_prompt=4, max_new_tokens=72, embedding="ngram", mmd_texts=16,
+                       mmd_permutations=50, self_bleu_texts=16)
+
+
+@dataclass
+class RunSpec:
+    """One unit of work: the truth, a base model, or one fine-tuning of `base_model` for `steps` steps."""
+    kind: str  # "truth", "base" or "finetuned"
+    seed: int
+    base_model: str | None = None
+    steps: int = 0
+    objective: ObjectiveSpec | None = None
+
+    @property
+    def label(self) -> str:
+        return self.objective.label if self.objective is not None else self.kind
+
+    @property
+    def run_id(self) -> str:
+        if self.kind == "truth":
+            return f"truth-seed{self.seed}"
+        base = _base_name(self.base_model)
+        if self.kind == "base":
+            return f"{base}-base-seed{self.seed}"
+        return f"{base}-{self.label}-{self.steps}steps-seed{self.seed}"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunSpec":
+        data = dict(data)
+        objective = data.pop("objective")
+        return cls(**data, objective=ObjectiveSpec(**objective) if objective else None)
+
+
+def _base_name(model: str | None) -> str:
+    from pathlib import Path
+
+    return Path(str(model)).name
+
+
+def plan_runs(config: StudyConfig) -> list[RunSpec]:
+    """Every run of the study, grouped by seed and base model (so shared inputs are computed once)."""
+    runs = []
+    seeds = sorted(set(config.seeds) | set(config.headline_seeds))
+    for seed in seeds:
+        runs.append(RunSpec("truth", seed))
+        for base in config.base_models:
+            runs.append(RunSpec("base", seed, base))
+        for spec in config.objectives:
+            headline = spec.label in config.headline_objectives
+            if seed in (config.headline_seeds if headline else config.seeds):
+                runs.append(RunSpec("finetuned", seed, config.model, config.steps, spec))
+            if headline and seed in config.seeds:  # the sweep and the weak prior: `seeds`, like the other objectives
+                runs += [RunSpec("finetuned", seed, config.model, steps, spec) for steps in config.budget_sweep]
+                if config.weak_model is not None:
+                    runs.append(RunSpec("finetuned", seed, config.weak_model, config.steps, spec))
+    return runs
