@@ -340,12 +340,15 @@ def test_claim_five_verdict_counts_closer_and_further_measures():
 def regime_table(strong_dft_validity, weak_dft_validity, weak=True):
     """claims_table from the strong prior (nll validity 0.9), plus nll and dft from the weak prior (nll 0.8)."""
     strong = claims_table(**CLEAR)
-    strong.loc[strong["objective"] == "dft", "validity"] = np.tile(strong_dft_validity, 2)
+    strong.loc[strong["objective"] == "nll", "prob_character"] = 0.9
+    for metric in ("validity", "prob_character"):  # the verdict reads prob_character; the table shows both
+        strong.loc[strong["objective"] == "dft", metric] = np.tile(strong_dft_validity, 2)
     if not weak:
         return strong
-    metrics = {"validity": [0.8, 0.82, 0.81], "kl": [5.0, 5.1, 5.2], "prob_character": [0.1] * 3}
-    weak_rows = fake_results({"base": dict(metrics, validity=[0.0] * 3), "nll": metrics,
-                              "dft": dict(metrics, validity=list(weak_dft_validity), kl=[7.0, 7.3, 7.1])},
+    metrics = {"validity": [0.8, 0.82, 0.81], "kl": [5.0, 5.1, 5.2], "prob_character": [0.8, 0.82, 0.81]}
+    weak_rows = fake_results({"base": dict(metrics, validity=[0.0] * 3, prob_character=[0.0] * 3), "nll": metrics,
+                              "dft": dict(metrics, validity=list(weak_dft_validity),
+                                          prob_character=list(weak_dft_validity), kl=[7.0, 7.3, 7.1])},
                              base_model=WEAK, prior="weak")
     return pd.concat([strong, weak_rows], ignore_index=True)
 
@@ -355,7 +358,7 @@ def test_the_regime_verdict_is_consistent_with_li_when_nll_beats_dft_only_under_
     judgement = study.judge(regime_table([0.9, 0.9, 0.9], [0.5, 0.51, 0.53]))
     assert judgement.context.weak_model == WEAK and judgement.context.base_model == STRONG
     assert judgement.regime[0] == "consistent with Li et al."
-    assert judgement.family_size == 17 + 2 and len(judgement.regime_evidence) == 2 + 4
+    assert judgement.family_size == 17 + 2 and len(judgement.regime_evidence) == 2 + 5
     # nll beats dft by as much under both priors: only partly consistent
     assert study.judge(regime_table([0.6, 0.61, 0.63], [0.5, 0.51, 0.53])).regime[0] == \
         "partly consistent with Li et al."
@@ -623,7 +626,7 @@ def test_the_judgement_of_a_tiny_study_covers_both_priors_and_the_lambda_sweep(e
     assert [label for label, *_ in judgement.reconstruction] == [
         "distribution_matching_0.3", "distribution_matching_1", "distribution_matching_3"]
     assert all(verdict in ("helps", "hurts", "no measurable effect") for _, verdict, _, _ in judgement.reconstruction)
-    assert judgement.regime[0] != "not testable here" and len(judgement.regime_evidence) == 6
+    assert judgement.regime[0] != "not testable here" and len(judgement.regime_evidence) == 7
     assert 0 < judgement.family_size <= 17 + 2 + 3 * 4
     assert [c.verdict for c in judgement.claims] == [c.verdict for c in judge_claims(results)]
     regime = study.regime_comparison(results)
@@ -969,3 +972,33 @@ def test_claims_command_without_results_says_what_to_run(tiny_model_folder, tmp_
         study.main(["claims", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--seeds"):
         study.main(["claims", "--seeds", "1", "--out", str(tmp_path)])
+
+
+# ---------------------------------------------------------------------------------------------
+# The committed results: they load, and CLAIMS.md is exactly what the claims code writes from them.
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_committed_claims_are_regenerated_byte_for_byte(quick):
+    from dftlab.study.claims import claims_markdown
+    from dftlab.study.results import study_table
+
+    committed = study.results_dir() / ("CLAIMS-quick.md" if quick else "CLAIMS.md")
+    payload = study.load_study(quick=quick)
+    assert claims_markdown(study_table(payload), payload) == committed.read_text(), \
+        f"{committed} is out of date: run `python -m dftlab.study claims{' --quick' if quick else ''}`"
+
+
+def test_the_committed_results_have_the_study_design():
+    results = study.load_results()
+    config = study.default_config()
+    assert {"base_model", "prior", "steps", "mmd_p_value"} <= set(results.columns)
+    tuned = results[results["kind"] == "finetuned"]
+    headline = tuned[(tuned["base_model"] == config.model) & (tuned["steps"] == config.steps)]
+    for objective, seeds in (("nll", config.headline_seeds), ("dft", config.headline_seeds)):
+        assert set(headline.loc[headline["objective"] == objective, "seed"]) == set(seeds)
+    assert {o.label for o in config.objectives} == set(headline["objective"])
+    assert set(tuned["steps"]) == {config.steps, *config.budget_sweep}
+    assert set(tuned.loc[tuned["prior"] == "weak", "objective"]) == set(config.headline_objectives)
+    truth = results[results["objective"] == "truth"]
+    assert truth["mmd_p_value"].notna().all() and (truth["decoding"] == "data").all()

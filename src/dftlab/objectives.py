@@ -184,9 +184,12 @@ def distribution_matching(logits: torch.Tensor, labels: torch.Tensor, *, lam: fl
         loss  = nll + lam * KL(f || p_bar) = nll + lam * sum_v f_v log(f_v / p_bar_v)
 
     The penalty looks at the batch as a whole: a model that says "Once" too often *overall* pays, even
-    when each single prediction looks fine. It does not move maximum likelihood's optimum: for fixed
-    contexts the expected penalty is a constant minus sum_v q_bar_v log p_bar_v, which p = q minimises
-    (Gibbs' inequality). It only adds a direct pull on the aggregate token frequencies on the way there.
+    when each single prediction looks fine. It keeps maximum likelihood's optimum only approximately. For
+    fixed contexts the expected penalty is a constant minus sum_v q_bar_v log p_bar_v, which p = q
+    minimises (Gibbs' inequality). Under teacher forcing, though, each target is also part of the context
+    of the positions after it, and the penalty acts on the batch's average prediction, which couples the
+    positions: the expected gradient at p = q is then not exactly zero, and the shift shrinks as the batch
+    grows. On the way, it adds a direct pull on the aggregate token frequencies.
 
     The penalty is one number per batch. reduction="mean" returns nll_mean + lam * penalty; "sum" and
     "none" spread the penalty evenly over the supervised tokens, so that sum / count equals the mean.

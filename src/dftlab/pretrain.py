@@ -292,12 +292,14 @@ def pretrain(config: PretrainConfig, log=print, evaluate_every: int = 0, on_eval
     """
     torch.manual_seed(config.seed)
     started = time.time()
+    stage_one_seconds = 0
     english, stories = build_documents(config)
     if continue_from is not None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = Path(continue_from)
         _stage_one_matches(folder, config)
+        stage_one_seconds = json.loads((folder / "pretrain_report.json").read_text())["report"]["seconds"]
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
         log(f"stage 1 read from {folder}")
@@ -341,7 +343,9 @@ def pretrain(config: PretrainConfig, log=print, evaluate_every: int = 0, on_eval
         report[f"valid_loss{suffix}"] = block_loss(model, valid, eos)
         report[f"valid_perplexity{suffix}"] = math.exp(report[f"valid_loss{suffix}"])
         report[f"train_perplexity{suffix}"] = math.exp(report[f"train_loss{suffix}"])
-    report["seconds"] = round(time.time() - started)
+    report["seconds"] = round(time.time() - started) + stage_one_seconds
+    if continue_from is not None:
+        report["seconds_stage_1_read_from_folder"] = stage_one_seconds
     return model.eval(), tokenizer, report
 
 
@@ -426,7 +430,7 @@ in seconds, so every experiment in the course runs on a laptop.
 | corpus | {corpus} |
 | corpus size | {report['corpus_tokens']:,} tokens, {config.valid_fraction:.0%} of blocks held out for validation |
 | training | AdamW (lr {config.lr}, betas 0.9/0.95, weight decay {config.weight_decay}), {config.warmup_steps} warm-up steps then cosine decay, {config.steps} steps of {config.batch_size} x {config.n_positions} tokens{anneal}, gradient clipping at 1.0; {report['train_tokens_seen']:,} tokens in all |
-| wall time | {report['seconds']} s on the machine that built it |
+| wall time | {report['seconds']} s on the machine that built it{f" (stage 1, {report['seconds_stage_1_read_from_folder']} s, was run separately and read with --continue-from)" if "seconds_stage_1_read_from_folder" in report else ""} |
 
 ## Results
 | split | loss (nats/token) | perplexity |

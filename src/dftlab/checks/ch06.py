@@ -69,11 +69,14 @@ PREDICTIONS = (
         "Predict whether some sampling temperature makes the DFT-trained distribution match q (KL < 0.01): "
         "'yes' or 'no'.",
         kind="choice", choices=("yes", "no"),
-        misconceptions=((lambda v: v == "yes", "Temperature keeps the ranking and rescales the log-probabilities "
-                                               "by one factor; it cannot restore the ratios between tail tokens "
-                                               "that DFT flattened."),),
-        lesson="DFT pushed the tail tokens to nearly equal, tiny probabilities. A high temperature brings the "
-               "entropy back but not the shape of q: the information about the tail is gone."),
+        misconceptions=((lambda v: v == "yes", "Temperature keeps the ranking and divides every log-probability "
+                                               "ratio by the same factor; DFT stretched some ratios and compressed "
+                                               "others, so no single factor undoes both."),),
+        lesson="DFT kept q's order (the tail tokens are still ranked as in q) but not its shape: it stretched the "
+               "head's lead over the tail and squeezed the tail tokens close together. A temperature divides every "
+               "log-ratio by one T, so it can shrink the lead or keep the tail's spread, not both: a high T brings "
+               "the entropy back, but even the best T in the table leaves a KL well above 0.01. The tail is "
+               "compressed, not erased; DFT's fit is simply not q at any temperature."),
     PredictionExercise(
         "ch06.greedy_same_token",
         "Predict whether greedy decoding picks the same token from the NLL fit (p = q) and the DFT fit: 'yes' or 'no'.",

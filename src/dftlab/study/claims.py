@@ -252,9 +252,11 @@ CLAIMS = (
 REGIME_RULE = ("Li et al. find probability-based objectives (the -p end, Dynamic FT) competitive where the base model "
                "already has a strong prior for the task, and NLL better where it is weak. Here the prior is manipulated "
                "by the base model: tiny-gpt2 (strong: it writes valid stories before fine-tuning) against "
-               "tiny-gpt2-english (weak: it has never seen one). Consistent if NLL beats DFT in validity under the weak "
-               "prior and the gap dft - nll is significantly smaller (a paired difference of differences) under the "
-               "strong one.")
+               "tiny-gpt2-english (weak: it has never seen one). The task skill the weak prior lacks is copying the "
+               "title's character into the story, measured as the mean p(target) at the character-name tokens "
+               "(prob_character). Consistent if NLL beats DFT on it under the weak prior and the gap dft - nll is "
+               "significantly smaller under the strong one (a paired difference of differences). Validity is reported "
+               "beside it but cannot decide: from the weak prior both objectives write 0% valid stories at this budget.")
 
 
 def _difference_of_differences(ctx: Context, metric: str) -> Comparison:
@@ -277,10 +279,11 @@ def regime_evidence(ctx: Context) -> Decision | None:
     if ctx.weak_model is None or not ((ctx.results["base_model"] == ctx.weak_model)
                                       & (ctx.results["kind"] == "finetuned")).any():
         return None
-    decisive = {"weak": ctx.compare("validity", "dft", "nll", base_model=ctx.weak_model),
-                "did": _difference_of_differences(ctx, "validity")}
-    context = [ctx.compare("validity", "dft", "nll"), ctx.compare("kl", "dft", "nll"),
-               ctx.compare("kl", "dft", "nll", base_model=ctx.weak_model), _difference_of_differences(ctx, "kl")]
+    decisive = {"weak": ctx.compare("prob_character", "dft", "nll", base_model=ctx.weak_model),
+                "did": _difference_of_differences(ctx, "prob_character")}
+    context = [ctx.compare("prob_character", "dft", "nll"),
+               ctx.compare("validity", "dft", "nll"), ctx.compare("validity", "dft", "nll", base_model=ctx.weak_model),
+               ctx.compare("kl", "dft", "nll"), ctx.compare("kl", "dft", "nll", base_model=ctx.weak_model)]
     return Decision(decisive, context)
 
 
@@ -289,13 +292,13 @@ def regime_verdict(decision: Decision | None, ctx: Context) -> tuple[str, str]:
         return "not testable here", "The study has no weak-prior base model, so the prior was not manipulated."
     weak, did = decision.decisive["weak"], decision.decisive["did"]
     strong = decision.context[0]
-    numbers = (f"validity dft - nll: {strong.difference:+.3f} from the strong prior, {weak.difference:+.3f} from the "
-               f"weak one")
+    numbers = (f"p(character-name token), dft - nll: {strong.difference:+.3f} from the strong prior, "
+               f"{weak.difference:+.3f} from the weak one")
     if weak.below and did.above:
-        return "consistent with Li et al.", (f"NLL beats Dynamic FT by far more where the prior is weak ({numbers}). "
-                                             f"With a strong prior DFT keeps what the base model already writes; with "
-                                             f"a weak one its weight p(y) starves the tokens the model does not yet "
-                                             f"predict.")
+        return "consistent with Li et al.", (f"NLL beats Dynamic FT at the skill the base lacks only where the prior is "
+                                             f"weak ({numbers}). With a strong prior DFT keeps what the base model "
+                                             f"already does; with a weak one its weight p(y) starves the tokens the "
+                                             f"model does not yet predict, so it never learns to copy the name.")
     if weak.below:
         return "partly consistent with Li et al.", (f"NLL beats Dynamic FT where the prior is weak, but the gap is not "
                                                     f"significantly smaller where it is strong ({numbers}).")
