@@ -59,9 +59,9 @@ ALT_TEXT = {
             "Paired bar chart of the most probable first tokens of a story after one test prompt, for the SFT "
             "model: each token's probability at T = 1 beside its probability after temperature 0.7 and top-p 0.9. "
             "The title gives the entropy before and after decoding."),
-        "plots.plot_choice_frequencies(openers)": (
+        '"opener") for name, samples in': (
             "Horizontal bar chart of the most common TinyTales story openers: for each, its true probability "
-            "beside its share of the SFT model's samples at T = 1 and at T = 0.7 with top-p 0.9."),
+            "beside its share of the base model's samples at T = 1 and of the SFT model's samples at T = 1 and at T = 0.7 with top-p 0.9."),
     },
     "chapters/04_dft.ipynb": {
         "plots.plot_simplex_trajectories(paths, target)": (
