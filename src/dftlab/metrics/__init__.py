@@ -1,0 +1,36 @@
+"""Measuring formulaic text and model fit (the chapter "Measuring formulaic text", and the study).
+
+Four families of numbers, each a plain function, one submodule each (every name is importable from
+`dftlab.metrics` itself):
+
+1. `dftlab.metrics.text`, text statistics on lists of strings: n-gram counts, token L2 (Rosmine),
+   distinct-n (Li et al. 2016), self-BLEU (Zhu et al. 2018), the Zipf coefficient (Holtzman et al. 2019),
+   seq-rep-n (Welleck et al. 2019) and an overuse table (slop-forensics, Antislop).
+2. `dftlab.metrics.model_stats`, model statistics: mean predictive entropy, the log-probability of a
+   completion given its prompt, exact option probabilities and target probabilities by role.
+3. `dftlab.metrics.two_sample`, MMD: a kernel two-sample test over sentence embeddings (Gretton et al. 2012),
+   and the chapter-5 comparisons built on it.
+4. `dftlab.metrics.exact`, exact-truth metrics for a generator whose probabilities we know (TinyTales):
+   validity, choice frequencies with a chi-square test, and the sequence-level cross-entropy and KL.
+
+Conventions. A "token" in the text statistics is a whitespace-separated word, case and punctuation
+kept ("The" and "the." are different tokens), unless a `tokenizer` is passed: then the tokens are
+the ids of `tokenizer.encode(text)`. N-grams never cross from one text into the next.
+Entropies and log-probabilities are in nats.
+"""
+from dftlab.metrics.text import (distinct_n, ngram_counts, overuse_table, repetition_rate, self_bleu,
+                                 token_l2_distance, zipf_coefficient)
+from dftlab.metrics.model_stats import (completion_log_probs, option_probabilities, predictive_entropy,
+                                        target_probabilities_by_role)
+from dftlab.metrics.exact import (ABSENT, choice_chi_square, choice_frequency_table, sequence_cross_entropy,
+                                  validity_rate)
+from dftlab.metrics.two_sample import (MMDResult, mmd, mmd_by_zipf_exponent, mmd_comparison_table,
+                                       sentence_embeddings)
+
+__all__ = [
+    "ngram_counts", "token_l2_distance", "distinct_n", "self_bleu", "zipf_coefficient", "repetition_rate",
+    "overuse_table",
+    "predictive_entropy", "completion_log_probs", "option_probabilities", "target_probabilities_by_role",
+    "MMDResult", "mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent",
+    "ABSENT", "validity_rate", "choice_frequency_table", "choice_chi_square", "sequence_cross_entropy",
+]

