@@ -217,10 +217,12 @@ def test_bad_arguments_raise_clear_errors(tokenizer):
         train("gpt2", tokenizer, TRAIN)
 
 
-def test_progress_bar_is_off_under_pytest_and_follows_the_setting(monkeypatch):
+def test_progress_bar_follows_the_argument_then_the_setting(monkeypatch):
     monkeypatch.delenv("DFTLAB_PROGRESS", raising=False)
-    assert progress_enabled(None) is False  # PYTEST_CURRENT_TEST is set
     assert progress_enabled(True) is True
+    assert progress_enabled(False) is False
+    monkeypatch.setenv("DFTLAB_PROGRESS", "1")
+    assert progress_enabled(False) is False  # the argument wins
     monkeypatch.setenv("DFTLAB_PROGRESS", "1")
     assert progress_enabled(None) is True
     monkeypatch.setenv("DFTLAB_PROGRESS", "0")
@@ -232,7 +234,6 @@ def test_progress_bar_is_on_in_a_notebook_kernel_and_off_in_a_pipe(monkeypatch):
     import types
 
     monkeypatch.delenv("DFTLAB_PROGRESS", raising=False)
-    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
     monkeypatch.setattr(sys, "stdout", open(os.devnull, "w"))  # not a terminal
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     assert progress_enabled(None) is False

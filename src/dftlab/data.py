@@ -17,6 +17,8 @@ from typing import Iterator
 
 import torch
 
+from dftlab.validation import check_int
+
 IGNORE_INDEX = -100  # labels with this value add nothing to the loss (the objectives' ignore_index)
 
 
@@ -43,19 +45,13 @@ def _check_example(example, index: int | None = None) -> None:
         raise ValueError(f"{where}['completion'] is empty, so there is nothing to learn from it. Drop this example.")
 
 
-def _check_positive_int(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
-
 def mask_prompt(input_ids, prompt_length: int):
     """Labels for `input_ids` with the first `prompt_length` positions set to -100 (chapter 3).
 
     Works on a list or a 1-D tensor and returns the same kind. The input is not modified.
     """
     length = len(input_ids)
-    if isinstance(prompt_length, bool) or not isinstance(prompt_length, int) or not 0 <= prompt_length <= length:
-        raise ValueError(f"prompt_length must be an int between 0 and len(input_ids)={length}, got {prompt_length!r}.")
+    check_int(prompt_length, "prompt_length", 0, length, hint=f"(len(input_ids) is {length}.)")
     if isinstance(input_ids, torch.Tensor):
         if input_ids.dim() != 1:
             raise ValueError(f"input_ids must be 1-D, got shape {tuple(input_ids.shape)}. Mask one sequence at a time.")
@@ -75,7 +71,7 @@ def encode_example(tokenizer, example: dict, max_length: int = 256) -> dict:
     """
     _check_tokenizer(tokenizer)
     _check_example(example)
-    _check_positive_int(max_length, "max_length")
+    check_int(max_length, "max_length")
     prompt_ids = list(tokenizer(example["prompt"]).input_ids)
     # no special tokens: a tokenizer that adds a BOS (not GPT-2's) would otherwise put one mid-sequence
     completion_ids = list(tokenizer(example["completion"], add_special_tokens=False).input_ids) + [tokenizer.eos_token_id]
@@ -107,6 +103,14 @@ def vocab_size_of(model) -> int | None:
     return size if isinstance(size, int) else None
 
 
+def device_of(model) -> torch.device:
+    """The device of the model's weights: every batch goes there before the forward pass (CPU if it has none)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
 def check_token_ids(input_ids, vocab_size: int | None, name: str = "input_ids") -> None:
     """Refuse token ids that the model's embedding layer would fail on deep inside torch:
     a non-integer tensor, or ids outside [0, vocab_size)."""
@@ -128,9 +132,8 @@ def collate(features: list[dict], pad_token_id: int) -> dict:
     """
     if len(features) == 0:
         raise ValueError("collate needs at least one feature; got an empty list.")
-    if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int):
-        raise ValueError(f"pad_token_id must be an int token id, got {pad_token_id!r}. "
-                         f"Use tokenizer.pad_token_id, or tokenizer.eos_token_id if that is None.")
+    check_int(pad_token_id, "pad_token_id", None,
+              hint="Use tokenizer.pad_token_id, or tokenizer.eos_token_id if that is None.")
     for row, feature in enumerate(features):
         if not isinstance(feature, dict) or "input_ids" not in feature or "labels" not in feature:
             raise ValueError(f"features[{row}] must be a dict with 'input_ids' and 'labels' lists, got {feature!r:.60}; "
@@ -159,7 +162,7 @@ def pack(features: list[dict], block_size: int) -> list[dict]:
     under the causal shift). A truncated example has lost its EOS and runs straight into the next one.
     The last block may be shorter; no token is dropped.
     """
-    _check_positive_int(block_size, "block_size")
+    check_int(block_size, "block_size")
     stream_ids = [token for feature in features for token in feature["input_ids"]]
     stream_labels = [label for feature in features for label in feature["labels"]]
     return [{"input_ids": stream_ids[start:start + block_size], "labels": stream_labels[start:start + block_size]}
@@ -187,7 +190,7 @@ def iterate_batches(features: list[dict], batch_size: int, pad_token_id: int, *,
     `start` skips that many batches cheaply (no collation), so a resumed run sees the batches it would
     have seen had it never stopped. The last batch of an epoch may be smaller than `batch_size`.
     """
-    _check_positive_int(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     if len(features) == 0:
         raise ValueError("iterate_batches needs at least one feature; got an empty list.")
     generator = torch.Generator().manual_seed(seed) if shuffle else None
@@ -208,7 +211,7 @@ def make_batches(tokenizer, examples, batch_size: int, max_length: int = 256, sh
     and leaves the global random state alone. With `packing=True` the encoded examples are packed
     into blocks of `max_length` tokens before batching.
     """
-    _check_positive_int(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     features = encode_examples(tokenizer, examples, max_length)
     if packing:
         features = pack(features, max_length)

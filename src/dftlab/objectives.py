@@ -18,21 +18,32 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import numbers
 from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from dftlab.data import check_token_ids, vocab_size_of
+from dftlab.data import IGNORE_INDEX, check_token_ids, device_of, vocab_size_of
+from dftlab.validation import check_number
 
-IGNORE_INDEX = -100
 REDUCTIONS = ("mean", "sum", "none")
 
 
 # ---------------------------------------------------------------------------------------------
-# The shared helpers: check the inputs, read off log p(target), reduce to a token mean.
+# The shared helpers: the dtype policy, check the inputs, read off log p(target), reduce to a token mean.
 # ---------------------------------------------------------------------------------------------
+
+def upcast(logits: torch.Tensor, *, measuring: bool = False) -> torch.Tensor:
+    """The dtype in which dftlab takes a log-softmax; the one place this policy is written down.
+
+    Training losses work in float32, or float64 if the logits already are: half precision loses the small
+    probabilities DFT multiplies by. Measurements (`measuring=True`: `dftlab.train.evaluate`, `dftlab.metrics`
+    and so the study) work in float64, so that sums over thousands of tokens and the gaps between close
+    models are not rounding noise.
+    """
+    if measuring:
+        return logits.double()
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 def _check_float_tensor(name: str, tensor) -> None:
     if not isinstance(tensor, torch.Tensor):
@@ -49,8 +60,9 @@ def _check_float_tensor(name: str, tensor) -> None:
                          f"Lower the learning rate or check the data.")
 
 
-def _target_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `(log p(label), mask)`, both shaped like `labels`; log p is 0 where the label is ignored."""
+def _check_logits_and_labels(logits, labels) -> None:
+    """The checks every objective makes once per call: float logits [.., V], integer labels of shape
+    logits.shape[:-1], ids inside the vocabulary or IGNORE_INDEX."""
     _check_float_tensor("logits", logits)
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
         what = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
@@ -60,16 +72,36 @@ def _target_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
                          f"{tuple(logits.shape)}: labels must be logits.shape[:-1]. If these come straight from a "
                          f"causal LM, shift them first (logits[:, :-1], labels[:, 1:]) or use causal_lm_loss.")
     vocab_size = logits.shape[-1]
-    mask = labels != IGNORE_INDEX
-    if ((labels[mask] < 0) | (labels[mask] >= vocab_size)).any():
+    supervised = labels[labels != IGNORE_INDEX]
+    if ((supervised < 0) | (supervised >= vocab_size)).any():
         raise ValueError(f"`labels` has token ids outside [0, {vocab_size}) (the vocabulary of `logits`); only "
                          f"{IGNORE_INDEX} may mark unsupervised positions. Check the tokenizer matches the model.")
-    # Half-precision log-softmax loses the small probabilities DFT multiplies by, so work in at least float32.
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    nll_per_token = F.cross_entropy(logits.reshape(-1, vocab_size), labels.reshape(-1).long(),
+
+
+def objective(loss_fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Make `loss_fn(logits, labels, ...)` a public objective: each call checks its tensors once, then runs it.
+
+    The unchecked function stays available as `.unchecked`: the training loop checks its data once, before
+    the first step, and then calls that, so that no step pays for a scan of the whole logits tensor.
+    """
+    @functools.wraps(loss_fn)
+    def checked(logits, labels, *args, **kwargs):
+        _check_logits_and_labels(logits, labels)
+        base_logits = kwargs.get("base_logits", args[0] if args else None)
+        if base_logits is not None:
+            _check_float_tensor("base_logits", base_logits)
+        return loss_fn(logits, labels, *args, **kwargs)
+
+    checked.unchecked = loss_fn
+    return checked
+
+
+def _target_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return `(log p(label), mask)`, both shaped like `labels`; log p is 0 where the label is ignored."""
+    vocab_size = logits.shape[-1]
+    nll_per_token = F.cross_entropy(upcast(logits).reshape(-1, vocab_size), labels.reshape(-1).long(),
                                     ignore_index=IGNORE_INDEX, reduction="none")
-    return -nll_per_token.view(labels.shape), mask
+    return -nll_per_token.view(labels.shape), labels != IGNORE_INDEX
 
 
 def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -85,18 +117,11 @@ def _reduce(per_token: torch.Tensor, mask: torch.Tensor, reduction: str) -> torc
     raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}.")
 
 
-def _check_number(name: str, value, low: float, high: float = math.inf) -> float:
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or not low <= value <= high):
-        bounds = f"in [{low}, {high}]" if high != math.inf else f">= {low}"
-        raise ValueError(f"`{name}` must be a finite number {bounds}, got {value!r}.")
-    return float(value)
-
-
 # ---------------------------------------------------------------------------------------------
 # The objectives.
 # ---------------------------------------------------------------------------------------------
 
+@objective
 def nll(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
     """SFT's loss, the negative log-likelihood (chapter 2): per token  -log p(y).
 
@@ -106,6 +131,7 @@ def nll(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") 
     return _reduce(-log_p, mask, reduction)
 
 
+@objective
 def dft(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
     """Dynamic Fine-Tuning, Wu et al. 2025 (chapter 4): per token  -sg(p(y)) * log p(y).
 
@@ -116,25 +142,27 @@ def dft(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") 
     return _reduce(-log_p.exp().detach() * log_p, mask, reduction)
 
 
+@objective
 def dft_floored(logits: torch.Tensor, labels: torch.Tensor, *, floor: float = 0.1,
                 reduction: str = "mean") -> torch.Tensor:
     """DFT with the weight floored (chapter 4): per token  -sg(max(p(y), floor)) * log p(y).
 
     The floor keeps rare tokens learning; floor=0 is `dft`, floor=1 is `nll`.
     """
-    floor = _check_number("floor", floor, 0.0, 1.0)
+    floor = check_number(floor, "floor", 0.0, 1.0)
     log_p, mask = _target_log_probs(logits, labels)
     weight = log_p.exp().clamp(min=floor).detach()
     return _reduce(-weight * log_p, mask, reduction)
 
 
+@objective
 def power(logits: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.5,
           reduction: str = "mean") -> torch.Tensor:
     """The power family of Li et al. 2025 (chapter 4): per token  (1 - p(y)**alpha) / alpha.
 
     alpha -> 0 is `nll`; alpha = 1 is 1 - p, whose gradient is `dft`'s. Its logit-gradient weight is p**alpha.
     """
-    alpha = _check_number("alpha", alpha, 0.0)
+    alpha = check_number(alpha, "alpha", 0.0)
     log_p, mask = _target_log_probs(logits, labels)
     if alpha == 0.0:
         return _reduce(-log_p, mask, reduction)
@@ -142,15 +170,17 @@ def power(logits: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.5,
     return _reduce(-torch.expm1(alpha * log_p) / alpha, mask, reduction)
 
 
+@objective
 def mix(logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 0.5,
         reduction: str = "mean") -> torch.Tensor:
     """A convex mix (chapter 4): per token  lam * nll + (1 - lam) * dft. lam=1 is `nll`, lam=0 is `dft`."""
-    lam = _check_number("lam", lam, 0.0, 1.0)
+    lam = check_number(lam, "lam", 0.0, 1.0)
     log_p, mask = _target_log_probs(logits, labels)
     weight = lam + (1.0 - lam) * log_p.exp().detach()
     return _reduce(-weight * log_p, mask, reduction)
 
 
+@objective
 def asft(logits: torch.Tensor, labels: torch.Tensor, base_logits: torch.Tensor, *, lam: float = 0.05,
          reduction: str = "mean") -> torch.Tensor:
     """Anchored SFT, Zhu et al. 2025 (chapter 4): per token  dft + lam * KL(p_base || p_model).
@@ -158,18 +188,18 @@ def asft(logits: torch.Tensor, labels: torch.Tensor, base_logits: torch.Tensor, 
     The KL runs over the whole vocabulary at each supervised position and pulls the model back
     towards the frozen base model, whose logits `base_logits` are treated as constants.
     """
-    lam = _check_number("lam", lam, 0.0)
+    lam = check_number(lam, "lam", 0.0)
     log_p, mask = _target_log_probs(logits, labels)
-    _check_float_tensor("base_logits", base_logits)
     if base_logits.shape != logits.shape:
         raise ValueError(f"`base_logits` shape {tuple(base_logits.shape)} must equal `logits` shape "
                          f"{tuple(logits.shape)}: run the base model on the same batch.")
-    log_model = (logits if logits.dtype == torch.float64 else logits.float()).log_softmax(-1)
+    log_model = upcast(logits).log_softmax(-1)
     log_base = base_logits.detach().to(log_model.dtype).log_softmax(-1)
     kl = (log_base.exp() * (log_base - log_model)).sum(-1)
     return _reduce(-log_p.exp().detach() * log_p + lam * kl, mask, reduction)
 
 
+@objective
 def distribution_matching(logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 1.0,
                           reduction: str = "mean") -> torch.Tensor:
     """A distribution-level objective (the study chapter): nll + lam * KL(f || p_bar) over the batch.
@@ -194,14 +224,14 @@ def distribution_matching(logits: torch.Tensor, labels: torch.Tensor, *, lam: fl
     The penalty is one number per batch. reduction="mean" returns nll_mean + lam * penalty; "sum" and
     "none" spread the penalty evenly over the supervised tokens, so that sum / count equals the mean.
     """
-    lam = _check_number("lam", lam, 0.0)
+    lam = check_number(lam, "lam", 0.0)
     log_p, mask = _target_log_probs(logits, labels)
     count = int(mask.sum())
     if count == 0:  # nothing supervised: a zero that still has a (zero) gradient
         penalty = logits.sum() * 0.0
     else:
         flat_logits = logits.reshape(-1, logits.shape[-1])[mask.reshape(-1)]
-        log_model = (flat_logits if flat_logits.dtype == torch.float64 else flat_logits.float()).log_softmax(-1)
+        log_model = upcast(flat_logits).log_softmax(-1)
         log_mean_model = torch.logsumexp(log_model, dim=0) - math.log(count)  # log p_bar, shape [V]
         targets = labels[mask].long()
         frequency = torch.bincount(targets, minlength=logits.shape[-1]).to(log_model.dtype) / count
@@ -240,6 +270,23 @@ def _keywords_taken(loss_fn: Callable) -> tuple[str, ...] | None:
     return tuple(name for name in list(parameters)[2:] if name not in ("base_logits", "reduction"))
 
 
+def needs_base_logits(objective: str | Callable) -> bool:
+    """Whether `objective` anchors to a frozen base model, which it declares by taking `base_logits` (asft).
+
+    The one test for it: `causal_lm_loss` then runs the base model, `dftlab.train` keeps a frozen copy of the
+    starting model, and a Trainer's `compute_loss_func`, which never sees a base model, refuses it.
+    """
+    return "base_logits" in _parameter_names(get_objective(objective))
+
+
+@functools.lru_cache(maxsize=None)
+def _parameter_names(loss_fn: Callable) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(loss_fn).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
 def check_objective_kwargs(objective: str | Callable, objective_kwargs: Mapping) -> None:
     """Raise ValueError naming any keyword that `objective` does not take (e.g. a typo such as `flor=0.1`).
 
@@ -266,6 +313,26 @@ def causal_shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     return logits[..., :-1, :], labels[..., 1:]
 
 
+def num_supervised(labels: torch.Tensor) -> int:
+    """How many targets of unshifted `labels` [B, T] a causal LM is scored on: those not IGNORE_INDEX after
+    `causal_shift` (which needs only the labels' shape from the logits, so a [B, T, 1] stand-in will do)."""
+    _, targets = causal_shift(labels[..., None], labels)
+    return int((targets != IGNORE_INDEX).sum())
+
+
+def supervised_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For measuring a causal LM: log-probabilities [K, V] at the K positions whose (shifted) label is supervised,
+    their K target ids, and the [B, T - 1] mask that says where they sit (chapter 3).
+
+    `logits` [B, T, V] and `labels` [B, T] come straight from the model and the batch; `causal_shift` aligns
+    them. Unsupervised positions are dropped before the softmax, which keeps memory at K x V rather than
+    B x T x V, and the softmax runs in float64 (`upcast(measuring=True)`).
+    """
+    logits, labels = causal_shift(logits, labels.to(logits.device))
+    supervised = labels != IGNORE_INDEX
+    return upcast(logits[supervised], measuring=True).log_softmax(-1), labels[supervised], supervised
+
+
 def _shifted_loss(loss_fn, logits, labels, num_items_in_batch=None, **objective_kwargs):
     """Shift like Hugging Face (position t predicts token t+1), then token-mean.
 
@@ -283,31 +350,40 @@ def _shifted_loss(loss_fn, logits, labels, num_items_in_batch=None, **objective_
 
 
 def causal_lm_loss(model, batch: Mapping, objective: str | Callable = "nll", *, base_model=None,
-                   num_items_in_batch=None, **objective_kwargs) -> torch.Tensor:
+                   num_items_in_batch=None, check: bool = True, **objective_kwargs) -> torch.Tensor:
     """The loss of `model` on `batch` under `objective` (chapters 2 and 4).
 
-    `batch` holds `input_ids`, optionally `attention_mask` and `labels`. Without `labels`, every real
-    (non-padding) token is supervised. For "asft", pass the frozen `base_model`.
+    `batch` holds `input_ids`, optionally `attention_mask` and `labels`; they are moved to the model's device.
+    Without `labels`, every real (non-padding) token is supervised. An objective that takes `base_logits`
+    (asft) needs the frozen `base_model`. `check=False` skips the input checks: for a loop that checked its
+    data once before its first step (`dftlab.train.train`).
     """
     loss_fn = get_objective(objective)
-    if "input_ids" not in batch:
-        raise ValueError(f"`batch` needs an 'input_ids' entry; it has {sorted(batch)}.")
-    input_ids = batch["input_ids"]
-    check_token_ids(input_ids, vocab_size_of(model))
-    check_objective_kwargs(loss_fn, objective_kwargs)
+    if check:
+        if "input_ids" not in batch:
+            raise ValueError(f"`batch` needs an 'input_ids' entry; it has {sorted(batch)}.")
+        check_token_ids(batch["input_ids"], vocab_size_of(model))
+        check_objective_kwargs(loss_fn, objective_kwargs)
+        if needs_base_logits(loss_fn) and base_model is None:
+            raise ValueError(f"objective {loss_fn.__name__!r} anchors to a base model: pass "
+                             f"base_model=<the frozen starting model>.")
+        if base_model is not None and not needs_base_logits(loss_fn):
+            raise ValueError(f"base_model= is only used by an objective that takes base_logits (asft), "
+                             f"not by {getattr(loss_fn, '__name__', loss_fn)!r}.")
+    else:
+        loss_fn = getattr(loss_fn, "unchecked", loss_fn)
+    device = device_of(model)
+    input_ids = batch["input_ids"].to(device)
     attention_mask = batch.get("attention_mask")
+    attention_mask = attention_mask.to(device) if attention_mask is not None else None
     labels = batch.get("labels")
     if labels is None:
         labels = input_ids if attention_mask is None else input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    if loss_fn is asft:
-        if base_model is None:
-            raise ValueError("objective 'asft' anchors to a base model: pass base_model=<the frozen starting model>.")
+    if base_model is not None:
         with torch.no_grad():
             base_logits = base_model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
         objective_kwargs["base_logits"] = base_logits
-    elif base_model is not None:
-        raise ValueError(f"base_model= is only used by 'asft', not by {getattr(loss_fn, '__name__', loss_fn)!r}.")
     return _shifted_loss(loss_fn, logits, labels, num_items_in_batch, **objective_kwargs)
 
 
@@ -320,9 +396,10 @@ def make_compute_loss_func(objective: str | Callable, **objective_kwargs) -> Cal
     """
     loss_fn = get_objective(objective)
     check_objective_kwargs(loss_fn, objective_kwargs)
-    if loss_fn is asft:
-        raise ValueError("'asft' needs the base model's logits, which a Trainer's compute_loss_func never sees. "
-                         "Use causal_lm_loss(model, batch, 'asft', base_model=...) in a custom training loop.")
+    if needs_base_logits(loss_fn):
+        raise ValueError(f"{loss_fn.__name__!r} needs the base model's logits, which a Trainer's compute_loss_func "
+                         f"never sees. Use causal_lm_loss(model, batch, {loss_fn.__name__!r}, base_model=...) in a "
+                         f"custom training loop.")
 
     def compute_loss_func(outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"] if isinstance(outputs, Mapping) else getattr(outputs, "logits", outputs[0])

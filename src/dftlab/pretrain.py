@@ -24,8 +24,11 @@ from pathlib import Path
 import torch
 
 from dftlab.corpus import kjv_passages, load_corpus
+from dftlab.data import IGNORE_INDEX
 from dftlab.models import EMBEDDED_MODELS
+from dftlab.objectives import num_supervised
 from dftlab.storage import write_checksums
+from dftlab.validation import check_int, check_number
 
 EOS = "<|endoftext|>"
 CORPORA = ("english+tinytales", "english")
@@ -70,13 +73,9 @@ class PretrainConfig:
         """Refuse a recipe that would fail (or train nonsense) only minutes in, deep inside transformers."""
         for name in ("vocab_size", "n_layer", "n_embd", "n_head", "n_positions", "steps", "batch_size",
                      "tinytales_stories"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"PretrainConfig({name}={value!r}) must be a positive int.")
+            check_int(getattr(self, name), f"PretrainConfig({name})")
         for name in ("warmup_steps", "max_documents", "seed", "anneal_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"PretrainConfig({name}={value!r}) must be an int >= 0.")
+            check_int(getattr(self, name), f"PretrainConfig({name})", 0)
         if self.vocab_size < 257:
             raise ValueError(f"PretrainConfig(vocab_size={self.vocab_size}) must be at least 257: byte-level BPE starts "
                              f"from the 256 bytes, plus the end-of-text token.")
@@ -84,18 +83,12 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig(n_embd={self.n_embd}) must be divisible by n_head={self.n_head}: "
                              f"each attention head gets n_embd / n_head dimensions.")
         for name, low in (("lr", 0.0), ("anneal_lr", 0.0), ("weight_decay", None), ("tinytales_zipf_exponent", None)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or (value <= 0 if low is not None else value < 0):
-                raise ValueError(f"PretrainConfig({name}={value!r}) must be a finite number "
-                                 f"{'> 0 (positive)' if low is not None else '>= 0'}.")
+            check_number(getattr(self, name), f"PretrainConfig({name})", 0.0, low_open=low is not None)
         if self.corpus not in CORPORA:
             raise ValueError(f"PretrainConfig(corpus={self.corpus!r}) must be one of {sorted(CORPORA)}: "
                              f"'english+tinytales' is the strong prior, 'english' the weak one.")
-        if isinstance(self.story_fraction, bool) or not isinstance(self.story_fraction, (int, float)) \
-                or not 0 <= self.story_fraction < 1:
-            raise ValueError(f"PretrainConfig(story_fraction={self.story_fraction!r}) must be a number in [0, 1), "
-                             f"such as 0.75 (three story blocks to one English block).")
+        check_number(self.story_fraction, "PretrainConfig(story_fraction)", 0.0, 1.0, high_open=True,
+                     hint="Such as 0.75 (three story blocks to one English block).")
         if self.corpus == "english" and self.anneal_steps:
             raise ValueError("PretrainConfig(anneal_steps=...) needs corpus='english+tinytales': the second stage trains "
                              "on story blocks only. Set anneal_steps=0.")
@@ -166,13 +159,13 @@ def make_aligned_blocks(tokenizer, documents: list[str], block_size: int) -> tor
     return torch.tensor(blocks)
 
 
-PAD_MARK = -1  # padding inside aligned blocks; replaced by EOS in the input and by -100 in the labels
+PAD_MARK = -1  # padding inside aligned blocks; replaced by EOS in the input and by IGNORE_INDEX in the labels
 
 
 def block_inputs_and_labels(blocks: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Model inputs (padding as EOS) and labels (padding ignored) for a batch of blocks."""
     padding = blocks == PAD_MARK
-    return blocks.masked_fill(padding, eos_token_id), blocks.masked_fill(padding, -100)
+    return blocks.masked_fill(padding, eos_token_id), blocks.masked_fill(padding, IGNORE_INDEX)
 
 
 def build_model(config: PretrainConfig, vocab_size: int):
@@ -194,7 +187,7 @@ def block_loss(model, blocks: torch.Tensor, eos_token_id: int, batch_size: int =
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         inputs, labels = block_inputs_and_labels(blocks[start:start + batch_size], eos_token_id)
-        n = int((labels[:, 1:] != -100).sum())
+        n = num_supervised(labels)
         total += model(input_ids=inputs, labels=labels).loss.item() * n
         count += n
     model.train()

@@ -17,11 +17,12 @@ import warnings
 
 import pandas as pd
 
-from dftlab.objectives import OBJECTIVES, make_compute_loss_func
+from dftlab.objectives import OBJECTIVES, make_compute_loss_func, needs_base_logits
 from dftlab.tinytales import DEFAULT_ZIPF_EXPONENT, TinyTales
+from dftlab.validation import check_int
 
-# asft needs the base model's logits, which a Trainer's compute_loss_func never sees.
-TRAINER_OBJECTIVES = tuple(name for name in OBJECTIVES if name != "asft")
+# An objective that needs the base model's logits (asft) cannot run in a Trainer's compute_loss_func.
+TRAINER_OBJECTIVES = tuple(name for name in OBJECTIVES if not needs_base_logits(name))
 TRL_LOSS_TYPES = ("nll", "dft")
 RECORDED = ("loss", "entropy", "mean_token_accuracy")  # what the loss table keeps of each Trainer log
 
@@ -34,8 +35,7 @@ def tinytales_dataset(num_examples: int, seed: int = 0, zipf_exponent: float = D
     """
     import datasets
 
-    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
-        raise ValueError(f"tinytales_dataset(num_examples={num_examples!r}) must be a positive int.")
+    check_int(num_examples, "tinytales_dataset(num_examples)")
     stories = TinyTales(seed=seed, zipf_exponent=zipf_exponent).splits(train=num_examples, valid=0, test=0)["train"]
     return datasets.Dataset.from_dict({"prompt": [s["prompt"] for s in stories],
                                        "completion": [s["completion"] for s in stories]})

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dftlab.objectives import asft, check_objective_kwargs, dft, dft_floored, get_objective, mix, nll, power
+from dftlab.objectives import (asft, check_objective_kwargs, dft, dft_floored, get_objective, mix, needs_base_logits, nll,
+                               power)
 
 
 @dataclass
@@ -94,7 +95,7 @@ def _expected_loss(loss_fn, logits, targets, context_probs, base_logits, objecti
     # Position (c, y) of this [C, V, V] batch holds context c's logits and asks for token y.
     every_logits = logits.unsqueeze(1).expand(num_contexts, vocab_size, vocab_size)
     every_label = torch.arange(vocab_size).expand(num_contexts, vocab_size)
-    if loss_fn is asft:
+    if needs_base_logits(loss_fn):
         objective_kwargs = {**objective_kwargs, "base_logits": base_logits.unsqueeze(1).expand_as(every_logits)}
     per_token = loss_fn(every_logits, every_label, reduction="none", **objective_kwargs)
     return (context_probs[:, None] * targets * per_token).sum()
@@ -104,7 +105,7 @@ def _sampled_loss(loss_fn, logits, targets, context_probs, base_logits, objectiv
     """The token-mean loss on `batch_size` draws (c, y) with c ~ pi and y ~ q(.|c): an unbiased estimate."""
     contexts = torch.multinomial(context_probs, batch_size, replacement=True, generator=generator)
     tokens = torch.multinomial(targets[contexts], 1, generator=generator).squeeze(1)
-    if loss_fn is asft:
+    if needs_base_logits(loss_fn):
         objective_kwargs = {**objective_kwargs, "base_logits": base_logits[contexts]}
     return loss_fn(logits[contexts], tokens, **objective_kwargs)
 

@@ -11,11 +11,11 @@ quantiles of the probability the model gives each target token. The NLL is measu
 every objective so that runs can be compared; DFT's own loss value is 10-20x smaller than NLL and not
 comparable.
 
-Progress bar: on by default in a notebook (a Jupyter kernel) and in an interactive terminal; off under
-pytest and when stdout is a file or a pipe. `progress=True` or `DFTLAB_PROGRESS=1` force it on,
+Progress bar: on by default in a notebook (a Jupyter kernel) and in an interactive terminal; off when
+stdout is a file or a pipe. `progress=True` or `DFTLAB_PROGRESS=1` force it on,
 `progress=False` or `DFTLAB_PROGRESS=0` force it off. Everything that executes notebooks to store or compare
-their outputs sets `DFTLAB_PROGRESS=0` (tests/conftest.py for nbval, tools/execute_notebooks.py, the book
-build in tools/site.py), since a bar's text changes from run to run.
+their outputs sets `DFTLAB_PROGRESS=0` (tests/conftest.py for the tests and nbval, tools/execute_notebooks.py,
+the book build in tools/site.py), since a bar's text changes from run to run.
 """
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dftlab.data import (IGNORE_INDEX, check_token_ids, encode_examples, iterate_batches, make_batches, pack,
-                         pad_id_of, vocab_size_of)
-from dftlab.objectives import OBJECTIVES, causal_lm_loss, check_objective_kwargs, get_objective
+from dftlab.data import (check_token_ids, device_of, encode_examples, iterate_batches, make_batches, pack, pad_id_of,
+                         vocab_size_of)
+from dftlab.objectives import (causal_lm_loss, check_objective_kwargs, get_objective, needs_base_logits,
+                               supervised_log_probs)
 from dftlab.storage import atomic_save_safetensors, atomic_write, atomic_write_text
+from dftlab.validation import check_int, check_number
 
 QUANTILES = (10, 25, 50, 75, 90)
 CHECKPOINT_FILE = "checkpoint.json"
@@ -74,22 +76,22 @@ def evaluate(model, batches) -> dict:
     `accuracy` (argmax == target), `prob_mean` and `prob_p10` ... `prob_p90` (quantiles of p(target)),
     `tokens` (how many positions), and `target_probs`, the numpy array of every p(target).
     """
+    batches = list(batches)
+    for batch in batches:
+        check_token_ids(batch["input_ids"], vocab_size_of(model))
     was_training = model.training
     model.eval()
+    device = device_of(model)
     nll_sum = entropy_sum = correct = 0.0
     target_probs = []
     for batch in batches:
-        check_token_ids(batch["input_ids"], vocab_size_of(model))
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]  # position t predicts token t + 1
-        supervised = labels != IGNORE_INDEX
-        log_probs = logits[:, :-1][supervised].double().log_softmax(-1)  # [N, V], supervised positions only
-        targets = labels[supervised]
+        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        log_probs, targets, _ = supervised_log_probs(logits, batch["labels"])  # [N, V], float64
         target_log_probs = log_probs.gather(-1, targets[:, None]).squeeze(-1)
         nll_sum += -target_log_probs.sum().item()
         entropy_sum += -(log_probs.exp() * log_probs).sum().item()
         correct += (log_probs.argmax(-1) == targets).sum().item()
-        target_probs.append(target_log_probs.exp())
+        target_probs.append(target_log_probs.exp().cpu())
     model.train(was_training)
     probs = torch.cat(target_probs).numpy() if target_probs else np.zeros(0)
     if probs.size == 0:
@@ -131,8 +133,6 @@ def progress_enabled(progress: bool | None) -> bool:
     setting = os.environ.get("DFTLAB_PROGRESS")
     if setting is not None:
         return setting.strip().lower() not in ("0", "", "false", "no", "off")
-    if "PYTEST_CURRENT_TEST" in os.environ:
-        return False
     return "ipykernel" in sys.modules or sys.stdout.isatty()
 
 
@@ -203,24 +203,35 @@ def _anchor_model(model, checkpoint_dir, resumed: bool):
 # ---------------------------------------------------------------------------------------------
 
 def _check_arguments(model, objective, steps, batch_size, lr, warmup_steps, weight_decay, grad_clip, eval_every,
-                     objective_kwargs) -> None:
+                     objective_kwargs, base_model) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (e.g. from dftlab.load_model()), got {type(model).__name__}.")
     get_objective(objective)  # raises ValueError naming the valid objectives
     for name, value in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}.")
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive number such as 3e-4, got {lr!r}.")
-    if not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}.")
-    if grad_clip is not None and (not isinstance(grad_clip, (int, float)) or not grad_clip > 0):
-        raise ValueError(f"grad_clip must be a positive number, or None for no clipping; got {grad_clip!r}.")
+        check_int(value, name)
+    check_int(warmup_steps, "warmup_steps", 0)
+    check_number(lr, "lr", 0.0, low_open=True, hint="Such as 3e-4.")
+    check_number(weight_decay, "weight_decay", 0.0)
+    if grad_clip is not None:
+        check_number(grad_clip, "grad_clip", 0.0, low_open=True, hint="Or None for no clipping.")
     if objective_kwargs is not None and not isinstance(objective_kwargs, dict):
         raise ValueError(f"objective_kwargs must be a dict such as {{'floor': 0.1}}, got {type(objective_kwargs).__name__}.")
     check_objective_kwargs(objective, objective_kwargs or {})
+    if base_model is not None and not needs_base_logits(objective):
+        raise ValueError(f"base_model= is only used by an objective that takes base_logits (asft), not by "
+                         f"{objective!r}. Leave base_model=None.")
+
+
+def _check_features(features: list[dict], model) -> None:
+    """Every token id inside the model's vocabulary and every sequence inside its context: checked once, before
+    the first step, rather than on every batch."""
+    check_token_ids(torch.tensor([i for feature in features for i in feature["input_ids"]], dtype=torch.long),
+                    vocab_size_of(model), "the tokenized train_examples")
+    context = getattr(getattr(model, "config", None), "n_positions", None)
+    longest = max(len(feature["input_ids"]) for feature in features)
+    if isinstance(context, int) and longest > context:
+        raise ValueError(f"max_length allows sequences of {longest} tokens, more than the model's context of "
+                         f"{context}. Pass max_length={context} or less.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +258,7 @@ def train(model, tokenizer, train_examples, valid_examples=None, objective="nll"
     `valid_prob_p10` ... `valid_prob_p90` and `valid_tokens` (see `evaluate`).
     """
     _check_arguments(model, objective, steps, batch_size, lr, warmup_steps, weight_decay, grad_clip, eval_every,
-                     objective_kwargs)
+                     objective_kwargs, base_model)
     objective_kwargs = dict(objective_kwargs or {})
     objective_name = objective if isinstance(objective, str) else getattr(objective, "__name__", "custom")
     config = {"objective": objective_name, "lr": lr, "batch_size": batch_size, "warmup_steps": warmup_steps,
@@ -258,6 +269,7 @@ def train(model, tokenizer, train_examples, valid_examples=None, objective="nll"
     features = encode_examples(tokenizer, train_examples, max_length)
     if packing:
         features = pack(features, max_length)
+    _check_features(features, model)  # once, here: the steps below do not check their batches again
     valid_batches = (make_batches(tokenizer, valid_examples, batch_size, max_length, shuffle=False)
                      if valid_examples is not None else None)
     model.train()
@@ -265,7 +277,7 @@ def train(model, tokenizer, train_examples, valid_examples=None, objective="nll"
     optimizer = make_optimizer(model, lr, weight_decay)
     resumed = resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).exists()
     start_step, history = _resume(checkpoint_dir, model, optimizer, config) if resumed else (0, [])
-    if get_objective(objective) is OBJECTIVES["asft"] and base_model is None:
+    if needs_base_logits(objective) and base_model is None:
         base_model = _anchor_model(model, checkpoint_dir, resumed)
     result = TrainResult(model=model, history=pd.DataFrame())
     if start_step == 0 and valid_batches is not None:  # the starting point, before any update
@@ -282,7 +294,7 @@ def train(model, tokenizer, train_examples, valid_examples=None, objective="nll"
             step_lr = learning_rate_at(step, lr=lr, warmup_steps=warmup_steps, steps=steps)
             for group in optimizer.param_groups:
                 group["lr"] = step_lr
-            loss = causal_lm_loss(model, batch, objective, base_model=base_model, **objective_kwargs)
+            loss = causal_lm_loss(model, batch, objective, base_model=base_model, check=False, **objective_kwargs)
             train_losses.append(loss.item())
             if not math.isfinite(train_losses[-1]):
                 _diverged(step, objective_name, f"loss was {train_losses[-1]}", lr, history)

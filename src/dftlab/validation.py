@@ -13,11 +13,15 @@ import math
 import numbers
 
 
-def check_int(value, name: str, minimum: int | None = 1) -> int:
-    """`value` as an int >= `minimum` (None: any int). Accepts numpy integers; refuses bool and floats."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (minimum is not None and value < minimum):
-        wanted = {None: "an int", 1: "a positive int", 0: "an int >= 0"}.get(minimum, f"an int >= {minimum}")
-        raise ValueError(f"{name} must be {wanted}, got {value!r}.")
+def check_int(value, name: str, minimum: int | None = 1, maximum: int | None = None, *, hint: str = "") -> int:
+    """`value` as an int in [minimum, maximum] (None: no bound). Accepts numpy integers; refuses bool and floats."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
+        if maximum is not None:
+            wanted = f"an int between {minimum} and {maximum}"
+        else:
+            wanted = {None: "an int", 1: "a positive int", 0: "an int >= 0"}.get(minimum, f"an int >= {minimum}")
+        raise ValueError(f"{name} must be {wanted}, got {value!r}.{' ' + hint if hint else ''}")
     return int(value)
 
 

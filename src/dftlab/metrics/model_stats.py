@@ -11,15 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dftlab.data import check_token_ids, collate, encode_examples, pad_id_of, vocab_size_of
+from dftlab.data import IGNORE_INDEX, check_token_ids, collate, device_of, encode_examples, pad_id_of, vocab_size_of
+from dftlab.objectives import supervised_log_probs
 from dftlab.validation import check_int, check_samples, check_texts
-
-
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
 
 
 def _context_length(model) -> int | None:
@@ -40,24 +34,14 @@ def _check_batch(batch, index: int) -> None:
         raise ValueError(f"batches[{index}] must hold [B, T] tensors of one shape, got shapes {shapes}.")
 
 
-def _supervised_log_probs(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Next-token log-probabilities [K, V] at the K positions that predict a supervised token,
-    the K target ids, and the batch row each of them belongs to.
-
-    The causal shift: the logits at position t predict the token at t + 1, so logits[:, :-1] pair
-    with labels[:, 1:]. Positions whose label is -100 (prompt, padding) are dropped before the
-    softmax, which keeps memory at K x V instead of B x T x V (V is 50,257 for GPT-2).
-    """
-    device = _model_device(model)
-    input_ids = torch.as_tensor(batch["input_ids"], device=device)
-    attention_mask = torch.as_tensor(batch["attention_mask"], device=device)
-    labels = torch.as_tensor(batch["labels"], device=device)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    targets = labels[:, 1:]
-    supervised = targets != -100
-    rows = torch.arange(targets.shape[0], device=device)[:, None].expand_as(targets)
-    log_p = torch.log_softmax(logits[:, :-1][supervised].float(), dim=-1)
-    return log_p, targets[supervised], rows[supervised]
+def _model_log_probs(model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run `model` on `batch` (on the model's device): `dftlab.objectives.supervised_log_probs` [K, V] in float64,
+    the K target ids, and the batch row each of them belongs to."""
+    device = device_of(model)
+    logits = model(input_ids=torch.as_tensor(batch["input_ids"], device=device),
+                   attention_mask=torch.as_tensor(batch["attention_mask"], device=device)).logits
+    log_p, targets, supervised = supervised_log_probs(logits, torch.as_tensor(batch["labels"], device=device))
+    return log_p, targets, supervised.nonzero()[:, 0]
 
 
 class _EvalMode:
@@ -89,7 +73,7 @@ def predictive_entropy(model, batches) -> float:
         for index, batch in enumerate(batches):
             _check_batch(batch, index)
             check_token_ids(torch.as_tensor(batch["input_ids"]), vocab_size_of(model), f"batches[{index}]['input_ids']")
-            log_p, _targets, _rows = _supervised_log_probs(model, batch)
+            log_p, _targets, _rows = _model_log_probs(model, batch)
             total_entropy += float(-(log_p.exp() * log_p).sum(dim=-1).double().sum())
             num_tokens += log_p.shape[0]
             num_batches += 1
@@ -114,7 +98,7 @@ def completion_log_probs(model, tokenizer, examples, batch_size: int = 16) -> np
     features = encode_examples(tokenizer, examples, max_length=sys.maxsize)
     context_length = _context_length(model)
     for index, (example, feature) in enumerate(zip(examples, features)):
-        if feature["labels"][0] != -100:
+        if feature["labels"][0] != IGNORE_INDEX:
             raise ValueError(f"examples[{index}]['prompt'] tokenizes to no tokens, so the first completion token "
                              f"has nothing to be predicted from. Give a non-empty prompt.")
         if context_length is not None and len(feature["input_ids"]) > context_length:
@@ -125,7 +109,7 @@ def completion_log_probs(model, tokenizer, examples, batch_size: int = 16) -> np
     with _EvalMode(model):
         for start in range(0, len(features), batch_size):
             batch = collate(features[start:start + batch_size], pad_token_id)
-            log_p, targets, rows = _supervised_log_probs(model, batch)
+            log_p, targets, rows = _model_log_probs(model, batch)
             token_log_p = log_p.gather(-1, targets[:, None])[:, 0].double()
             per_example = torch.zeros(len(batch["input_ids"]), dtype=torch.float64, device=token_log_p.device)
             log_probs.extend(per_example.index_add_(0, rows, token_log_p).tolist())
@@ -154,18 +138,16 @@ def option_probabilities(model, tokenizer, prompts, options, continuations=("",)
         prompt_ids = list(tokenizer(prompt).input_ids)
         text_ids = list(tokenizer(text, add_special_tokens=False).input_ids)
         ids = prompt_ids + text_ids
-        features.append({"input_ids": ids, "labels": [-100] * len(prompt_ids) + text_ids})
+        features.append({"input_ids": ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + text_ids})
     log_probs = []
     with _EvalMode(model):
         for start in range(0, len(features), batch_size):
             batch = collate(features[start:start + batch_size], pad_id_of(tokenizer))
-            device = _model_device(model)
-            logits = model(input_ids=torch.as_tensor(batch["input_ids"], device=device),
-                           attention_mask=torch.as_tensor(batch["attention_mask"], device=device)).logits
-            targets = torch.as_tensor(batch["labels"], device=device)[:, 1:]
-            supervised = targets != -100
-            log_p = torch.log_softmax(logits[:, :-1].double() / temperature, dim=-1)
-            token_log_p = log_p.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * supervised
+            device = device_of(model)
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            log_p, targets, supervised = supervised_log_probs(logits.double() / temperature, batch["labels"])
+            token_log_p = torch.zeros(supervised.shape, dtype=log_p.dtype, device=log_p.device)
+            token_log_p[supervised] = log_p.gather(-1, targets[:, None])[:, 0]
             log_probs.extend(token_log_p.sum(-1).tolist())
     table = pd.DataFrame([(prompt, option, math.exp(lp)) for (prompt, option, _), lp in zip(pairs, log_probs)],
                          columns=["prompt", "option", "prob"])
@@ -205,7 +187,7 @@ def target_probabilities_by_role(model, tokenizer, stories, batch_size: int = 16
     with _EvalMode(model):
         for start in range(0, len(features), batch_size):
             batch = collate(features[start:start + batch_size], pad_id_of(tokenizer))
-            log_p, targets, batch_rows = _supervised_log_probs(model, batch)
+            log_p, targets, batch_rows = _model_log_probs(model, batch)
             probs = log_p.gather(-1, targets[:, None])[:, 0].exp().cpu().numpy()
             batch_rows = batch_rows.cpu().numpy()
             for offset in range(len(batch["input_ids"])):

@@ -267,14 +267,13 @@ def _objective_loss_and_nll(model, batches, objective: str, kwargs: dict, base_m
     """The objective's own loss value and the NLL on the same tokens, both token means (the loss scale)."""
     import torch
 
-    from dftlab.objectives import causal_lm_loss
+    from dftlab.objectives import causal_lm_loss, num_supervised
 
     loss_sum = nll_sum = tokens = 0.0
     with torch.no_grad():
         for batch in batches:
-            count = float((batch["labels"][:, 1:] != -100).sum())
-            extra = {"base_model": base_model} if objective == "asft" else {}
-            loss_sum += float(causal_lm_loss(model, batch, objective, **extra, **kwargs)) * count
+            count = float(num_supervised(batch["labels"]))
+            loss_sum += float(causal_lm_loss(model, batch, objective, base_model=base_model, **kwargs)) * count
             nll_sum += float(causal_lm_loss(model, batch, "nll")) * count
             tokens += count
     return loss_sum / tokens, nll_sum / tokens
@@ -330,6 +329,7 @@ def compute_run(config: StudyConfig, run: RunSpec) -> dict:
 
     from dftlab.data import make_batches
     from dftlab.generate import sample_completions
+    from dftlab.objectives import needs_base_logits
     from dftlab.train import train
 
     started, threads = time.time(), torch.get_num_threads()
@@ -352,7 +352,7 @@ def compute_run(config: StudyConfig, run: RunSpec) -> dict:
             model_row = {}
             if run.kind == "finetuned":
                 spec = run.objective
-                base_model = copy.deepcopy(model).eval() if spec.objective == "asft" else None
+                base_model = copy.deepcopy(model).eval() if needs_base_logits(spec.objective) else None
                 result = train(model, tokenizer, splits["train"], splits["valid"], spec.objective,
                                steps=run.steps, batch_size=config.batch_size, lr=config.lr,
                                warmup_steps=min(config.warmup_steps, run.steps), eval_every=config.eval_every,
