@@ -126,3 +126,31 @@ def test_power_family_figure_puts_markers_on_the_closed_form():
     markers = ax.collections[0].get_offsets()[:, 1]
     assert abs(markers - line).max() < 0.01  # the long-run fit sits on q^(1/(1 - alpha))
     plt.close("all")
+
+
+def test_importing_plots_changes_no_setting_and_a_plot_restores_the_callers(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    code = ("import matplotlib, json; before = {k: str(v) for k, v in matplotlib.rcParams.items()}; "
+            "import dftlab.plots; after = {k: str(v) for k, v in matplotlib.rcParams.items()}; "
+            "print(json.dumps(sorted(k for k in before if before[k] != after[k])))")
+    changed = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                        check=True).stdout)
+    assert changed == []
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    ax = plots.plot_zipf({"a": ["the cat sat on the mat", "the dog sat"]})
+    assert dict(matplotlib.rcParams) == before
+    assert ax.get_figure().get_size_inches().tolist() == [7.0, 3.6]  # drawn in the course style all the same
+    matplotlib.pyplot.close("all")
+
+
+def test_every_public_plot_function_draws_in_the_course_style():
+    import inspect
+
+    for name, function in inspect.getmembers(plots, inspect.isfunction):
+        if name.startswith("plot_") and function.__module__ == plots.__name__:
+            assert hasattr(function, "__wrapped__"), f"plots.{name} is not decorated with @_course_style"

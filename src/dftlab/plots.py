@@ -1,12 +1,15 @@
 """Figures used across the chapters, drawn with seaborn in one colour-blind-safe style.
 
 Each function takes data (a table or a tensor) and returns the matplotlib Axes, so a chapter cell is
-one call plus, at most, a title. `set_style()` is called on import of this module.
+one call plus, at most, a title. Importing this module changes no matplotlib setting: every plot function
+draws inside `matplotlib.rc_context(COURSE_STYLE)`, and `set_style()` applies the course look (and, in a
+notebook, SVG figures) to everything else, for a chapter that calls it.
 """
 from __future__ import annotations
 
-import matplotlib
+import functools
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -16,21 +19,98 @@ import torch
 from dftlab.distributions import decoding_distribution, entropy, softmax_with_temperature
 
 PALETTE = "colorblind"
+# The course look as matplotlib settings: seaborn's white grid and notebook sizes, the colour-blind-safe palette.
+COURSE_STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook"),
+                "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette(PALETTE)),
+                "figure.figsize": (7, 3.6), "figure.dpi": 100, "savefig.bbox": "tight",
+                "svg.fonttype": "none", "svg.hashsalt": "dftlab"}
+
+
+def _course_style(plot):
+    """Draw `plot` inside rc_context(COURSE_STYLE): the course look, with the caller's settings left as they were."""
+    @functools.wraps(plot)
+    def styled(*args, **kwargs):
+        with matplotlib.rc_context(COURSE_STYLE):
+            return plot(*args, **kwargs)
+    return styled
 
 
 def set_style() -> None:
-    """One look for every figure: white grid, colour-blind-safe palette, readable font sizes."""
-    sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
-    matplotlib.rcParams.update({"figure.figsize": (7, 3.6), "figure.dpi": 100, "savefig.bbox": "tight"})
+    """Give every figure from now on the course look (COURSE_STYLE): an explicit, global call for a chapter's
+    first cell, so that figures drawn with matplotlib or seaborn directly match those of dftlab.plots.
+
+    In a notebook, figures are SVG (sharp at any zoom, enlarged by a click on the website), with text kept as
+    text and fixed ids and no date in the file, so a re-run writes the same bytes.
+    """
+    matplotlib.rcParams.update(COURSE_STYLE)
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and "IPKernelApp" in shell.config:
+        set_matplotlib_formats("svg", bbox_inches="tight", metadata={"Date": None})
 
 
-set_style()
+# Names as a reader should see them in headers, menus and legends (anything else: underscores become spaces).
+READABLE_NAMES = {
+    "nll": "NLL", "dft": "DFT", "dft_floored": "DFT, floored", "asft": "ASFT", "power": "power (α = 0.5)",
+    "power_0.25": "power, α = 0.25", "power_0.5": "power, α = 0.5", "mix": "mix", "base": "base model",
+    "truth": "truth", "distribution_matching_0.3": "dist. matching, λ = 0.3",
+    "distribution_matching_1": "dist. matching, λ = 1", "distribution_matching_3": "dist. matching, λ = 3",
+    "T=1": "T = 1", "T=0.7,top-p=0.9": "T = 0.7, top-p = 0.9", "kl": "KL(q || p)", "mmd2": "MMD²",
+    "mmd_p_value": "MMD p-value", "self_bleu": "self-BLEU", "distinct_1": "distinct-1", "distinct_2": "distinct-2",
+    "distinct_3": "distinct-3", "token_l2_1": "token-L2 (unigrams)", "token_l2_2": "token-L2 (bigrams)",
+    "valid_nll": "validation NLL", "valid_entropy": "validation entropy", "train_loss": "training loss",
+    "p_value": "p-value", "zipf_exponent": "Zipf exponent", "sample_size": "sample size",
+}
+
+
+def readable(name) -> str:
+    """`name` (an objective, metric, decoding or column) as a reader should see it: 'dft_floored' -> 'DFT, floored'."""
+    name = str(name)
+    return READABLE_NAMES.get(name, name.replace("_", " "))
+
+
+def table(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """`frame` as a reader should see it: readable headers, and numbers as text with `digits` significant digits.
+
+    Each float column gets enough decimals for its smallest non-zero value (so a frequency of 2e-05 is not shown
+    as 0.0); a value that rounds to zero shows as 0, never -0.0, and a missing value (e.g. no training loss at
+    step 0, before any step was taken) as an em dash.
+    """
+    shown = frame.copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = _format_numbers(shown[column].to_numpy(dtype=float), digits)
+    shown.columns = [readable(column) for column in shown.columns]
+    if shown.index.name is not None:
+        shown.index.name = readable(shown.index.name)
+    return shown
+
+
+def _format_numbers(values: np.ndarray, digits: int) -> list[str]:
+    finite = values[np.isfinite(values) & (values != 0)]
+    smallest = np.abs(finite).min() if finite.size else 1.0
+    decimals = int(min(6, max(0, digits - 1 - np.floor(np.log10(smallest)))))
+    shown = []
+    for value in values:
+        if not np.isfinite(value):
+            shown.append("—")
+            continue
+        text = f"{value:.{decimals}f}"
+        if float(text) == 0:
+            text = "0" if value == 0 or abs(value) < 10 ** -(decimals + 3) else f"{value:.{digits}g}"
+        shown.append(text)
+    return shown
 
 
 def _new_axes(ax):
     return ax if ax is not None else plt.subplots()[1]
 
 
+@_course_style
 def plot_top_tokens(table: pd.DataFrame, title: str = "", ax=None):
     """Bar chart of a `dftlab.generate.top_tokens` table."""
     ax = _new_axes(ax)
@@ -46,6 +126,7 @@ def entropy_by_temperature(logits: torch.Tensor, temperatures) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@_course_style
 def plot_entropy_by_temperature(logits: torch.Tensor, temperatures=None, ax=None):
     """How temperature moves the entropy of one next-token distribution, with log(V) as the ceiling."""
     temperatures = np.geomspace(0.1, 10, 40) if temperatures is None else temperatures
@@ -55,10 +136,11 @@ def plot_entropy_by_temperature(logits: torch.Tensor, temperatures=None, ax=None
     ax.axhline(np.log(logits.shape[-1]), ls="--", color="grey", label=f"log V = {np.log(logits.shape[-1]):.2f} (uniform)")
     ax.axvline(1.0, ls=":", color="black", label="T = 1 (the model's own distribution)")
     ax.set(xscale="log", xlabel="temperature T (log scale)", ylabel="entropy (nats)")
-    ax.legend(loc="upper left", fontsize=9)
+    _legend_below(ax, ncol=1, offset=-0.22)
     return ax
 
 
+@_course_style
 def plot_decoding_distribution(logits: torch.Tensor, tokenizer, temperature: float = 1.0, top_k=None, top_p=None,
                                k: int = 15, ax=None):
     """The first k tokens' probabilities before and after temperature / top-k / top-p."""
@@ -69,14 +151,26 @@ def plot_decoding_distribution(logits: torch.Tensor, tokenizer, temperature: flo
     table = pd.concat([
         pd.DataFrame({"token": labels, "probability": original[ids].tolist(), "distribution": "model (T = 1)"}),
         pd.DataFrame({"token": labels, "probability": decoded[ids].tolist(),
-                      "distribution": f"T = {temperature:g}, top-k = {top_k}, top-p = {top_p}"}),
+                      "distribution": _decoding_label(temperature, top_k, top_p)}),
     ])
     ax = _new_axes(ax)
     sns.barplot(data=table, x="probability", y="token", hue="distribution", ax=ax)
     ax.set(xlabel="probability", ylabel="token",
            title=f"entropy {entropy(original).item():.2f} -> {entropy(decoded).item():.2f} nats")
-    ax.legend(fontsize=8, loc="lower right")
+    _legend_below(ax, ncol=2, offset=-0.16, title=None)
     return ax
+
+
+def _decoding_label(temperature: float, top_k=None, top_p=None) -> str:
+    """'T = 0.7, top-p = 0.9': only the settings that are on (no 'top-k = None')."""
+    parts = [f"T = {temperature:g}"] + ([f"top-k = {top_k}"] if top_k is not None else []) \
+        + ([f"top-p = {top_p:g}"] if top_p is not None and top_p < 1 else [])
+    return ", ".join(parts)
+
+
+def _legend_below(ax, ncol: int = 2, offset: float = -0.2, **kwargs):
+    """A legend under the axes, off the data (and out of the way on a narrow screen)."""
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, offset), ncol=ncol, frameon=False, fontsize=9, **kwargs)
 
 
 def rank_frequency(texts: list[str]) -> pd.DataFrame:
@@ -86,6 +180,7 @@ def rank_frequency(texts: list[str]) -> pd.DataFrame:
                          "word": counts.index})
 
 
+@_course_style
 def plot_zipf(named_texts: dict[str, list[str]], ax=None):
     """Rank-frequency curves on log-log axes, one per named corpus: a straight line is Zipf's law."""
     ax = _new_axes(ax)
@@ -95,6 +190,7 @@ def plot_zipf(named_texts: dict[str, list[str]], ax=None):
     return ax
 
 
+@_course_style
 def plot_score_curves(table: pd.DataFrame, q1: float, ax=None):
     """Expected score against the forecast, one panel-free line per rule, with the truth marked (chapter 2)."""
     ax = _new_axes(ax)
@@ -119,6 +215,7 @@ def _draw_triangle(ax, labels=("token 0", "token 1", "token 2")):
     ax.axis("off")
 
 
+@_course_style
 def plot_simplex_trajectories(trajectories: pd.DataFrame, target, ax=None):
     """Paths of p on the 3-token simplex (a ternary plot), one per objective, with the target q marked (chapters 2 and 4)."""
     from dftlab.toy import ternary_coordinates
@@ -127,14 +224,15 @@ def plot_simplex_trajectories(trajectories: pd.DataFrame, target, ax=None):
     _draw_triangle(ax)
     palette = sns.color_palette(PALETTE)
     for index, (objective, path) in enumerate(trajectories.groupby("objective", sort=False)):
-        ax.plot(path["x"], path["y"], color=palette[index], lw=2, label=objective)
+        ax.plot(path["x"], path["y"], color=palette[index], lw=2, label=readable(objective))
         ax.scatter(path["x"].iloc[-1], path["y"].iloc[-1], color=palette[index], s=30, zorder=3)
     x, y = ternary_coordinates(np.asarray(target, dtype=float)[None, :])
     ax.scatter(x, y, marker="*", s=160, color="black", zorder=4, label="data distribution q")
-    ax.legend(fontsize=9, loc="upper right")
+    _legend_below(ax, ncol=2, offset=-0.02)
     return ax
 
 
+@_course_style
 def plot_choice_frequencies(tables: dict[str, pd.DataFrame], top: int = 8, ax=None):
     """Share of each option of one TinyTales choice (e.g. the opener) in the truth and in each set of samples.
 
@@ -154,11 +252,12 @@ def plot_choice_frequencies(tables: dict[str, pd.DataFrame], top: int = 8, ax=No
     return ax
 
 
+@_course_style
 def plot_training_history(history: pd.DataFrame, columns=("valid_nll", "valid_entropy"), ax=None):
     """Validation curves of `dftlab.train` against the step (chapter 3)."""
     ax = _new_axes(ax)
     for column in columns:
-        ax.plot(history["step"], history[column], marker="o", markersize=3, label=column.replace("_", " "))
+        ax.plot(history["step"], history[column], marker="o", markersize=3, label=readable(column))
     ax.set(xlabel="training step", ylabel="nats per token")
     ax.legend(fontsize=9)
     return ax
@@ -174,6 +273,7 @@ def _headline_rows(summary: pd.DataFrame, base_model: str | None, steps: int | N
     return summary[keep]
 
 
+@_course_style
 def plot_study_metric(summary: pd.DataFrame, metric: str, decoding: str = "T=1", base_model: str | None = None,
                       steps: int | None = None, ax=None):
     """One metric of `dftlab.study.summary_table` per objective: the mean over seeds with its 95% CI (chapter 6).
@@ -196,12 +296,13 @@ def plot_study_metric(summary: pd.DataFrame, metric: str, decoding: str = "T=1",
     if not truth.empty and np.isfinite(truth["mean"].iloc[0]):
         ax.axvline(truth["mean"].iloc[0], color="black", linestyle="--", lw=1, label="truth")
         ax.legend(fontsize=9, loc="best")
-    ax.set_yticks(positions, rows["objective"])
+    ax.set_yticks(positions, [readable(name) for name in rows["objective"]])
     ax.invert_yaxis()
-    ax.set(xlabel=f"{metric.replace('_', ' ')} ({decoding}; mean and 95% CI over seeds)", ylabel="")
+    ax.set(xlabel=f"{readable(metric)} ({readable(decoding)}; mean and 95% CI over seeds)", ylabel="")
     return ax
 
 
+@_course_style
 def plot_target_probability_histograms(histograms: pd.DataFrame, objectives=("base", "nll", "dft"),
                                        base_model: str = "tiny-gpt2", steps: int | None = None, ax=None):
     """Where p(target token) lands after training, per objective: `dftlab.study.load_histograms`, seeds pooled.
@@ -241,8 +342,9 @@ STUDY_PANELS = {
 }
 
 
+@_course_style
 def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding: str = "T=1",
-                    base_model: str | None = None, steps: int | None = None, ncols: int = 3,
+                    base_model: str | None = None, steps: int | None = None, ncols: int = 2,
                     log_metrics=("kl", "predictive_entropy")):
     """A grid of `plot_study_metric` panels, one per metric, for one decoding (chapter 6).
 
@@ -255,12 +357,12 @@ def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding
     if not metrics:
         raise ValueError("plot_study_grid: pass at least one metric, e.g. metrics=['validity'].")
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows), squeeze=False,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.0 * nrows), squeeze=False,
                              sharey=True)
     for ax, metric in zip(axes.flat, metrics):
         plot_study_metric(summary, metric, decoding=decoding, base_model=base_model, steps=steps, ax=ax)
-        ax.set_title(STUDY_PANELS.get(metric, metric.replace("_", " ")), fontsize=9)
-        ax.set_xlabel(f"mean and 95% CI over seeds ({decoding})", fontsize=8)
+        ax.set_title(STUDY_PANELS.get(metric, readable(metric)), fontsize=10)
+        ax.set_xlabel(f"mean and 95% CI over seeds ({readable(decoding)})", fontsize=9)
         if metric in log_metrics:
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))  # ticks at 1, 3, 10, 30, ...
@@ -274,6 +376,7 @@ def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding
 
 # --- Chapter 5: distribution-level comparisons (MMD) ---------------------------------------------
 
+@_course_style
 def plot_mmd_by_zipf_exponent(table: pd.DataFrame, reference_exponent: float = 1.1, highlight=None, ax=None):
     """MMD^2 against the Zipf exponent of the second sample, one line per sample size (chapter 5).
 
@@ -300,12 +403,13 @@ def plot_mmd_by_zipf_exponent(table: pd.DataFrame, reference_exponent: float = 1
     ax.scatter([], [], color="grey", s=30, label="filled: p < 0.05")
     ax.scatter([], [], facecolors="white", edgecolors="grey", s=30, label="hollow: not significant")
     ax.set(xlabel="Zipf exponent of the second sample", ylabel="unbiased MMD² (RBF kernel)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_below(ax, ncol=2, offset=-0.2)
     return ax
 
 
 # --- Chapter 4: the power family, the budget sweep and the two failures of Dynamic FT -----------------------
 
+@_course_style
 def plot_power_family(target, alphas=(0.0, 0.25, 0.5, 0.75), fitted: dict | None = None, labels=None, ax=None):
     """q sharpened by the power family: the closed form q^(1/(1-alpha)) per alpha, as lines (chapter 4).
 
@@ -330,10 +434,11 @@ def plot_power_family(target, alphas=(0.0, 0.25, 0.5, 0.75), fitted: dict | None
     ax.set_xticks(x, labels if labels is not None else x, rotation=45 if labels is not None else 0,
                   ha="right" if labels is not None else "center", fontsize=8 if labels is not None else None)
     ax.set(xlabel="option, most frequent first" if labels is None else "", ylabel="probability")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_below(ax, ncol=2, offset=-0.2 if labels is None else -0.45)
     return ax
 
 
+@_course_style
 def plot_budget_sweep(summary: pd.DataFrame, objectives=("nll", "dft"), base_model: str = "tiny-gpt2",
                       decoding: str = "T=1"):
     """KL and top-opener share against the fine-tuning budget, per objective, mean and 95% CI (chapter 4).
@@ -341,7 +446,7 @@ def plot_budget_sweep(summary: pd.DataFrame, objectives=("nll", "dft"), base_mod
     `summary` is `dftlab.study.summary_table(results)`. The dashed lines are the truth: KL 0, and the top
     opener's true probability. Returns the two Axes.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.4))
     palette = sns.color_palette(PALETTE)
     for metric, ax in zip(("kl", "top_opener_share"), axes):
         for index, objective in enumerate(objectives):
@@ -366,6 +471,7 @@ def plot_budget_sweep(summary: pd.DataFrame, objectives=("nll", "dft"), base_mod
     return axes
 
 
+@_course_style
 def plot_target_probability_by_role(results: pd.DataFrame, objectives=("base", "nll", "dft"), decoding: str = "T=1",
                                     steps: int | None = None, ax=None):
     """Mean p(target) at the character's name against every other token, by prior and objective (chapter 4).
@@ -386,5 +492,5 @@ def plot_target_probability_by_role(results: pd.DataFrame, objectives=("base", "
     ax = _new_axes(ax)
     sns.barplot(data=long, x="p", y="run", hue="role", order=order, errorbar=("ci", 95), ax=ax)
     ax.set(xlabel="mean p(target token) on validation stories", ylabel="", xlim=(0, 1))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_below(ax, ncol=2, offset=-0.2)
     return ax
