@@ -2,11 +2,16 @@
 
 Headless Chromium (Debian's, installed by `python tools/site.py browser-deps`) opens the site that
 `built_site` (tests/conftest.py) built, served by a local http.server. Every request that leaves
-127.0.0.1 is blocked and reported, so the site must bring its own scripts (widgets, MathJax).
-A screenshot of each page lands in _build/screenshots/ for a human to look at.
+127.0.0.1 is blocked and reported, so the site must bring its own scripts (Vega, MathJax).
+Every explorer (dftlab.widgets) is driven: each control is moved and the figure must change, and the
+decoding explorer's entropy readout must agree with dftlab's own computation. Every chapter page must fit a
+390 px phone screen and weigh at most 3 MB. Screenshots land in _build/screenshots/ for a human to look at:
+each page, and each explorer before and after its controls move.
 """
 import functools
 import http.server
+import json
+import re
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,18 +24,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
 WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
+PHONE = {"width": 390, "height": 844}
+PAGE_WEIGHT_LIMIT = 3_000_000  # bytes, uncompressed, of a chapter page with everything it loads
 
-# JavaScript run in the page once it has loaded. A widget counts as drawn when the html-manager has put a
-# populated div.widget-subarea just before its view script (that is where it draws, see @jupyter-widgets/html-manager).
-IS_DRAWN = """view => {
-    const area = view.previousElementSibling;
-    return area !== null && area.classList.contains('widget-subarea') && area.querySelector('.lm-Widget') !== null;
-}"""
-WIDGETS_DRAWN = f"() => [...document.querySelectorAll('{WIDGET_VIEW}')].every({IS_DRAWN})"
+EXPLORERS_DRAWN = "() => [...document.querySelectorAll('.dftlab-explorer')].every(e => e.dataset.ready === 'true')"
 PAGE_REPORT = f"""() => ({{
-    views: document.querySelectorAll('{WIDGET_VIEW}').length,
-    undrawnWidgets: [...document.querySelectorAll('{WIDGET_VIEW}')].filter(view => !({IS_DRAWN})(view)).length,
-    brokenImages: [...document.images].filter(img => !(img.complete && img.naturalWidth > 0))
+    widgetViews: document.querySelectorAll('{WIDGET_VIEW}').length,
+    explorers: document.querySelectorAll('.dftlab-explorer').length,
+    undrawnExplorers: [...document.querySelectorAll('.dftlab-explorer')].filter(e => e.dataset.ready !== 'true')
+                                                                       .map(e => e.dataset.explorer),
+    brokenImages: [...document.images].filter(img => img.getAttribute('src') && !(img.complete && img.naturalWidth > 0))
                                       .map(img => img.getAttribute('src').slice(0, 80)),
     mathElements: document.querySelectorAll('.math').length,
     unrenderedMath: [...document.querySelectorAll('.math')].filter(el => !el.querySelector('mjx-container'))
@@ -39,7 +42,26 @@ PAGE_REPORT = f"""() => ({{
                     .map(el => el.getAttribute('data-mjx-error') || el.textContent.slice(0, 60)),
     tracebacks: [...document.querySelectorAll('.cell_output')].filter(out =>
         out.querySelector('.traceback, .output.error') || out.innerText.includes('Traceback (most recent call last)')).length,
+    bytes: [performance.getEntriesByType('navigation')[0], ...performance.getEntriesByType('resource')]
+               .reduce((total, entry) => total + (entry.decodedBodySize || 0), 0),
 }})"""
+# The elements that stick out past the right edge of the screen (for the 390 px check's message).
+TOO_WIDE = """width => [...document.querySelectorAll('.bd-article *')]
+    .filter(el => el.getBoundingClientRect().right > width + 1 && el.offsetParent !== null
+                  && !el.closest('.dftlab-scrolls, .dftlab-explorer, mjx-container, .table-wrapper, pre, .output'))
+    .slice(0, 5).map(el => el.tagName.toLowerCase() + '.' + [...el.classList].join('.') + ': '
+                     + (el.textContent || '').trim().slice(0, 60))"""
+# Legibility of the figures: each notebook figure is SVG (or a bitmap of at least twice its shown size), and its
+# smallest text, scaled to the size it is shown at, is at least 9 px.
+FIGURES = """async () => Promise.all([...document.querySelectorAll('.cell_output img')].map(async img => {
+    const src = img.getAttribute('src');
+    const shown = img.getBoundingClientRect().width;
+    if (!src.endsWith('.svg')) return {src, svg: false, ratio: img.naturalWidth / shown};
+    const text = await (await fetch(img.src)).text();
+    const width = parseFloat(text.match(/<svg[^>]*width="([\\d.]+)pt"/)[1]);  // user units, as font sizes are
+    const sizes = [...text.matchAll(/font(?:-size)?:[^;"]*?([\\d.]+)px/g)].map(m => parseFloat(m[1]));
+    return {src, svg: true, smallest: sizes.length ? Math.min(...sizes) * shown / width : null};
+}))"""
 
 
 @pytest.fixture(scope="module")
@@ -109,28 +131,35 @@ def tab(browser, site_url):
 
 
 def settle(page) -> dict:
-    """Wait for MathJax, the widgets and the images, then report what the page shows."""
+    """Wait for MathJax, the explorers and the images, then report what the page shows."""
     page.evaluate("() => window.MathJax?.startup?.promise ? MathJax.startup.promise.then(() => true) : true")
     try:
-        page.wait_for_function(WIDGETS_DRAWN, timeout=20_000)
+        page.wait_for_function(EXPLORERS_DRAWN, timeout=30_000)
         page.wait_for_function("() => [...document.images].every(img => img.complete)", timeout=10_000)
     except Exception:  # a timeout here is reported below, with the details of what is missing
         pass
     return page.evaluate(PAGE_REPORT)
 
 
-def test_every_page_loads_cleanly_and_renders_its_maths_widgets_and_images(built_site, site_pages, site_url, tab):
+def screenshot_name(name: str) -> str:
+    return name.replace("/", "__").removesuffix(".html")
+
+
+def test_every_page_loads_cleanly_and_renders_its_maths_explorers_and_images(built_site, site_pages, site_url, tab):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    problems, math_elements = [], 0
+    problems, math_elements, weights = [], 0, {}
     for name in [page.relative_to(built_site).as_posix() for page in site_pages]:
         tab.page.goto(site_url + name, wait_until="load")
         report = settle(tab.page)
-        tab.page.screenshot(path=str(SCREENSHOTS / (name.replace("/", "__").removesuffix(".html") + ".png")),
-                            full_page=True)
+        tab.page.screenshot(path=str(SCREENSHOTS / (screenshot_name(name) + ".png")), full_page=True)
         math_elements += report["mathElements"]
+        weights[name] = report["bytes"]
         found = tab.take_problems()
-        if report["undrawnWidgets"]:
-            found.append(f"{report['undrawnWidgets']} of {report['views']} widgets were not drawn")
+        if report["widgetViews"]:
+            found.append(f"{report['widgetViews']} ipywidgets views: the site cannot run their callbacks; "
+                         "use an explorer from dftlab.widgets")
+        if report["undrawnExplorers"]:
+            found.append(f"explorers not drawn: {report['undrawnExplorers']}")
         if report["brokenImages"]:
             found.append(f"images that did not load: {report['brokenImages']}")
         if report["unrenderedMath"]:
@@ -139,9 +168,120 @@ def test_every_page_loads_cleanly_and_renders_its_maths_widgets_and_images(built
             found.append(f"TeX errors: {report['mathErrors'][:5]}")
         if report["tracebacks"]:
             found.append(f"{report['tracebacks']} cell outputs show a traceback")
+        if name.startswith("chapters/") and report["bytes"] > PAGE_WEIGHT_LIMIT:
+            found.append(f"weighs {report['bytes'] / 1e6:.1f} MB uncompressed (limit {PAGE_WEIGHT_LIMIT / 1e6:g} MB)")
+        for figure in tab.page.evaluate(FIGURES):
+            if not figure["svg"] and figure["ratio"] < 2:
+                found.append(f"{figure['src']}: a bitmap at {figure['ratio']:.1f}x; figures are SVG or at least 2x")
+            if figure["svg"] and figure["smallest"] is not None and figure["smallest"] < 9:
+                found.append(f"{figure['src']}: text {figure['smallest']:.1f} px as shown (at least 9)")
         problems += [f"{name}: {problem}" for problem in found]
+    (SCREENSHOTS / "page-weights.json").write_text(json.dumps(weights, indent=1))
     assert not problems, "\n".join(problems)
     assert math_elements > 0, "no page has maths: did the math markup (class 'math') change?"
+
+
+def test_no_chapter_page_scrolls_sideways_on_a_phone(built_site, site_pages, site_url, tab):
+    tab.page.set_viewport_size(PHONE)
+    problems = []
+    for name in [page.relative_to(built_site).as_posix() for page in site_pages]:
+        tab.page.goto(site_url + name, wait_until="load")
+        settle(tab.page)
+        width = tab.page.evaluate("() => document.documentElement.scrollWidth")
+        if width > PHONE["width"]:
+            tab.page.screenshot(path=str(SCREENSHOTS / (screenshot_name(name) + "-390px.png")))
+            problems.append(f"{name}: {width} px wide on a {PHONE['width']} px screen; "
+                            f"sticking out: {tab.page.evaluate(TOO_WIDE, PHONE['width'])}")
+        problems += [f"{name} (390 px): {problem}" for problem in tab.take_problems()]
+    assert not problems, "\n".join(problems)
+
+
+# --- The explorers: every control redraws its figure, in the page, with no kernel --------------------------------
+
+EXPLORER_PAGES = ["chapters/01_token_distributions.html", "chapters/02_maximum_likelihood.html",
+                  "chapters/03_sft.html", "chapters/04_dft.html", "chapters/05_distribution_matching.html",
+                  "chapters/06_back_to_mle.html"]
+CONTROLS = ".vega-bind input[type=range], .vega-bind select, .vega-bind-radio"
+FIGURE_OF = "(explorer) => explorer.querySelector('svg.marks').outerHTML"
+
+
+def move(control) -> str:
+    """Move one control to another setting, as a reader would; returns what it was set to."""
+    kind = control.evaluate("el => el.tagName === 'SELECT' ? 'select' : el.type || 'radio-group'")
+    if kind == "range":
+        low, high, value = (float(control.get_attribute(a)) for a in ("min", "max", "value"))
+        target = high if value < (low + high) / 2 else low
+        control.fill(f"{target:g}")
+        return f"{target:g}"
+    if kind == "select":
+        options = control.evaluate("el => [...el.options].map(o => o.value)")
+        current = control.evaluate("el => el.value")
+        target = next(o for o in options if o != current)
+        control.select_option(target)
+        return target
+    radios = control.locator("input[type=radio]")
+    for index in range(radios.count()):
+        if not radios.nth(index).is_checked():
+            radios.nth(index).check()
+            return radios.nth(index).get_attribute("value")
+    raise AssertionError("a radio group with a single choice")
+
+
+def test_every_explorer_redraws_when_each_control_moves(site_url, tab):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems, explorers_driven = [], 0
+    for name in EXPLORER_PAGES:
+        tab.page.goto(site_url + name, wait_until="load")
+        report = settle(tab.page)
+        if report["undrawnExplorers"] or not report["explorers"]:
+            problems.append(f"{name}: explorers {report['explorers']}, not drawn {report['undrawnExplorers']}")
+            continue
+        for index in range(report["explorers"]):
+            explorer = tab.page.locator(".dftlab-explorer").nth(index)
+            kind = explorer.get_attribute("data-explorer")
+            label = f"{screenshot_name(name)}-{index}-{kind}"
+            explorer.scroll_into_view_if_needed()
+            explorer.screenshot(path=str(SCREENSHOTS / f"explorer-{label}-before.png"))
+            controls = explorer.locator(CONTROLS)
+            if controls.count() < 2:
+                problems.append(f"{label}: {controls.count()} controls")
+            for number in range(controls.count()):
+                before = explorer.evaluate(FIGURE_OF)
+                setting = move(controls.nth(number))
+                try:
+                    explorer.page.wait_for_function(f"([e, before]) => ({FIGURE_OF})(e) !== before",
+                                                    arg=[explorer.element_handle(), before], timeout=5_000)
+                except Exception:
+                    problems.append(f"{label}: control {number} set to {setting}, the figure did not change")
+            explorer.screenshot(path=str(SCREENSHOTS / f"explorer-{label}-after.png"))
+            explorers_driven += 1
+        problems += [f"{name}: {problem}" for problem in tab.take_problems()]
+    assert not problems, "\n".join(problems)
+    assert explorers_driven >= 6, f"only {explorers_driven} explorers on the site"
+
+
+def test_decoding_explorer_readout_agrees_with_dftlab(site_url, tab):
+    """At T = 2 with top-k and top-p off, the page's entropy equals dftlab's, from the same log-probabilities."""
+    import torch
+
+    from dftlab.distributions import decoding_distribution, entropy
+
+    tab.page.goto(site_url + "chapters/01_token_distributions.html", wait_until="load")
+    settle(tab.page)
+    explorer = tab.page.locator(".dftlab-explorer[data-explorer=decoding]").first
+    spec = json.loads(explorer.locator("script.dftlab-explorer-spec").text_content())
+    log_probs = torch.zeros(len(spec["data"]["values"]), dtype=torch.float64)
+    for row in spec["data"]["values"]:
+        log_probs[row["r"] - 1] = row["l"]
+    expected = entropy(decoding_distribution(log_probs, 2.0, None, None)).item()
+    for control, value in (("temperature", "2"), ("top-k", "0"), ("top-p", "1")):
+        explorer.locator(".vega-bind", has_text=control).locator("input[type=range]").fill(value)
+    readout = r"T = 2\.00, top-k off, top-p 1\.00: entropy ([\d.]+) nats"
+    tab.page.wait_for_function("([e, pattern]) => new RegExp(pattern).test(e.querySelector('svg.marks').textContent)",
+                               arg=[explorer.element_handle(), readout], timeout=5_000)
+    shown = float(re.search(readout, explorer.locator("svg.marks").text_content()).group(1))
+    assert shown == pytest.approx(expected, abs=0.0005), (shown, expected)
+    assert not tab.take_problems()
 
 
 def test_previous_and_next_links_walk_the_book_in_toc_order(site_url, tab, toc_pages):

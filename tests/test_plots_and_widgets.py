@@ -1,8 +1,12 @@
-"""Figures and widgets build without error and label their axes (their pictures are checked in the browser test)."""
+"""Figures and explorers build without error and label their axes (the browser test drives the explorers on the site)."""
 import matplotlib
 
 matplotlib.use("Agg")
+import json
+
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -37,12 +41,59 @@ def test_simplex_plot_draws_one_path_per_objective():
     paths = toy.simplex_trajectories([0.6, 0.3, 0.1], objectives=("nll", "dft"), steps=50, record_every=10)
     ax = plots.plot_simplex_trajectories(paths, [0.6, 0.3, 0.1])
     labels = [line.get_label() for line in ax.get_lines()]
-    assert "nll" in labels and "dft" in labels
+    assert "NLL" in labels and "DFT" in labels
+
+
+def test_decoding_label_names_only_the_settings_that_are_on():
+    assert plots._decoding_label(0.7, None, 0.9) == "T = 0.7, top-p = 0.9"
+    assert plots._decoding_label(1.0, 5, None) == "T = 1, top-k = 5"
+
+
+def test_table_shows_readable_headers_and_no_negative_zero_nan_or_lost_small_values():
+    frame = pd.DataFrame({"train_loss": [np.nan, 0.38], "KL(q||p)": [-1e-12, 0.0], "reference_freq": [0.0, 2.1e-5],
+                          "sample_count": [3, 4]})
+    shown = plots.table(frame)
+    assert list(shown.columns) == ["training loss", "KL(q||p)", "reference freq", "sample count"]
+    assert shown["training loss"].tolist() == ["—", "0.380"]
+    assert shown["KL(q||p)"].tolist() == ["0", "0"]
+    assert shown["reference freq"].tolist() == ["0", "0.000021"]
+    assert plots.readable("dft_floored") == "DFT, floored" and plots.readable("valid_nll") == "validation NLL"
+
+
+def _explorer_json(explorer) -> dict:
+    bundle = explorer._repr_mimebundle_()
+    assert set(bundle) == {widgets.VEGALITE_MIME, "text/plain"}
+    spec = json.loads(json.dumps(bundle[widgets.VEGALITE_MIME], allow_nan=False))  # valid JSON: no NaN
+    assert spec["$schema"].endswith("vega-lite/v5.json")
+    return spec
+
+
+def _bound_params(spec) -> dict:
+    return {param["name"]: param for param in spec["params"] if "bind" in param}
+
+
+def test_decoding_spec_embeds_every_log_probability_and_binds_three_sliders():
+    log_probs = torch.log_softmax(torch.linspace(3, -3, 50, dtype=torch.float64), -1).numpy()
+    spec = widgets.decoding_spec(log_probs, {i: f"t{i}" for i in range(50)}, "after 'x'", k=5)
+    assert len(spec["data"]["values"]) == 50
+    assert [row["r"] for row in spec["data"]["values"]] == list(range(1, 51))
+    assert sum("token" in row for row in spec["data"]["values"]) == 5
+    assert set(_bound_params(spec)) == {"T", "top_k", "top_p"}
+
+
+def test_simplex_paths_match_the_toy_run_alone():
+    paths = widgets.simplex_paths(("nll", "dft"), steps=40, weights=(0.6, 0.3), learning_rates=(0.5,), points=4)
+    assert len(paths) == 2 * 4  # objectives x (w0, w1) grid
+    row = paths[(paths["objective"] == "dft") & (paths["w0"] == 0.6) & (paths["w1"] == 0.3)].iloc[0]
+    alone = toy.simplex_trajectories([0.6, 0.3, 0.1], objectives=("dft",), steps=40, lr=0.5, record_every=10)
+    assert np.allclose(row["x"], alone["x"], atol=1e-3) and np.allclose(row["y"], alone["y"], atol=1e-3)
+    spec = _explorer_json(widgets.Explorer("simplex", widgets.simplex_spec(paths, 40), "test"))
+    assert set(_bound_params(spec)) == {"w0", "w1", "lr"}
 
 
 def test_simplex_explorer_builds():
-    explorer = widgets.simplex_explorer(objectives=("nll",), steps=20)
-    assert len(explorer.children) == 4  # three sliders and the output
+    spec = _explorer_json(widgets.simplex_explorer(objectives=("nll",), steps=20))
+    assert set(_bound_params(spec)) == {"w0", "w1", "lr"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,8 +109,9 @@ def test_mmd_plot_is_labelled_and_draws_one_line_per_size():
 
 
 def test_mmd_explorer_builds():
-    explorer = widgets.mmd_explorer(exponents=(0.5, 1.1), num_permutations=20)
-    assert len(explorer.children) == 3  # two sliders and the output
+    spec = _explorer_json(widgets.mmd_explorer(exponents=(0.5, 1.1), sample_sizes=(10, 20), num_permutations=20))
+    assert set(_bound_params(spec)) == {"exponent", "sample_size"}
+    assert len(spec["data"]["values"]) == 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,11 +127,11 @@ def test_study_grid_draws_one_panel_per_metric(summary):
     panel_metrics = ["validity", "kl", "top_opener_share", "token_l2_1", "predictive_entropy"]
     axes = plots.plot_study_grid(summary, panel_metrics, decoding="T=0.7,top-p=0.9", ncols=3)
     visible = [ax for ax in axes.flat if ax.get_visible()]
-    assert len(visible) == len(panel_metrics) and axes.shape == (2, 3)
+    assert len(visible) == len(panel_metrics) and axes.shape == (2, 3)  # ncols=3 asked for
     assert visible[0].get_title() == plots.STUDY_PANELS["validity"]
     assert visible[1].get_xscale() == "log" and visible[0].get_xscale() == "linear"
     labels = [tick.get_text() for tick in visible[0].get_yticklabels()]
-    assert "nll" in labels and "dft" in labels and "truth" not in labels
+    assert "NLL" in labels and "DFT" in labels and "truth" not in labels
     plt.close("all")
 
 
@@ -91,19 +143,17 @@ def test_study_grid_refuses_no_metrics_and_unknown_metrics(summary):
     plt.close("all")
 
 
-def test_study_explorer_offers_the_study_and_redraws(summary, monkeypatch):
-    drawn = []
-    monkeypatch.setattr(plt, "show", lambda: drawn.append(plt.gca().get_title()))
-    explorer = widgets.study_explorer(summary)
-    metric, decoding, run = explorer.children[:3]
-    assert metric.value == "top_opener_share" and "validity" in metric.options
-    assert decoding.options == ("T=1", "T=0.7,top-p=0.9") and "data" not in decoding.options
-    choices = {value for _, value in run.options}
-    assert {base for base, _ in choices} == {"tiny-gpt2", "tiny-gpt2-english"} and run.value[0] == "tiny-gpt2"
-    weak = next(value for value in choices if value[0] == "tiny-gpt2-english")
-    metric.value, decoding.value, run.value = "kl", "T=0.7,top-p=0.9", weak
-    assert drawn[-1].startswith(plots.STUDY_PANELS["kl"]) and drawn[-1].endswith(f"tiny-gpt2-english, {weak[1]} steps")
-    plt.close("all")
+def test_study_explorer_offers_the_study_with_readable_names(summary):
+    spec = _explorer_json(widgets.study_explorer(summary))
+    params = _bound_params(spec)
+    metric, decoding, run = params["metric"], params["decoding"], params["run"]
+    assert metric["value"] == "top_opener_share" and "validity" in metric["bind"]["options"]
+    assert plots.STUDY_PANELS["kl"] in metric["bind"]["labels"]
+    assert decoding["bind"]["options"] == ["T=1", "T=0.7,top-p=0.9"] and "T = 1" in decoding["bind"]["labels"]
+    bases = {option.split("|")[0] for option in run["bind"]["options"]}
+    assert bases == {"tiny-gpt2", "tiny-gpt2-english"} and run["value"].startswith("tiny-gpt2|")
+    objectives = {row["objective"] for row in spec["data"]["values"]}
+    assert {"NLL", "DFT", "truth"} <= objectives and not any("_" in name for name in objectives)
 
 
 def test_budget_sweep_and_role_figures_draw_from_the_study(summary):

@@ -11,11 +11,13 @@ _config.yml) into the hidden Colab cell of every chapter, solution and exercise 
 install block; the student zip's README is generated from the same function. `--check` only lists what is out
 of step (exit 1), as tests/test_book.py does.
 
-The website works offline: it loads no script from a CDN. Three npm packages, pinned, supply what myst-nb
-and Sphinx would otherwise take from cdn.jsdelivr.net and cdnjs:
+The website works offline: it loads no script from a CDN. Pinned npm packages supply what myst-nb, Sphinx
+and the explorers would otherwise take from cdn.jsdelivr.net and cdnjs:
 
-- require.js and @jupyter-widgets/html-manager's `embed-amd.js` (with the icon fonts its CSS points to)
-  draw the ipywidgets whose state was saved when the notebooks ran; they go to `_widgets/`;
+- vega, vega-lite and vega-embed (their UMD builds, 0.8 MB together) draw the explorers (`dftlab.widgets`):
+  Vega-Lite charts whose sliders recompute the figure in the page, with no kernel. They go to `_vega/`, and
+  `_static/dftlab.js` loads them only on a page that has an explorer. (The ipywidgets html-manager, 3.5 MB on
+  every page with a widget, is gone: the chapters show no ipywidgets, whose Python callbacks never ran here.)
 - MathJax 3 (`tex-mml-chtml.js`, its fonts and the TeX extensions it loads on demand) goes to `_mathjax/`.
 
 `npm pack` fetches each tarball into `_build/site_extra/`, which Sphinx copies to the site root through
@@ -40,16 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE_EXTRA = ROOT / "_build" / "site_extra"
 
 
-def _require_js(member: str) -> str | None:
-    return "_widgets/require.js" if member == "package/require.js" else None
-
-
-def _widget_manager(member: str) -> str | None:
-    # embed-amd.js is self-contained; the CommonJS bundle, its twin libembed-amd.js and the source maps are not used.
-    name = member.removeprefix("package/dist/")
-    if name == member or ("embed" in name and name != "embed-amd.js"):
-        return None
-    return f"_widgets/{name}"
+def _vega_build(name: str):
+    """The minified UMD bundle `build/<name>.min.js` of a Vega package (it sets window.vega, vegaLite, vegaEmbed)."""
+    def destination(member: str) -> str | None:
+        return f"_vega/{name}.min.js" if member == f"package/build/{name}.min.js" else None
+    return destination
 
 
 def _mathjax(member: str) -> str | None:
@@ -64,8 +61,9 @@ def _mathjax(member: str) -> str | None:
 
 # npm package spec -> which files of its tarball the site serves, and where (None: leave it out)
 NPM_PACKAGES = {
-    "requirejs@2.3.8": _require_js,
-    "@jupyter-widgets/html-manager@1.0.15": _widget_manager,
+    "vega@5.33.0": _vega_build("vega"),
+    "vega-lite@5.23.0": _vega_build("vega-lite"),
+    "vega-embed@6.29.0": _vega_build("vega-embed"),
     "mathjax@3.2.2": _mathjax,
 }
 STAMP = ROOT / "_build" / "site_extra.npm-packages.txt"  # beside the folder, so the site does not serve it
@@ -77,7 +75,7 @@ def fetch_site_scripts() -> None:
     if SITE_EXTRA.is_dir() and STAMP.exists() and STAMP.read_text() == wanted:
         return
     if shutil.which("npm") is None:
-        sys.exit("npm is needed to fetch the website's scripts (widgets, MathJax); install Node.js "
+        sys.exit("npm is needed to fetch the website's scripts (Vega for the explorers, MathJax); install Node.js "
                  "(apt-get install nodejs npm) and rerun")
     (ROOT / "_build").mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=ROOT / "_build"))

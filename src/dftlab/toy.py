@@ -167,7 +167,7 @@ def _entropy_and_kl(log_probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndar
     probs = np.exp(log_probs)
     entropy = -(probs * log_probs).sum(-1)
     safe_log_q = np.log(np.where(targets > 0, targets, 1.0))
-    kl = (targets * (safe_log_q - log_probs)).sum(-1)
+    kl = np.maximum((targets * (safe_log_q - log_probs)).sum(-1), 0.0)  # >= 0; rounding error made a -0.0
     return entropy, kl
 
 
