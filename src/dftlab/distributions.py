@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from dftlab.validation import check_int, check_number
+
 
 def _as_float_tensor(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
@@ -51,15 +53,11 @@ def _check_logits(logits) -> torch.Tensor:
 
 
 def _check_top_k(k, name: str = "k") -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"{name} must be a positive integer, got {k!r}; use None to keep every token")
-    return k
+    return check_int(k, name, hint="A positive integer; use None to keep every token.")
 
 
 def _check_top_p(p, name: str = "p") -> float:
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
-        raise ValueError(f"{name} must be in (0, 1], got {p!r}; {name} = 1 keeps every token")
-    return float(p)
+    return check_number(p, name, 0.0, 1.0, low_open=True, hint=f"{name} = 1 keeps every token.")
 
 
 def check_decoding_settings(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> None:
@@ -72,11 +70,8 @@ def check_decoding_settings(temperature: float = 1.0, top_k: int | None = None, 
 
 
 def _check_temperature(temperature) -> float:
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0 \
-            or math.isinf(temperature):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}; "
-                         "use greedy decoding (argmax) for the T -> 0 limit")
-    return float(temperature)
+    return check_number(temperature, "temperature", 0.0, low_open=True,
+                        hint="Use greedy decoding (argmax) for the T -> 0 limit.")
 
 
 def softmax_with_temperature(logits, temperature: float = 1.0) -> torch.Tensor:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from dftlab.data import device_of
 from dftlab.distributions import check_probs, check_decoding_settings, decoding_distribution
+from dftlab.validation import check_int
 
 
 def _check_model_and_tokenizer(model, tokenizer) -> None:
@@ -26,9 +28,9 @@ def next_token_probs(model, tokenizer, text: str) -> torch.Tensor:
     _check_model_and_tokenizer(model, tokenizer)
     if not isinstance(text, str) or not text:
         raise ValueError(f"text must be a non-empty string, got {text!r}")
-    input_ids = torch.tensor([tokenizer(text).input_ids])
+    input_ids = torch.tensor([tokenizer(text).input_ids], device=device_of(model))
     logits = model(input_ids=input_ids).logits[0, -1]
-    return torch.softmax(logits.double(), dim=-1)
+    return torch.softmax(logits.double().cpu(), dim=-1)
 
 
 def top_tokens(probs: torch.Tensor, tokenizer, k: int = 10) -> pd.DataFrame:
@@ -40,8 +42,7 @@ def top_tokens(probs: torch.Tensor, tokenizer, k: int = 10) -> pd.DataFrame:
     if probs.dim() != 1:
         raise ValueError(f"probs must be one distribution of shape [V], got shape {tuple(probs.shape)}; "
                          f"pass one row, e.g. probs[0]")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = check_int(k, "k")
     values, ids = torch.topk(probs, min(k, probs.shape[-1]))
     return pd.DataFrame({"token": [repr(tokenizer.decode([i])) for i in ids.tolist()],
                          "token_id": ids.tolist(), "probability": values.tolist()})
@@ -61,17 +62,14 @@ def sample_completions(model, tokenizer, prompts: list[str], num_samples: int = 
         raise ValueError("prompts must be a non-empty list of strings; wrap a single prompt as [prompt]")
     if not all(isinstance(p, str) and p for p in prompts):
         raise ValueError("every prompt must be a non-empty string")
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    num_samples, max_new_tokens = check_int(num_samples, "num_samples"), check_int(max_new_tokens, "max_new_tokens")
+    seed = check_int(seed, "seed", None)
     if not greedy:
         check_decoding_settings(temperature, top_k, top_p)  # before any model call, naming the argument
     eos = tokenizer.eos_token_id
     context_length = model.config.n_positions if hasattr(model.config, "n_positions") else 1024
     model.eval()
+    device = device_of(model)  # the model runs there; the draws stay on the CPU, so a seed gives the same samples anywhere
     samples = []
     for prompt_index, prompt in enumerate(prompts):
         prompt_ids = tokenizer(prompt).input_ids
@@ -80,15 +78,15 @@ def sample_completions(model, tokenizer, prompts: list[str], num_samples: int = 
             raise ValueError(f"prompt {prompt_index} is {len(prompt_ids)} tokens long, which leaves no room in the "
                              f"model's context of {context_length} tokens; shorten it")
         generator = torch.Generator().manual_seed(seed * 1_000_003 + prompt_index)
-        current = torch.tensor([prompt_ids] * num_samples)
+        current = torch.tensor([prompt_ids] * num_samples, device=device)
         cache, new_tokens = None, []
         finished = torch.zeros(num_samples, dtype=torch.bool)
         for step in range(budget):
             # An all-ones mask: nothing is padding. (Without one, transformers warns once finished rows feed it EOS,
             # because EOS doubles as the pad token.)
-            attention_mask = torch.ones(num_samples, len(prompt_ids) + step, dtype=torch.long)
+            attention_mask = torch.ones(num_samples, len(prompt_ids) + step, dtype=torch.long, device=device)
             out = model(input_ids=current, attention_mask=attention_mask, cache=cache, use_cache=True)
-            cache, logits = out.cache, out.logits[:, -1].double()
+            cache, logits = out.cache, out.logits[:, -1].double().cpu()
             if greedy:
                 next_ids = logits.argmax(-1)
             else:
@@ -99,7 +97,7 @@ def sample_completions(model, tokenizer, prompts: list[str], num_samples: int = 
             finished |= next_ids == eos
             if finished.all():
                 break
-            current = next_ids[:, None]
+            current = next_ids[:, None].to(device)
         generated = torch.stack(new_tokens, dim=1).tolist()
         for row in generated:
             row = row[:row.index(eos)] if eos in row else row

@@ -27,6 +27,8 @@ import math
 import random
 import re
 
+from dftlab.validation import check_int, check_number
+
 # ---------------------------------------------------------------------------------------------
 # The grammar, as plain data. Order matters: the first option of each list is the most frequent.
 # ---------------------------------------------------------------------------------------------
@@ -150,11 +152,8 @@ def _option_lists(name: str) -> dict:
 
 def zipf_probabilities(n_options: int, zipf_exponent: float) -> list[float]:
     """Probabilities proportional to 1 / rank**zipf_exponent for ranks 1..n_options."""
-    if isinstance(n_options, bool) or not isinstance(n_options, int) or n_options < 1:
-        raise ValueError(f"n_options must be an int >= 1 (the number of options), got {n_options!r}.")
-    if isinstance(zipf_exponent, bool) or not isinstance(zipf_exponent, (int, float)) or not math.isfinite(zipf_exponent):
-        raise ValueError(f"zipf_exponent must be a finite number (0 is uniform, {DEFAULT_ZIPF_EXPONENT} the default), "
-                         f"got {zipf_exponent!r}.")
+    check_int(n_options, "n_options", hint="The number of options.")
+    check_number(zipf_exponent, "zipf_exponent", hint=f"0 is uniform, {DEFAULT_ZIPF_EXPONENT} the default.")
     weights = [rank ** -zipf_exponent for rank in range(1, n_options + 1)]
     total = sum(weights)
     return [w / total for w in weights]
@@ -179,15 +178,11 @@ class TinyTales:
 
     def __init__(self, seed: int = 0, zipf_exponent: float = DEFAULT_ZIPF_EXPONENT,
                  max_options: int | None = None):
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"TinyTales(seed=...) must be an int, got {seed!r}.")
-        if isinstance(zipf_exponent, bool) or not isinstance(zipf_exponent, (int, float)) \
-                or not math.isfinite(zipf_exponent) or zipf_exponent < 0:
-            raise ValueError(f"TinyTales(zipf_exponent=...) must be a finite number >= 0 "
-                             f"(0 is uniform, {DEFAULT_ZIPF_EXPONENT} the default), got {zipf_exponent!r}.")
-        if max_options is not None and (not isinstance(max_options, int) or isinstance(max_options, bool)
-                                        or max_options < 1):
-            raise ValueError(f"TinyTales(max_options=...) must be None or an int >= 1, got {max_options!r}.")
+        check_int(seed, "TinyTales(seed)", None)
+        check_number(zipf_exponent, "TinyTales(zipf_exponent)", 0.0,
+                     hint=f"0 is uniform, {DEFAULT_ZIPF_EXPONENT} the default.")
+        if max_options is not None:
+            check_int(max_options, "TinyTales(max_options)", hint="Or None for every option.")
         self.seed, self.zipf_exponent, self.max_options = seed, float(zipf_exponent), max_options
         self.choice_names = list(CHOICE_PARENTS)
         # name -> parent option -> (options, probabilities, cumulative probabilities, {option: log prob})
@@ -207,7 +202,6 @@ class TinyTales:
                 text = PROMPT_TEMPLATE.format(character=character, place=place)
                 self._check_new(self._prompts, text, (character, place), "prompt")
         self._sentence_cache = {}
-        self._sample_calls = 0
 
     # --- rendering and parsing ----------------------------------------------------------------
     @staticmethod
@@ -407,18 +401,15 @@ class TinyTales:
     def sample(self, n: int, seed: int | None = None) -> list[dict]:
         """Draw n stories as {"prompt", "completion"} dicts (completion starts with a space).
 
-        Without `seed`, the k-th call on an instance uses stream (instance seed, k), so repeated
-        calls give fresh stories yet a rerun of the same code gives the same ones. With `seed`,
-        the stories depend on that seed only.
+        Without `seed`, the stories come from the instance's own stream: the same call gives the same
+        stories whatever ran before it (pass different seeds for fresh stories). With `seed`, the stories
+        depend on that seed only.
         """
         _check_count(n, "n")
         if seed is None:
-            stream = f"tinytales/sample/{self.seed}/{self._sample_calls}"
-            self._sample_calls += 1
-        elif not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"sample(seed=...) must be an int or None, got {seed!r}.")
+            stream = f"tinytales/sample/{self.seed}/0"  # "/0": the stream the first call always used
         else:
-            stream = f"tinytales/sample-seed/{seed}"
+            stream = f"tinytales/sample-seed/{check_int(seed, 'sample(seed)', None, hint='Or None.')}"
         return self._sample_stream(stream, n)
 
     def splits(self, train: int = 3000, valid: int = 300, test: int = 300) -> dict[str, list[dict]]:
@@ -430,8 +421,7 @@ class TinyTales:
         """
         sizes = {"train": train, "valid": valid, "test": test}
         for name, size in sizes.items():
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise ValueError(f"splits({name}={size!r}): must be an int >= 0.")
+            check_int(size, f"splits({name})", 0)
         if sum(sizes.values()) < 1:
             raise ValueError("splits(): all sizes are 0; ask for at least one story.")
         return {name: self._sample_stream(f"tinytales/split/{self.seed}/{name}", size)
@@ -495,8 +485,7 @@ def pretraining_text(n_stories: int, seed: int = 0, zipf_exponent: float = PRETR
 
 
 def _check_count(n, argument: str) -> None:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{argument} must be an int >= 1 (the number of stories), got {n!r}.")
+    check_int(n, argument, hint="The number of stories.")
 
 
 def _check_text(text, argument: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import torch
 
 from dftlab.objectives import (asft, check_objective_kwargs, dft, dft_floored, get_objective, mix, needs_base_logits, nll,
                                power)
+from dftlab.validation import check_int, check_number
 
 
 @dataclass
@@ -70,12 +70,6 @@ def _as_distributions(name: str, values, dims: int) -> np.ndarray:
     return array
 
 
-def _check_count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _objective_name(objective) -> str:
     return objective if isinstance(objective, str) else getattr(objective, "__name__", repr(objective))
 
@@ -115,11 +109,10 @@ def _descend(targets, context_probs, objective, steps, lr, exact, seed, init_log
     """Plain gradient descent; returns (final logits, recorded steps, recorded log-probabilities [n, C, V])."""
     loss_fn = get_objective(objective)
     check_objective_kwargs(loss_fn, objective_kwargs)
-    steps = _check_count("steps", steps, 0)
-    batch_size = _check_count("batch_size", batch_size, 1)
-    record_every = _check_count("record_every", record_every, 1)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"`lr` must be a positive number, got {lr!r}.")
+    steps = check_int(steps, "steps", 0)
+    batch_size = check_int(batch_size, "batch_size")
+    record_every = check_int(record_every, "record_every")
+    check_number(lr, "lr", 0.0, low_open=True)
     targets = torch.as_tensor(targets, dtype=torch.float64)
     context_probs = torch.as_tensor(context_probs, dtype=torch.float64)
     if init_logits is None:
@@ -241,9 +234,8 @@ def power_fixed_point(target, alpha: float) -> np.ndarray:
     model exactly as sampling the maximum-likelihood model at T = 1 - alpha would (appendix, chapter 4).
     """
     target = _as_distributions("target", target, dims=1)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < 1:
-        raise ValueError(f"alpha must be a number in [0, 1) (at alpha = 1, DFT's gradient, the fixed point is the "
-                         f"one-hot mode: use fixed_point(target, 'dft')), got {alpha!r}.")
+    check_number(alpha, "alpha", 0.0, 1.0, high_open=True,
+                 hint="At alpha = 1, DFT's gradient, the fixed point is the one-hot mode: use fixed_point(target, 'dft').")
     sharpened = target ** (1.0 / (1.0 - alpha))
     return sharpened / sharpened.sum()
 

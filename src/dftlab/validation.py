@@ -20,7 +20,7 @@ def check_int(value, name: str, minimum: int | None = 1, maximum: int | None = N
         if maximum is not None:
             wanted = f"an int between {minimum} and {maximum}"
         else:
-            wanted = {None: "an int", 1: "a positive int", 0: "an int >= 0"}.get(minimum, f"an int >= {minimum}")
+            wanted = {None: "an int", 1: "a positive int (>= 1)", 0: "an int >= 0"}.get(minimum, f"an int >= {minimum}")
         raise ValueError(f"{name} must be {wanted}, got {value!r}.{' ' + hint if hint else ''}")
     return int(value)
 
@@ -37,6 +37,8 @@ def check_number(value, name: str, low: float = -math.inf, high: float = math.in
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
     if high == math.inf:
+        if low == 0 and low_open:
+            return "> 0 (positive)"
         return "" if low == -math.inf else (f"> {low:g}" if low_open else f">= {low:g}")
     if low == -math.inf:
         return f"< {high:g}" if high_open else f"<= {high:g}"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from dftlab.data import IGNORE_INDEX
+from dftlab.validation import check_number
 
 TIME_LIMIT_SECONDS = 3.0  # per call of the learner's function; the reference answers take milliseconds
 
@@ -547,8 +548,7 @@ def check(exercise_id: str, answer=..., *, measured=None, time_limit: float = TI
         suggestion = f"Did you mean {close[0]!r}? " if close else ""
         return _failed(str(exercise_id), f"unknown exercise id {exercise_id!r}. {suggestion}"
                                          f"Known ids: {', '.join(_REGISTRY)}.")
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not 0 < time_limit < math.inf:
-        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}.")
+    check_number(time_limit, "time_limit", 0.0, low_open=True, hint="A number of seconds.")
     exercise = _REGISTRY[exercise_id]
     if isinstance(exercise, FunctionExercise):
         if measured is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dftlab.storage import CorruptFileError, read_json_with_hash
 from dftlab.study.config import RunSpec, StudyConfig, default_config, plan_runs
+from dftlab.validation import check_int
 
 RESULTS_HINT = "Set DFTLAB_RESULTS to a folder that holds them, or recompute them with `python -m dftlab.study`"
 
@@ -178,8 +179,7 @@ def run_study(config: StudyConfig | None = None, out=None, *, force: bool = Fals
 
     config = default_config() if config is None else config
     out = results_dir() if out is None else Path(out)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive int (processes running runs side by side), got {workers!r}.")
+    check_int(workers, "workers", hint="The number of processes running runs side by side.")
     model_fingerprints = fingerprints(config)
     runs = plan_runs(config)
     paths = {run.run_id: run_path(out, config, run, model_fingerprints) for run in runs}

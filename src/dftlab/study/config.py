@@ -13,8 +13,9 @@ The study's design, in one place (chapter "The verdict" states it in prose):
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
+
+from dftlab.validation import check_int, check_number
 
 TOP_OPENER = "Once upon a time,"
 # The first (most frequent) option of the TinyTales choices that show up as a phrase of their own.
@@ -58,9 +59,7 @@ TRUTH_DECODING = "data"
 
 
 def _positive_int(config, name: str, low: int = 1) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"StudyConfig({name}={value!r}) must be an int >= {low}.")
+    check_int(getattr(config, name), f"StudyConfig({name})", low)
 
 
 def _seed_tuple(config, name: str) -> None:
@@ -138,12 +137,8 @@ class StudyConfig:
                 or self.steps in self.budget_sweep:
             raise ValueError(f"StudyConfig(budget_sweep={self.budget_sweep!r}) must hold step budgets > 0 other "
                              f"than steps={self.steps} (which every headline objective runs anyway).")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) \
-                or self.lr <= 0:
-            raise ValueError(f"StudyConfig(lr={self.lr!r}) must be a positive number such as 1e-3.")
-        z = self.zipf_exponent
-        if isinstance(z, bool) or not isinstance(z, (int, float)) or not math.isfinite(z) or z < 0:
-            raise ValueError(f"StudyConfig(zipf_exponent={z!r}) must be a finite number >= 0 (1.1 is the default).")
+        check_number(self.lr, "StudyConfig(lr)", 0.0, low_open=True, hint="Such as 1e-3.")
+        check_number(self.zipf_exponent, "StudyConfig(zipf_exponent)", 0.0, hint="1.1 is the default.")
         from dftlab.distributions import check_decoding_settings
         from dftlab.objectives import check_objective_kwargs
 

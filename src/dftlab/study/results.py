@@ -17,6 +17,7 @@ import pandas as pd
 from dftlab.study.cache import read_study, results_dir
 from dftlab.study.config import TRUTH_DECODING, StudyConfig, default_config
 from dftlab.study.measurement import COLUMN_DESCRIPTIONS, ID_COLUMNS, METRIC_COLUMNS, MODEL_METRICS, SUMMARY_METRICS
+from dftlab.validation import check_number
 
 GROUP_COLUMNS = ["base_model", "steps", "objective", "decoding"]
 
@@ -128,8 +129,7 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the Student t confidence interval of the mean. NaN bounds for fewer than 2 values."""
     from scipy import stats
 
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be a number between 0 and 1, such as 0.95, got {confidence!r}.")
+    check_number(confidence, "confidence", 0.0, 1.0, low_open=True, high_open=True, hint="Such as 0.95.")
     values = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     if len(values) == 0:
         return math.nan, math.nan, math.nan
