@@ -1,6 +1,6 @@
 """Measuring formulaic text and model fit (the chapter "Measuring formulaic text", and the study).
 
-Four families of numbers, each a plain function, one submodule each (every name is importable from
+Five families of numbers, each a plain function, one submodule each (every name is importable from
 `dftlab.metrics` itself):
 
 1. `dftlab.metrics.text`, text statistics on lists of strings: n-gram counts, token L2 (Rosmine),
@@ -10,7 +10,9 @@ Four families of numbers, each a plain function, one submodule each (every name 
    completion given its prompt, exact option probabilities and target probabilities by role.
 3. `dftlab.metrics.two_sample`, MMD: a kernel two-sample test over sentence embeddings (Gretton et al. 2012),
    and the chapter-5 comparisons built on it.
-4. `dftlab.metrics.exact`, exact-truth metrics for a generator whose probabilities we know (TinyTales):
+4. `dftlab.metrics.formulaic`, formulaic writing in free text where no truth is known (a real chat model's
+   answers): word overuse against modern English (wordfreq), phrases shared across prompts, repeated openings.
+5. `dftlab.metrics.exact`, exact-truth metrics for a generator whose probabilities we know (TinyTales):
    validity, choice frequencies with a chi-square test, and the sequence-level cross-entropy and KL.
 
 Conventions. A "token" in the text statistics is a whitespace-separated word, case and punctuation
@@ -24,12 +26,14 @@ from dftlab.metrics.model_stats import (completion_log_probs, option_probabiliti
                                         target_probabilities_by_role)
 from dftlab.metrics.exact import (ABSENT, choice_chi_square, choice_frequency_table, sequence_cross_entropy,
                                   validity_rate)
+from dftlab.metrics.formulaic import (formulaic_words, opening_table, phrase_spread, same_opener_run_rate,
+                                      word_overuse)
 from dftlab.metrics.two_sample import (MMDResult, mmd, mmd_by_zipf_exponent, mmd_comparison_table,
                                        sentence_embeddings)
 
 __all__ = [
     "ngram_counts", "token_l2_distance", "distinct_n", "self_bleu", "zipf_coefficient", "repetition_rate",
-    "overuse_table",
+    "overuse_table", "word_overuse", "formulaic_words", "phrase_spread", "opening_table", "same_opener_run_rate",
     "predictive_entropy", "completion_log_probs", "option_probabilities", "target_probabilities_by_role",
     "MMDResult", "mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent",
     "ABSENT", "validity_rate", "choice_frequency_table", "choice_chi_square", "sequence_cross_entropy",

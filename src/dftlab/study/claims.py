@@ -49,6 +49,8 @@ class Context:
     weak_model: str | None
     budgets: list
     true_share: float
+    # The real chat model's formulaic habit words (REAL_MODEL_RULE), or None where its sample set is missing.
+    real_model_words: pd.DataFrame | None = None
 
     @property
     def first(self) -> str:
@@ -84,30 +86,69 @@ class Decision:
 # One function pair per claim: the evidence, then the verdict.
 # ---------------------------------------------------------------------------------------------
 
-CLAIM_1_RULE = (f"True if some fine-tuned model's share of the top opener {TOP_OPENER!r} is significantly above its "
-                f"true probability (a one-sample test per objective and decoding); false if every such share is at or "
-                f"below it; otherwise not supported.")
+REAL_MODEL_RULE = ("In the real instruction-tuned model's answers to open prompts (SmolLM2-135M-Instruct, the committed "
+                   "sample set decoded at T=0.7 with top-p 0.9), a word is a formulaic habit if it is rare in English "
+                   "(wordfreq frequency below 10 per million words), appears in answers to at least 10% of the prompts, "
+                   "and the 95% bootstrap interval of its overuse ratio (resampling prompts) lies above 10.")
+CLAIM_1_RULE = (f"True if some fine-tuned tiny model's share of the top opener {TOP_OPENER!r} is significantly above its "
+                f"true probability (a one-sample test per objective and decoding), or if the real instruction-tuned "
+                f"model has at least one formulaic habit word; false if every such share is at or below the truth and "
+                f"the real model has none; otherwise not supported. {REAL_MODEL_RULE}")
+
+
+def real_model_formulaic_words() -> pd.DataFrame | None:
+    """REAL_MODEL_RULE applied to the committed sample set of the real chat model (None if the set is missing)."""
+    from dftlab.chat_samples import REAL_MODEL_DECODING, formulaic_words_of, load_sample_set
+
+    try:
+        sample_set = load_sample_set()
+    except FileNotFoundError:
+        return None
+    return formulaic_words_of(sample_set, REAL_MODEL_DECODING)
 
 
 def claim_1_evidence(ctx: Context) -> Decision:
     decisive = {(o, d): ctx.compare("top_opener_share", o, ctx.true_share, d, b_name="the true probability")
                 for o in ("nll", "dft") for d in ctx.decodings}
     context = [ctx.compare("overuse_formulaic", o, "truth", d) for o in ("nll", "dft") for d in ctx.decodings]
+    words = ctx.real_model_words
+    if words is None:
+        context.append("real instruction-tuned model: its sample set is missing (`python -m dftlab.chat_samples` "
+                       "builds it), so it gives no evidence here")
+    else:
+        context.append(f"real instruction-tuned model (SmolLM2-135M-Instruct, T=0.7 with top-p 0.9): {len(words)} "
+                       f"formulaic habit word{'s' if len(words) != 1 else ''}" + (": " + ", ".join(
+                           f"{row.word} ({row.overuse_ratio:,.0f}x English, 95% CI [{row.ci_low:,.0f}, "
+                           f"{row.ci_high:,.0f}], in answers to {row.groups} prompts)"
+                           for row in words.head(8).itertuples()) if len(words) else ""))
     return Decision(decisive, context)
 
 
 def claim_1_verdict(decision: Decision, ctx: Context) -> tuple[str, str]:
     over = [key for key, c in decision.decisive.items() if c.above]
+    words = ctx.real_model_words
+    habits = words is not None and len(words) > 0
+    real = ""
+    if habits:
+        real = (f" The real instruction-tuned model SmolLM2-135M-Instruct has {len(words)} formulaic habit word"
+                f"{'s' if len(words) != 1 else ''} (rare in English, used across prompts, over-used beyond its "
+                f"bootstrap interval), led by " + ", ".join(repr(w) for w in words["word"].head(5)) +
+                "; one quantised model without its base cannot say whether SFT, preference tuning or decoding put "
+                "them there.")
+    elif words is not None:
+        real = " The real instruction-tuned model shows no formulaic habit word by the rule."
     if over:
         reason = (f"The top opener {TOP_OPENER!r} (true probability {ctx.true_share:.3f}) is significantly over-used "
                   f"by: " + ", ".join(f"{o} at {d} ({decision.decisive[(o, d)].mean_a:.3f})" for o, d in over) + ".")
         if ("nll", ctx.first) not in over:
             reason += (f" Maximum likelihood sampled at {ctx.first} does not over-use it, so at this scale the "
                        f"overuse comes from Dynamic FT or from low-temperature decoding, not from fine-tuning as such.")
-        return "true", reason
-    if all(c.difference <= 0 for c in decision.decisive.values()):
-        return "false", "No fine-tuned model opens with the top opener more often than the data does."
-    return VERDICTS[3], "No fine-tuned model's top-opener share is significantly above the truth."
+        return "true", reason + real
+    if habits:
+        return "true", "No fine-tuned tiny model over-uses the top opener significantly." + real
+    if all(c.difference <= 0 for c in decision.decisive.values()) and words is not None:
+        return "false", "No fine-tuned model opens with the top opener more often than the data does." + real
+    return VERDICTS[3], "No fine-tuned model's top-opener share is significantly above the truth." + real
 
 
 CLAIM_2_RULE = ("Decided on Dynamic FT against SFT: if DFT's samples are significantly further from the true stories "
@@ -235,7 +276,8 @@ def claim_5_verdict(decision: Decision, ctx: Context) -> tuple[str, str]:
 
 CLAIMS = (
     (CLAIM_1_RULE, claim_1_evidence, claim_1_verdict,
-     "It flips to 'false' if every fine-tuned model's top-opener share were at or below the true probability."),
+     "It flips to 'false' only if every fine-tuned model's top-opener share were at or below the true probability "
+     "and the real model had no formulaic habit word."),
     (CLAIM_2_RULE, claim_2_evidence, claim_2_verdict, "It flips to 'not supported' if either difference loses significance."),
     (CLAIM_3_RULE, claim_3_evidence, claim_3_verdict, "Either difference losing significance makes it 'not supported'."),
     (CLAIM_4_RULE, claim_4_evidence, claim_4_verdict,
@@ -365,9 +407,13 @@ class Judgement:
     context: Context
 
 
-def judge(results: pd.DataFrame) -> Judgement:
-    """Every verdict of CLAIMS.md, from the numbers alone (the rules are the *_RULE texts above)."""
+def judge(results: pd.DataFrame, real_model_words: pd.DataFrame | None | str = "committed") -> Judgement:
+    """Every verdict of CLAIMS.md, from the numbers alone (the rules are the *_RULE texts above).
+
+    `real_model_words` is the real chat model's evidence for claim 1: "committed" reads the committed sample set
+    (`real_model_formulaic_words()`), a table gives it directly, and None leaves it out."""
     ctx = context_of(results)
+    ctx.real_model_words = real_model_formulaic_words() if isinstance(real_model_words, str) else real_model_words
     claim_decisions = [evidence(ctx) for _, evidence, _, _ in CLAIMS]
     regime = regime_evidence(ctx)
     labels = reconstruction_labels(results)
