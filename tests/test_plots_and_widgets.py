@@ -56,7 +56,7 @@ def test_table_shows_readable_headers_and_no_negative_zero_nan_or_lost_small_val
     assert list(shown.columns) == ["training loss", "KL(q||p)", "reference freq", "sample count"]
     assert shown["training loss"].tolist() == ["—", "0.380"]
     assert shown["KL(q||p)"].tolist() == ["0", "0"]
-    assert shown["reference freq"].tolist() == ["0", "0.000021"]
+    assert shown["reference freq"].tolist() == ["0", "2.1e-05"]
     assert plots.readable("dft_floored") == "DFT, floored" and plots.readable("valid_nll") == "validation NLL"
 
 

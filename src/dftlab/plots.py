@@ -91,17 +91,19 @@ def table(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 def _format_numbers(values: np.ndarray, digits: int) -> list[str]:
+    values = np.where(np.abs(values) < 1e-9, 0.0, values)  # rounding noise (a KL of -1e-12) is a zero
     finite = values[np.isfinite(values) & (values != 0)]
     smallest = np.abs(finite).min() if finite.size else 1.0
-    decimals = int(min(6, max(0, digits - 1 - np.floor(np.log10(smallest)))))
+    decimals = int(max(0, digits - 1 - np.floor(np.log10(smallest))))
     shown = []
     for value in values:
         if not np.isfinite(value):
             shown.append("—")
             continue
-        text = f"{value:.{decimals}f}"
+        # more than 6 decimals would be a row of zeros to read: scientific notation, e.g. 1.23e-06
+        text = f"{value:.{decimals}f}" if decimals <= 6 else f"{value:.{digits}g}"
         if float(text) == 0:
-            text = "0" if value == 0 or abs(value) < 10 ** -(decimals + 3) else f"{value:.{digits}g}"
+            text = "0"
         shown.append(text)
     return shown
 
