@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dftlab-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_VERBOSITY := error
-export PYTHONHASHSEED := 0
 
-.PHONY: help install book book-instructor test lab exercises student clean
+.PHONY: help install book book-instructor test test-fast lab exercises student clean
 
 help:
 	@echo "make book    build the course website into _build/html (installs into .venv first)"
 	@echo "make test    run every test: unit tests, notebooks (nbval), the book build, the browser check"
+	@echo "make test-fast         the unit tests only (no notebooks, book, browser or wheel install): under 2 minutes"
 	@echo "make lab     open the course in JupyterLab"
 	@echo "make book-instructor   the website with each chapter's solutions (into _build/instructor/_build/html)"
 	@echo "make exercises         regenerate exercises/ from solutions/ and execute them"
@@ -46,7 +46,11 @@ student: $(STAMP)
 test: $(STAMP)
 	$(PY) tools/site.py browser-deps
 	$(PY) -m pytest tests chapters exercises solutions --nbval --nbval-sanitize-with tests/sanitize.cfg \
-		--nbval-cell-timeout=600 -p no:randomly -q -rfE
+		--nbval-cell-timeout=600 -q -rfE
+
+# The fast tier: tests/conftest.py marks the system tests (notebooks, book, browser, installed wheel, study runs) slow.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow" -q -rfE
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab chapters/

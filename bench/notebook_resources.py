@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dftlab._install import NOTEBOOK_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 WALL_BUDGET_SECONDS = 90.0
 MEMORY_BUDGET_MB = 2048.0
@@ -48,7 +50,7 @@ def measure(notebook: Path) -> dict:
         shutil.copy(notebook, copy)
         result = subprocess.run([sys.executable, "-c", WRAPPER, str(ROOT / "tools" / "execute_notebooks.py"),
                                  str(copy)], capture_output=True, text=True,
-                                env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONHASHSEED="0"))
+                                env=dict(os.environ, **NOTEBOOK_ENV))
         if result.returncode != 0:
             raise RuntimeError(f"{notebook} failed to execute:\n{result.stderr[-2000:]}")
         return json.loads(result.stdout.strip().splitlines()[-1])

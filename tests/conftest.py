@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DFTLAB_PROGRESS", "0")
+os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub, which reads it once
+
+from dftlab._install import NOTEBOOK_ENV  # noqa: E402
+
+# nbval's kernels and the tests' subprocesses inherit this environment (PYTHONHASHSEED included).
+os.environ.update(NOTEBOOK_ENV)
 
 _original_connect = socket.socket.connect
 
@@ -124,3 +127,51 @@ def _tiny_tokenizer(eos: bool = True):
 def make_tiny_tokenizer():
     """A factory: make_tiny_tokenizer() has <|endoftext|> as EOS; make_tiny_tokenizer(eos=False) has no EOS."""
     return _tiny_tokenizer
+
+
+# ---------------------------------------------------------------------------------------------
+# The one tiny GPT-2 of the unit tests (1 layer, 2 heads, random weights), for any tokenizer.
+# ---------------------------------------------------------------------------------------------
+
+def _tiny_gpt2(vocab_size: int, *, n_positions: int = 64, n_embd: int = 32, seed: int | None = 0,
+               dropout: bool = True, eos_token_id: int | None = None):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    extra = {} if dropout else {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+    if eos_token_id is not None:
+        extra.update(eos_token_id=eos_token_id, bos_token_id=eos_token_id)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=1,
+                                      n_head=2, **extra))
+
+
+@pytest.fixture(scope="session")
+def make_tiny_gpt2():
+    """A factory: make_tiny_gpt2(vocab_size, n_positions=64, n_embd=32, seed=0, dropout=True, eos_token_id=None)."""
+    return _tiny_gpt2
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast tier, `make test-fast` (pytest -m "not slow"): the unit tests. These system tests are marked slow and
+# run only in `make test`: the notebooks (nbval), the website and the browser, the built wheel installed
+# elsewhere, kernels driven like a learner, tiny end-to-end studies and pretraining runs, the real LLM.
+# ---------------------------------------------------------------------------------------------
+
+SLOW_FILES = {"test_book.py", "test_browser.py", "test_installed_package.py", "test_simulated_learner.py"}
+SLOW_FIXTURES = {"every_column", "tiny_model_folder", "weak_model_folder", "converted", "built_site"}
+SLOW_TESTS = {"test_a_crash_while_writing_keeps_the_old_model", "test_model_folder_is_complete_and_verified",
+              "test_accelerate_launch_recipe_runs_two_steps", "test_student_zip"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a system test, left out of the fast tier (make test-fast)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        if (path.suffix == ".ipynb" or path.name in SLOW_FILES or getattr(item, "originalname", item.name) in SLOW_TESTS
+                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.slow)

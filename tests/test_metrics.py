@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from dftlab import metrics
 from dftlab.data import make_batches
@@ -40,10 +40,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def tiny_gpt2():
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(WORDS), n_positions=32, n_embd=32, n_layer=1, n_head=2)
-    return GPT2LMHeadModel(config).eval()
+def tiny_gpt2(make_tiny_gpt2):
+    return make_tiny_gpt2(len(WORDS), n_positions=32).eval()
 
 
 class UniformLM(torch.nn.Module):
@@ -539,10 +537,9 @@ def test_option_probabilities_sharpen_with_temperature(tokenizer, tiny_gpt2):
     assert cold["share"].to_numpy() == pytest.approx(expected / expected.sum(), rel=1e-6)
 
 
-def test_target_probabilities_by_role_marks_the_copied_name(make_tiny_tokenizer):
+def test_target_probabilities_by_role_marks_the_copied_name(make_tiny_tokenizer, make_tiny_gpt2):
     tok = make_tiny_tokenizer()
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2)).eval()
+    model = make_tiny_gpt2(len(tok), n_embd=16).eval()
     stories = [{"prompt": "Title: The fox and the forest.\nStory:", "completion": " Once upon a time, a fox sat."}]
     table = metrics.target_probabilities_by_role(model, tok, stories)
     completion_ids = tok(stories[0]["completion"], add_special_tokens=False).input_ids
@@ -552,8 +549,8 @@ def test_target_probabilities_by_role_marks_the_copied_name(make_tiny_tokenizer)
     assert ((table["target_prob"] > 0) & (table["target_prob"] < 1)).all()
 
 
-def test_target_probabilities_by_role_refuses_a_prompt_without_a_title(make_tiny_tokenizer):
+def test_target_probabilities_by_role_refuses_a_prompt_without_a_title(make_tiny_tokenizer, make_tiny_gpt2):
     tok = make_tiny_tokenizer()
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2)).eval()
+    model = make_tiny_gpt2(len(tok), n_embd=16, seed=None).eval()
     with pytest.raises(ValueError, match="TinyTales title"):
         metrics.target_probabilities_by_role(model, tok, [{"prompt": "once upon", "completion": " a time"}])

@@ -107,3 +107,15 @@ def test_gpt2_tokenizer_cache_is_repaired(tmp_path, monkeypatch):
     dftlab.load_gpt2_tokenizer()
     (tmp_path / "gpt2-tokenizer" / "vocab.json").write_text("{}")  # a damaged cached copy
     assert dftlab.load_gpt2_tokenizer()("Hello world").input_ids == [15496, 995]
+
+
+def test_loading_a_model_leaves_transformers_progress_bars_as_they_were():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    dftlab.load_model()
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    dftlab.load_model()
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()

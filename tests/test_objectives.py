@@ -187,13 +187,8 @@ def test_bad_input_raises_value_error_naming_the_problem(call, message):
 # ---- on a real causal language model ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=101, n_positions=32, n_embd=32, n_layer=1, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(config).eval()
+def tiny_gpt2(make_tiny_gpt2):
+    return make_tiny_gpt2(101, n_positions=32, dropout=False).eval()
 
 
 @pytest.fixture(scope="module")

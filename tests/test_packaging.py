@@ -41,6 +41,15 @@ def test_torch_is_the_cpu_wheel_pin():
     assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
 
 
+def test_the_installed_torch_is_the_pinned_cpu_wheel():
+    import torch
+
+    assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__
+    # A CUDA wheel carries the CUDA runtime (gigabytes) and reports its CUDA version here; the CPU wheel has none.
+    assert torch.version.cuda is None, f"torch {torch.__version__} is a CUDA build (CUDA {torch.version.cuda})"
+    assert not torch.backends.cuda.is_built()
+
+
 def test_layout():
     for path in ["chapters", "exercises", "solutions", "src/dftlab", "tests", "bench", "_config.yml", "_toc.yml",
                  "environment.yml", "pyproject.toml", "Makefile", "README.md", "references.bib", ".ci/run", "LICENSE"]:

@@ -5,11 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import trl  # noqa: F401 -- pinned in pyproject.toml: a missing trl is a broken environment, not a skip
 
-pytest.importorskip("trl")
-
-import dftlab  # noqa: E402
-from dftlab import scale  # noqa: E402
+import dftlab
+from dftlab import scale
 
 
 def test_tinytales_dataset_is_prompt_completion_pairs():

@@ -19,6 +19,8 @@ import nbformat
 import pytest
 from jupyter_client import KernelManager
 
+from dftlab._install import NOTEBOOK_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 CELL_TIMEOUT_SECONDS = 60
 
@@ -50,8 +52,7 @@ class Learner:
     """A learner at a live kernel started in exercises/, offline, as a course participant would have it."""
 
     def __init__(self):
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0", "TRANSFORMERS_VERBOSITY": "error",
-               "DFTLAB_PROGRESS": "0"}
+        env = {**os.environ, **NOTEBOOK_ENV}
         env.pop("PYTEST_CURRENT_TEST", None)
         self.manager = KernelManager(kernel_name="python3")
         self.manager.start_kernel(cwd=str(ROOT / "exercises"), env=env)

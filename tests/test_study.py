@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 import dftlab
 from dftlab import study
@@ -477,29 +477,27 @@ def test_run_ids_name_the_base_model_the_budget_and_the_seed():
 
 # ---- the study itself, on two tiny models -----------------------------------------------------------
 
-def _tiny_model(folder, seed):
+def _tiny_model(folder, seed, make_tiny_gpt2):
     from dftlab.pretrain import train_tokenizer
 
     stories = TinyTales(0, 0.3).sample(300, seed=5)
     tokenizer = train_tokenizer([s["prompt"] + s["completion"] for s in stories], vocab_size=400)
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=32, n_head=2, n_positions=256,
-                                       eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id))
+    model = make_tiny_gpt2(len(tokenizer), n_positions=256, seed=seed, eos_token_id=tokenizer.eos_token_id)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return str(folder)
 
 
 @pytest.fixture(scope="module")
-def tiny_model_folder(tmp_path_factory):
+def tiny_model_folder(tmp_path_factory, make_tiny_gpt2):
     """The 'strong prior' of the tiny studies (a random GPT-2: the names are what matter here)."""
-    return _tiny_model(tmp_path_factory.mktemp("strong"), seed=0)
+    return _tiny_model(tmp_path_factory.mktemp("strong"), seed=0, make_tiny_gpt2=make_tiny_gpt2)
 
 
 @pytest.fixture(scope="module")
-def weak_model_folder(tmp_path_factory):
+def weak_model_folder(tmp_path_factory, make_tiny_gpt2):
     """The 'weak prior': the same architecture and tokenizer, other initial weights."""
-    return _tiny_model(tmp_path_factory.mktemp("weak"), seed=1)
+    return _tiny_model(tmp_path_factory.mktemp("weak"), seed=1, make_tiny_gpt2=make_tiny_gpt2)
 
 
 def tiny_config(folder, **changes) -> StudyConfig:

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 import dftlab.train as train_module
 from dftlab.objectives import OBJECTIVES, nll
@@ -33,11 +32,10 @@ def tokenizer(make_tiny_tokenizer):
     return make_tiny_tokenizer()
 
 
-def tiny_model(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=32, n_head=2, n_positions=64,
-                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
-    return GPT2LMHeadModel(config)
+@pytest.fixture
+def tiny_model(make_tiny_gpt2):
+    """tiny_model(tokenizer, seed=0): the conftest tiny GPT-2 for `tokenizer`."""
+    return lambda tokenizer, seed=0: make_tiny_gpt2(len(tokenizer), seed=seed, eos_token_id=tokenizer.eos_token_id)
 
 
 TRAIN = [{"prompt": f"{s.split()[0]}", "completion": " " + " ".join(s.split()[1:])} for s in SENTENCES] * 4
@@ -73,7 +71,7 @@ def test_evaluate_on_uniform_logits_matches_hand_computation():
     assert metrics["prob_p50"] == pytest.approx(0.25) and np.allclose(metrics["target_probs"], 0.25)
 
 
-def test_nll_training_lowers_the_loss(tokenizer):
+def test_nll_training_lowers_the_loss(tokenizer, tiny_model):
     result = train(tiny_model(tokenizer), tokenizer, TRAIN, VALID, "nll", steps=60, batch_size=4, lr=3e-3,
                    warmup_steps=5, eval_every=20)
     history = result.history
@@ -86,7 +84,7 @@ def test_nll_training_lowers_the_loss(tokenizer):
     assert not result.model.training
 
 
-def test_packing_and_the_history_columns(tokenizer):
+def test_packing_and_the_history_columns(tokenizer, tiny_model):
     result = train(tiny_model(tokenizer), tokenizer, TRAIN, None, "nll", steps=4, packing=True, max_length=32,
                    **{**FAST, "eval_every": 2})
     assert list(result.history.columns) == ["step", "lr", "train_loss"]
@@ -95,7 +93,7 @@ def test_packing_and_the_history_columns(tokenizer):
     assert list(result.history["lr"]) == expected_lr
 
 
-def test_two_runs_with_the_same_seed_are_identical(tokenizer):
+def test_two_runs_with_the_same_seed_are_identical(tokenizer, tiny_model):
     runs = [train(tiny_model(tokenizer), tokenizer, TRAIN, VALID, "dft", steps=6, seed=seed, **FAST)
             for seed in (1, 1, 2)]
     pd.testing.assert_frame_equal(runs[0].history, runs[1].history, check_exact=True)
@@ -104,7 +102,7 @@ def test_two_runs_with_the_same_seed_are_identical(tokenizer):
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
-def test_every_objective_trains(tokenizer, objective):
+def test_every_objective_trains(tokenizer, objective, tiny_model):
     model = tiny_model(tokenizer)
     before = weights(model)
     result = train(model, tokenizer, TRAIN, VALID, objective, steps=3, **FAST)
@@ -112,7 +110,7 @@ def test_every_objective_trains(tokenizer, objective):
     assert not same_weights(before, weights(model))
 
 
-def test_nan_loss_raises_and_keeps_the_last_finite_weights(tokenizer):
+def test_nan_loss_raises_and_keeps_the_last_finite_weights(tokenizer, tiny_model):
     model = tiny_model(tokenizer)
     calls, snapshot = [], {}
 
@@ -131,7 +129,7 @@ def test_nan_loss_raises_and_keeps_the_last_finite_weights(tokenizer):
     assert error.value.step == 4 and list(error.value.history["step"]) == [0, 3]
 
 
-def test_nan_gradient_with_finite_loss_is_caught_too(tokenizer):
+def test_nan_gradient_with_finite_loss_is_caught_too(tokenizer, tiny_model):
     model = tiny_model(tokenizer)
     initial = weights(model)
 
@@ -154,7 +152,7 @@ def interrupt_at_call(monkeypatch, k):
     monkeypatch.setattr(train_module, "causal_lm_loss", interrupting)
 
 
-def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tokenizer, tmp_path, monkeypatch):
+def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tokenizer, tmp_path, monkeypatch, tiny_model):
     model = tiny_model(tokenizer)
     interrupt_at_call(monkeypatch, 8)  # checkpoints at steps 3 and 6, then Ctrl-C during step 8
     with pytest.raises(KeyboardInterrupt) as interrupt:
@@ -169,7 +167,7 @@ def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tokenizer, tmp_path, mo
     assert not same_weights(weights(fresh), weights(model))
 
 
-def test_interrupt_while_writing_a_checkpoint_keeps_the_previous_one(tokenizer, tmp_path, monkeypatch):
+def test_interrupt_while_writing_a_checkpoint_keeps_the_previous_one(tokenizer, tmp_path, monkeypatch, tiny_model):
     import safetensors.torch
     real_save, saves = safetensors.torch.save_file, []
 
@@ -188,7 +186,7 @@ def test_interrupt_while_writing_a_checkpoint_keeps_the_previous_one(tokenizer, 
     assert load_checkpoint(tmp_path, tiny_model(tokenizer))["step"] == 3
 
 
-def test_resume_continues_exactly_where_the_interrupted_run_stopped(tokenizer, tmp_path, monkeypatch):
+def test_resume_continues_exactly_where_the_interrupted_run_stopped(tokenizer, tmp_path, monkeypatch, tiny_model):
     settings = dict(steps=12, objective="dft", **FAST)
     straight = train(tiny_model(tokenizer), tokenizer, TRAIN, VALID, **settings)
 
@@ -205,7 +203,7 @@ def test_resume_continues_exactly_where_the_interrupted_run_stopped(tokenizer, t
               **{**settings, "lr": 1e-3})
 
 
-def test_bad_arguments_raise_clear_errors(tokenizer):
+def test_bad_arguments_raise_clear_errors(tokenizer, tiny_model):
     model = tiny_model(tokenizer)
     with pytest.raises(ValueError, match="steps"):
         train(model, tokenizer, TRAIN, steps=0)
@@ -247,7 +245,7 @@ RANDOM_INTERRUPT_CALLS = sorted(__import__("random").Random(2026).sample(range(1
 
 
 @pytest.mark.parametrize("interrupt_call", RANDOM_INTERRUPT_CALLS)
-def test_an_interrupt_at_a_random_step_never_loses_the_run(tokenizer, tmp_path, monkeypatch, interrupt_call):
+def test_an_interrupt_at_a_random_step_never_loses_the_run(tokenizer, tmp_path, monkeypatch, interrupt_call, tiny_model):
     settings = dict(steps=12, objective="nll", **FAST)
     straight = train(tiny_model(tokenizer), tokenizer, TRAIN, VALID, **settings)
     interrupt_at_call(monkeypatch, interrupt_call)

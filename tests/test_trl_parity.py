@@ -8,12 +8,11 @@ import warnings
 
 import pytest
 import torch
-
-pytest.importorskip("trl")
+import trl  # noqa: F401 -- pinned in pyproject.toml: a missing trl is a broken environment, not a skip
 
 import datasets  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast  # noqa: E402
+from transformers import PreTrainedTokenizerFast  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
 from dftlab.objectives import causal_lm_loss, make_compute_loss_func  # noqa: E402
@@ -36,24 +35,20 @@ def tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
-def make_model(tokenizer):
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
-    return GPT2LMHeadModel(config)
-
-
-def make_trainer(tokenizer, tmp_path, loss_type="nll", compute_loss_func=None, **overrides):
-    dataset = datasets.Dataset.from_dict({"prompt": PROMPTS, "completion": COMPLETIONS})
-    settings = dict(output_dir=str(tmp_path), loss_type=loss_type, bf16=False, gradient_checkpointing=False,
-                    report_to=[], disable_tqdm=True, completion_only_loss=True, max_steps=1,
-                    per_device_train_batch_size=3, use_cpu=True, save_strategy="no", logging_strategy="no", seed=0)
-    settings.update(overrides)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return SFTTrainer(model=make_model(tokenizer), args=SFTConfig(**settings), train_dataset=dataset,
-                          processing_class=tokenizer, compute_loss_func=compute_loss_func)
+@pytest.fixture(scope="module")
+def make_trainer(make_tiny_gpt2):
+    def make(tokenizer, tmp_path, loss_type="nll", compute_loss_func=None, **overrides):
+        dataset = datasets.Dataset.from_dict({"prompt": PROMPTS, "completion": COMPLETIONS})
+        settings = dict(output_dir=str(tmp_path), loss_type=loss_type, bf16=False, gradient_checkpointing=False,
+                        report_to=[], disable_tqdm=True, completion_only_loss=True, max_steps=1,
+                        per_device_train_batch_size=3, use_cpu=True, save_strategy="no", logging_strategy="no", seed=0)
+        settings.update(overrides)
+        model = make_tiny_gpt2(len(tokenizer), dropout=False, eos_token_id=tokenizer.eos_token_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return SFTTrainer(model=model, args=SFTConfig(**settings), train_dataset=dataset,
+                              processing_class=tokenizer, compute_loss_func=compute_loss_func)
+    return make
 
 
 def loss_and_gradients(model, compute):
@@ -72,7 +67,7 @@ def first_batch(trainer):
 
 @pytest.mark.parametrize("loss_type", ["dft", "nll"])
 @pytest.mark.parametrize("num_items_in_batch", [None, 50])
-def test_loss_and_gradients_match_trl(tokenizer, tmp_path, loss_type, num_items_in_batch):
+def test_loss_and_gradients_match_trl(tokenizer, tmp_path, make_trainer, loss_type, num_items_in_batch):
     trainer = make_trainer(tokenizer, tmp_path, loss_type=loss_type)
     model, batch = trainer.model, first_batch(trainer)
     trl_loss, trl_gradients = loss_and_gradients(
@@ -84,7 +79,7 @@ def test_loss_and_gradients_match_trl(tokenizer, tmp_path, loss_type, num_items_
         assert torch.allclose(our_gradients[name], gradient, atol=1e-5, rtol=1e-4), name
 
 
-def test_dft_and_nll_differ_on_this_batch(tokenizer, tmp_path):
+def test_dft_and_nll_differ_on_this_batch(tokenizer, tmp_path, make_trainer):
     """Guards the parity test against comparing a loss with itself."""
     trainer = make_trainer(tokenizer, tmp_path)
     batch = first_batch(trainer)
@@ -92,7 +87,7 @@ def test_dft_and_nll_differ_on_this_batch(tokenizer, tmp_path):
         assert causal_lm_loss(trainer.model, batch, "dft") < 0.5 * causal_lm_loss(trainer.model, batch, "nll")
 
 
-def test_compute_loss_func_gives_trls_dft_loss(tokenizer, tmp_path):
+def test_compute_loss_func_gives_trls_dft_loss(tokenizer, tmp_path, make_trainer):
     reference = make_trainer(tokenizer, tmp_path, loss_type="dft")
     ours = make_trainer(tokenizer, tmp_path, compute_loss_func=make_compute_loss_func("dft"))
     batch = first_batch(reference)
@@ -105,7 +100,7 @@ def test_compute_loss_func_gives_trls_dft_loss(tokenizer, tmp_path):
         assert torch.allclose(got, expected, atol=1e-6)
 
 
-def test_one_training_step_with_accumulation_matches_trl(tokenizer, tmp_path):
+def test_one_training_step_with_accumulation_matches_trl(tokenizer, tmp_path, make_trainer):
     """A full Trainer step (SGD, two accumulated micro-batches) moves the weights the same way."""
     overrides = dict(optim="sgd", learning_rate=0.5, gradient_accumulation_steps=2, per_device_train_batch_size=2,
                      lr_scheduler_type="constant")

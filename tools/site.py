@@ -148,7 +148,7 @@ def build(execute: bool = True, output: Path | None = None, instructor: bool = F
         command += ["--config", str(config_path)]
     if output is not None:
         command += ["--path-output", str(output)]
-    return subprocess.call(command, env=dict(os.environ, HF_HUB_OFFLINE="1", DFTLAB_PROGRESS="0"), cwd=ROOT)
+    return subprocess.call(command, env=dict(os.environ, **install_module().NOTEBOOK_ENV), cwd=ROOT)
 
 
 def install_module():

@@ -26,6 +26,11 @@ TORCH_REQUIREMENT = "torch==2.13.0"
 COLAB_CELL_TAG = "remove-cell"
 README_BEGIN = "<!-- INSTALL_BEGIN: written by `python tools/site.py sync-install` from _config.yml -->"
 README_END = "<!-- INSTALL_END -->"
+# The environment a notebook runs in wherever its outputs are stored or compared (dftlab.exercises.execute_notebook,
+# nbval through tests/conftest.py, the book build in tools/site.py, the tests' kernels and subprocesses): offline,
+# string hashing fixed, no notices, no progress bars (their text changes from run to run). The one place
+# PYTHONHASHSEED is set; it is passed to each child process, never written into this process's os.environ.
+NOTEBOOK_ENV = {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0", "TRANSFORMERS_VERBOSITY": "error", "DFTLAB_PROGRESS": "0"}
 
 
 def default_config_path() -> Path:

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import nbformat
 
+from dftlab._install import NOTEBOOK_ENV
+
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
 SOLUTION_END = "### END SOLUTION"
 HINT_PREFIX = "# HINT:"
@@ -190,14 +192,12 @@ def execute_notebook(notebook, folder: Path, timeout: int = EXECUTION_TIMEOUT_SE
     """
     from nbclient import NotebookClient  # only executing needs a kernel
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ["DFTLAB_PROGRESS"] = "0"  # stored outputs must not hold a progress bar
+    # The kernel gets its own environment; this process's os.environ is left as it was.
+    env = {**os.environ, **NOTEBOOK_ENV}
     # record_timing=False: per-cell timestamps would make every run a new diff.
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", record_timing=False,
                             store_widget_state=True, resources={"metadata": {"path": str(folder)}})
-    with client.setup_kernel():
+    with client.setup_kernel(env=env):
         for index, cell in enumerate(notebook.cells):
             client.execute_cell(cell, index, store_history=False)
         client.set_widgets_metadata()

