@@ -12,6 +12,12 @@ prompt tokens, padding.
 The loss is a token mean, the same reduction TRL and the Hugging Face Trainer use: the sum over
 supervised tokens divided by how many there are. A batch with no supervised token gives a zero that
 still has a gradient, so a training step on it is a harmless no-op rather than a crash.
+
+This module is also the one home of the causal shift (`causal_shift`, `supervised_log_probs` for measuring,
+`num_supervised`) and of the dtype in which a log-softmax runs (`upcast`). Each objective is marked
+`@objective`: a call checks its tensors once; the training loop, which checks its data once before the
+first step, calls the unchecked function. An objective that takes `base_logits` (asft) declares that it
+anchors to a frozen base model (`needs_base_logits`).
 """
 from __future__ import annotations
 

@@ -251,6 +251,7 @@ def train(model, tokenizer, train_examples, valid_examples=None, objective="nll"
     seed gives the same history on CPU. With `checkpoint_dir`, each evaluation also saves a checkpoint,
     and `resume=True` continues from the last one (or starts afresh if there is none).
     A non-finite loss or gradient raises `TrainingDivergedError`; the model keeps its last finite weights.
+    The data are checked once, before the first step; batches go to the model's device (`load_model(device=...)`).
 
     `history` has one row per evaluation (step 0, every `eval_every` steps, the last step): `step`,
     `lr` (of the latest update), `train_loss` (the objective, averaged since the previous row) and,
