@@ -124,23 +124,18 @@ def load_base_model(model: str):
     from pathlib import Path
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
 
     import dftlab
-    from dftlab.models import EMBEDDED_MODELS
+    from dftlab.models import EMBEDDED_MODELS, quiet_transformers
 
-    bar_was_on = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()  # one "Loading weights" bar per run would bury the study's own bar
-    try:
-        if model in EMBEDDED_MODELS or not Path(model).is_dir():
-            return dftlab.load_model(model)
+    if model in EMBEDDED_MODELS or not Path(model).is_dir():
+        return dftlab.load_model(model)
+    with quiet_transformers():  # one "Loading weights" bar per run would bury the study's own bar
         tokenizer = AutoTokenizer.from_pretrained(model)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        return AutoModelForCausalLM.from_pretrained(model, use_safetensors=True).eval(), tokenizer
-    finally:
-        if bar_was_on:
-            transformers_logging.enable_progress_bar()
+        model = AutoModelForCausalLM.from_pretrained(model, use_safetensors=True).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
 
 
 def tales_for(config: StudyConfig, seed: int):
