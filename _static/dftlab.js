@@ -91,7 +91,8 @@
   // stems ("entropi" for "entropy"), which often occur nowhere, and the text then starts with the article header
   // ("Binder", "Colab", ...). Here the header is dropped and a stem matches any word it begins.
   function betterSearchExcerpts() {
-    if (!window.Search || !Search.makeSearchSummary) return;
+    // searchtools.js declares `const Search`: a global binding that is not a property of window
+    if (typeof Search === "undefined" || !Search.makeSearchSummary) return;
     Search.makeSearchSummary = (htmlText, keywords, anchor) => {
       const page = new DOMParser().parseFromString(htmlText, "text/html");
       const removals = [".headerlink", "script", "style", ".bd-header-article", ".header-article-items",

@@ -305,4 +305,10 @@ def test_search_finds_the_chapter_on_entropy(site_url, tab):
     tab.page.wait_for_selector("#search-results li", timeout=20_000)
     results = tab.page.eval_on_selector_all("#search-results li a", "links => links.map(a => a.getAttribute('href'))")
     assert any("01_token_distributions" in href for href in results), results
+    # each excerpt shows the text that matched, not the page header's launch buttons
+    tab.page.wait_for_function("() => document.querySelectorAll('#search-results li p.context').length > 0",
+                               timeout=20_000)
+    excerpts = tab.page.eval_on_selector_all("#search-results li p.context", "ps => ps.map(p => p.textContent)")
+    assert excerpts and all("entrop" in text.lower() for text in excerpts[:5]), excerpts[:5]
+    assert not any("Binder" in text or "Colab" in text for text in excerpts), excerpts[:5]
     assert not tab.take_problems()
