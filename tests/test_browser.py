@@ -209,7 +209,7 @@ def move(control) -> str:
     """Move one control to another setting, as a reader would; returns what it was set to."""
     kind = control.evaluate("el => el.tagName === 'SELECT' ? 'select' : el.type || 'radio-group'")
     if kind == "range":
-        low, high, value = (float(control.get_attribute(a)) for a in ("min", "max", "value"))
+        low, high, value = (float(v) for v in control.evaluate("el => [el.min, el.max, el.value]"))
         target = high if value < (low + high) / 2 else low
         control.fill(f"{target:g}")
         return f"{target:g}"
@@ -276,7 +276,7 @@ def test_decoding_explorer_readout_agrees_with_dftlab(site_url, tab):
     expected = entropy(decoding_distribution(log_probs, 2.0, None, None)).item()
     for control, value in (("temperature", "2"), ("top-k", "0"), ("top-p", "1")):
         explorer.locator(".vega-bind", has_text=control).locator("input[type=range]").fill(value)
-    readout = r"T = 2\.00, top-k off, top-p 1\.00: entropy ([\d.]+) nats"
+    readout = r"T = 2\.00, top-k off, top-p 1\.00:\s*entropy ([\d.]+) nats"
     tab.page.wait_for_function("([e, pattern]) => new RegExp(pattern).test(e.querySelector('svg.marks').textContent)",
                                arg=[explorer.element_handle(), readout], timeout=5_000)
     shown = float(re.search(readout, explorer.locator("svg.marks").text_content()).group(1))

@@ -126,14 +126,14 @@ def decoding_spec(log_probs, token_labels: dict[int, str], title: str, k: int = 
         "transform": [{"aggregate": [{"op": "sum", "field": "h", "as": "H"}, {"op": "sum", "field": "h1", "as": "H1"},
                                      ]},
                       {"calculate": "'T = ' + format(T, '.2f') + ', top-k ' + (top_k == 0 ? 'off' : top_k) + "
-                                    "', top-p ' + format(top_p, '.2f') + ': entropy ' + format(datum.H, '.3f') + "
+                                    "', top-p ' + format(top_p, '.2f') + ':\\nentropy ' + format(datum.H, '.3f') + "
                                     "' nats (the model: ' + format(datum.H1, '.3f') + ')'", "as": "text"}],
         "mark": {"type": "text", "align": "left", "baseline": "bottom", "fontSize": 12, "fontWeight": "bold",
-                 "dy": -6},
+                 "dy": -20, "lineBreak": "\n"},
         "encoding": {"text": {"field": "text"}, "x": {"value": 0}, "y": {"value": 0}},
     }
     return _spec(
-        "decoding", title={"text": title, "fontSize": 12, "anchor": "start", "offset": 22, "limit": 340},
+        "decoding", title={"text": title, "fontSize": 12, "anchor": "start", "offset": 40, "limit": 340},
         params=[_slider("T", temperature, 0.1, 5.0, 0.05, "temperature T"),
                 _slider("top_k", top_k, 0, 50, 1, "top-k (0 = off)"),
                 _slider("top_p", top_p, 0.05, 1.0, 0.05, "top-p")],
@@ -209,8 +209,9 @@ def simplex_spec(paths: pd.DataFrame, steps: int, weight_0: float = 0.6, weight_
              "y": {"field": "y", "type": "quantitative", "scale": scale_y, "axis": None}}
     colour = {"field": "objective", "type": "nominal", "title": None, "sort": [readable(n) for n in names],
               "scale": {"range": ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc"]}}
-    corners = [{"x": 0, "y": 0, "label": "token 0", "dx": -4, "dy": 14}, {"x": 1, "y": 0, "label": "token 1"},
-               {"x": 0.5, "y": math.sqrt(3) / 2, "label": "token 2"}, {"x": 0, "y": 0}]
+    corners = [{"x": 0, "y": 0}, {"x": 1, "y": 0}, {"x": 0.5, "y": math.sqrt(3) / 2}, {"x": 0, "y": 0}]
+    labels = [{"x": 0.02, "y": -0.07, "label": "token 0"}, {"x": 0.98, "y": -0.07, "label": "token 1"},
+              {"x": 0.5, "y": math.sqrt(3) / 2 + 0.05, "label": "token 2"}]
     return _spec(
         "simplex",
         params=[_slider("w0", weight_0, min(weights), max(weights), 0.1, "weight of token 0"),
@@ -220,7 +221,7 @@ def simplex_spec(paths: pd.DataFrame, steps: int, weight_0: float = 0.6, weight_
         layer=[
             {"data": {"values": corners}, "mark": {"type": "line", "color": "grey", "strokeWidth": 1},
              "encoding": {**plane, "order": {"value": 0}}},
-            {"data": {"values": corners[:3]}, "mark": {"type": "text", "fontSize": 12, "dy": 14},
+            {"data": {"values": labels}, "mark": {"type": "text", "fontSize": 12},
              "encoding": {**plane, "text": {"field": "label"}}},
             {"data": {"values": values},
              "transform": [{"filter": pick}, {"flatten": ["x", "y"]},
