@@ -361,9 +361,23 @@ def main(argv: list[str] | None = None) -> int:
                                          help="write a zip of the exercise notebooks and a dftlab wheel for students")
     student_parser.add_argument("--out", type=Path, default=Path("student/dftlab-exercises.zip"),
                                 help="where to write the zip (default: student/dftlab-exercises.zip)")
+    grade_parser = commands.add_parser(
+        "grade", parents=[common], help="run a class's submitted notebooks and write every check's result to a CSV")
+    grade_parser.add_argument("notebooks", nargs="+", type=Path, help="the submitted notebooks (e.g. submissions/*/*.ipynb)")
+    grade_parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="the CSV to write (default: grades.csv)")
+    grade_parser.add_argument("--notebook-timeout", type=int, default=300,
+                              help="seconds one whole notebook may run (default: 300)")
+    grade_parser.add_argument("--cell-timeout", type=int, default=60, help="seconds one cell may run (default: 60)")
     args = parser.parse_args(argv)
 
     root = find_root(args.root)
+    if args.command == "grade":
+        from dftlab import grading
+
+        rows = grading.grade(args.notebooks, args.out, root / "solutions", notebook_time_limit=args.notebook_timeout,
+                             cell_time_limit=args.cell_timeout)
+        print(f"wrote {args.out}: {len(rows)} rows, {sum(r.status == 'passed' for r in rows)} passed")
+        return 0
     solutions_dir, exercises_dir = root / "solutions", root / "exercises"
     if args.command == "build":
         if args.solutions:
