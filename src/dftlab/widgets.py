@@ -304,14 +304,15 @@ def mmd_spec(table: pd.DataFrame, reference_exponent: float = 1.1, exponent: flo
              "encoding": {"x": x, "y": y}},
             {"transform": [{"filter": chosen},
                            {"calculate": "'Zipf ' + format(exponent, '.1f') + ' vs " + f"{reference_exponent:g}"
-                                         + ", ' + sample_size + ' stories each: MMD² = ' + format(datum.mmd2, '.4f')"
+                                         + ", ' + sample_size + ' stories each:\\nMMD² = ' + format(datum.mmd2, '.4f')"
                                            " + ', p = ' + format(datum.p, '.3f') + (datum.significant ? "
                                            "' (significant)' : ' (not significant)')", "as": "readout"}],
-             "mark": {"type": "text", "align": "left", "fontSize": 12, "fontWeight": "bold", "dy": -10},
+             "mark": {"type": "text", "align": "left", "baseline": "bottom", "fontSize": 12, "fontWeight": "bold",
+                      "dy": -8, "dx": -50, "lineBreak": "\n"},
              "encoding": {"text": {"field": "readout"}, "x": {"value": 0}, "y": {"value": 0}}},
         ],
-        title={"text": "filled: p < 0.05; hollow: not significant; dashed: the reference exponent",
-               "fontSize": 11, "fontWeight": "normal", "anchor": "start", "offset": 24, "limit": 340})
+        title={"text": ["filled: p < 0.05, hollow: not significant;", "dashed: the reference exponent"],
+               "fontSize": 11, "fontWeight": "normal", "anchor": "start", "offset": 44, "limit": 340})
 
 
 def mmd_explorer(reference_exponent: float = 1.1, exponents=MMD_EXPONENTS, sample_sizes=MMD_SAMPLE_SIZES,
@@ -365,6 +366,7 @@ def study_spec(summary: pd.DataFrame, metrics=None, metric: str | None = None) -
                 _menu("run", run_keys[0], run_keys, [f"{base}, {steps} steps" for base, steps in runs],
                       "base model and budget")],
         data={"values": values}, width="container", height=260, autosize={"type": "fit-x", "contains": "padding"},
+        padding={"top": 56, "left": 5, "right": 5, "bottom": 5},  # room for the three-line readout above the plot
         layer=[
             {"transform": [{"filter": chosen}], "mark": {"type": "rule", "strokeWidth": 1.5, "color": "#0173b2"},
              "encoding": {"x": {**x, "field": "low"}, "x2": {"field": "high"}, "y": y}},
@@ -378,11 +380,11 @@ def study_spec(summary: pd.DataFrame, metrics=None, metric: str | None = None) -
              "mark": {"type": "rule", "strokeDash": [5, 4], "color": "black"}, "encoding": {"x": x}},
             {"transform": [{"filter": chosen}, {"aggregate": [{"op": "count", "as": "rows"}], "groupby": ["title"]},
                            {"calculate": "datum.title + '\\n' + replace(run, '|', ', ') + ' steps, decoded at ' + "
-                                         "replace(replace(decoding, '=', ' = '), ',', ', ') + '; dashed: the truth'",
+                                         "replace(replace(decoding, '=', ' = '), ',', ', ') + '\\ndashed line: the truth'",
                             "as": "readout"}],
-             "mark": {"type": "text", "align": "left", "baseline": "bottom", "fontSize": 12, "dy": -6,
-                      "lineBreak": "\n", "limit": 380},
-             "encoding": {"text": {"field": "readout"}, "x": {"value": 0}, "y": {"value": 0}}},
+             "mark": {"type": "text", "align": "right", "baseline": "bottom", "fontSize": 12, "dy": -6,
+                      "lineBreak": "\n", "limit": 350},
+             "encoding": {"text": {"field": "readout"}, "x": {"signal": "width"}, "y": {"value": 0}}},
         ])
 
 
