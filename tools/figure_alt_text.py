@@ -25,6 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Alt text says what the figure shows and what to see in it, for a reader who cannot see it.
 ALT_TEXT = {
+    "chapters/00_formulaic_writing.ipynb": {
+        "plots.plot_next_token_comparison(": (
+            "Two bar charts of SmolLM2-135M-Instruct's eight most probable next tokens after 'a rich'. In plain text "
+            "(left) ' history' leads and ' tapestry' is a minor option; inside a chat answer that opens with "
+            "'Nestled in the heart of the countryside' (right), ' tapestry' takes almost all the probability."),
+        "plots.plot_word_overuse(": (
+            "Horizontal bar chart, log scale, of the twelve most over-used words in SmolLM2-135M-Instruct's answers "
+            "at T=0.7 with top-p 0.9, each beside its ratio at T=1, with 95% bootstrap intervals. Every ratio is far "
+            "above 1, the dotted line where a word is as common as in English."),
+    },
     "chapters/01_token_distributions.ipynb": {
         "plots.plot_top_tokens(": (
             "Horizontal bar chart of the ten most probable next tokens of tiny-gpt2 after the prompt "
@@ -114,7 +124,7 @@ ALT_TEXT = {
             "validity 1, the highest KL, near-zero entropy, every story opening the same way and the lowest "
             "distinct-2; the other objectives lie between. The base model opens too few stories with the top opener "
             "and is more varied than the truth."),
-        'decoding="T=0.7,top-p=0.9", ncols=4': (
+        'decoding="T=0.7,top-p=0.9", ncols=2': (
             "Four panels of dot-and-whisker plots, one row per objective, of validity, the share opening "
             "'Once upon a time,', token-L2 and distinct-2 when sampling at T = 0.7 with top-p 0.9. Every model is "
             "fully valid; nll and the objectives near it move right of the truth line on the opener share and well "
