@@ -167,7 +167,7 @@ SIMPLEX_LEARNING_RATES = (0.1, 0.5, 1.0, 3.0)
 
 
 def simplex_paths(objectives=("nll",), steps: int = 300, weights=SIMPLEX_WEIGHTS,
-                  learning_rates=SIMPLEX_LEARNING_RATES, points: int = 30) -> pd.DataFrame:
+                  learning_rates=SIMPLEX_LEARNING_RATES, points: int = 15) -> pd.DataFrame:
     """Every path the simplex explorer can show: one per (weight 0, weight 1, learning rate, objective).
 
     q = (w0, w1, 0.1) / (w0 + w1 + 0.1). All targets of one objective and learning rate descend together, one
