@@ -382,9 +382,9 @@ def study_spec(summary: pd.DataFrame, metrics=None, metric: str | None = None) -
                            {"calculate": "datum.title + '\\n' + replace(run, '|', ', ') + ' steps, decoded at ' + "
                                          "replace(replace(decoding, '=', ' = '), ',', ', ') + '\\ndashed line: the truth'",
                             "as": "readout"}],
-             "mark": {"type": "text", "align": "right", "baseline": "bottom", "fontSize": 12, "dy": -6,
+             "mark": {"type": "text", "align": "left", "baseline": "bottom", "fontSize": 12, "dy": -6, "dx": -130,
                       "lineBreak": "\n", "limit": 350},
-             "encoding": {"text": {"field": "readout"}, "x": {"signal": "width"}, "y": {"value": 0}}},
+             "encoding": {"text": {"field": "readout"}, "x": {"value": 0}, "y": {"value": 0}}},
         ])
 
 
