@@ -68,7 +68,17 @@
   // --- Wide tables and printed text: scroll inside their box, and say so ----------------------------------
   function markScrollers() {
     for (const box of document.querySelectorAll(".cell_output .output.text_html, .cell_output pre, .bd-article .table-wrapper")) {
-      box.classList.toggle("dftlab-scrolls", box.scrollWidth > box.clientWidth + 1);
+      const scrolls = box.scrollWidth > box.clientWidth + 1;
+      box.classList.toggle("dftlab-scrolls", scrolls);
+      const hint = box.nextElementSibling?.classList.contains("dftlab-scroll-hint") ? box.nextElementSibling : null;
+      if (scrolls && !hint) {
+        const note = document.createElement("div");
+        note.className = "dftlab-scroll-hint";
+        note.textContent = "scroll sideways for more \u2192";
+        box.after(note);
+      } else if (!scrolls && hint) {
+        hint.remove();
+      }
     }
   }
 
