@@ -156,14 +156,15 @@ def make_tiny_gpt2():
 # ---------------------------------------------------------------------------------------------
 # The fast tier, `make test-fast` (pytest -m "not slow"): the unit tests. These system tests are marked slow and
 # run only in `make test`: the notebooks (nbval), the website and the browser, the built wheel installed
-# elsewhere, kernels driven like a learner or graded, tiny end-to-end studies and pretraining runs, the real LLM.
+# elsewhere, kernels driven like a learner or graded, tiny end-to-end studies and pretraining runs, the real LLM,
+# the end-to-end device run, and commands run in a subprocess.
 # ---------------------------------------------------------------------------------------------
 
 SLOW_FILES = {"test_book.py", "test_browser.py", "test_installed_package.py", "test_simulated_learner.py",
-              "test_grading.py"}
+              "test_grading.py", "test_device.py"}
 SLOW_FIXTURES = {"every_column", "tiny_model_folder", "weak_model_folder", "converted", "built_site"}
 SLOW_TESTS = {"test_a_crash_while_writing_keeps_the_old_model", "test_model_folder_is_complete_and_verified",
-              "test_accelerate_launch_recipe_runs_two_steps", "test_student_zip"}
+              "test_accelerate_launch_recipe_runs_two_steps", "test_student_zip", "test_check_command_runs_as_a_module"}
 
 
 def pytest_configure(config):
