@@ -67,10 +67,12 @@ def eval_or_exec_calls(tree: ast.AST) -> list[str]:
 
 
 def from_pretrained_without_safetensors(tree: ast.AST) -> list[str]:
-    """from_pretrained on a model class must pass use_safetensors=True; tokenizers hold no code or pickles."""
+    """from_pretrained on a model class must pass use_safetensors=True, or read a GGUF file (`gguf_file=`: tensors and
+    metadata parsed by the gguf package, no pickles); tokenizers hold no code or pickles."""
     return [f"{call.lineno}: {ast.unparse(call)}" for call in calls(tree)
             if isinstance(call.func, ast.Attribute) and call.func.attr == "from_pretrained"
-            and "Tokenizer" not in dotted_name(call.func.value) and not keyword_is(call, "use_safetensors", True)]
+            and "Tokenizer" not in dotted_name(call.func.value) and not keyword_is(call, "use_safetensors", True)
+            and not any(keyword.arg == "gguf_file" for keyword in call.keywords)]
 
 
 FINDERS_AND_BAD_CODE = [

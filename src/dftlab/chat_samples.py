@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from dftlab.storage import atomic_write_text, read_json_with_hash, write_json_with_hash
+from dftlab.storage import read_json_with_hash, results_dir, write_json_with_hash
 from dftlab.validation import check_int, check_number
 
 CHAT_MODEL = "smollm2-135m-instruct"
@@ -115,8 +115,6 @@ def config_hash(config: dict) -> str:
 
 
 def default_sample_set_path(quick: bool = False) -> Path:
-    from dftlab.study.cache import results_dir
-
     config = sample_set_config(quick)
     return results_dir() / f"chat-samples-{config['name']}-{config_hash(config)}.json"
 

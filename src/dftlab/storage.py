@@ -117,3 +117,9 @@ def write_json_with_hash(path: str | os.PathLike, payload: dict) -> Path:
                         f"Convert numpy values with float() or .tolist() first.") from exc
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     return atomic_write_text(path, json.dumps({"sha256": digest, "payload": payload}, indent=1, sort_keys=True))
+
+
+def results_dir() -> Path:
+    """Where cached results live (the study's, and the chat model's sample set): $DFTLAB_RESULTS, else the `results`
+    folder shipped inside the package (`src/dftlab/assets/results`)."""
+    return Path(os.environ.get("DFTLAB_RESULTS", Path(__file__).resolve().parent / "assets" / "results"))

@@ -7,13 +7,14 @@
 The package, in the order data flows through it:
 - `config`: what is trained and measured (`StudyConfig`, `plan_runs`); the design is in its docstring;
 - `measurement`: one run, trained and measured (`compute_run`), and what every column means;
-- `cache`: where results live, how runs are keyed and cached, and `run_study`;
+- `cache`: where results live, how runs are keyed and cached;
+- `run`: `run_study`, which runs (or resumes) the study and writes its results;
 - `results`: reading the results (`load_results`, ...) and comparing them (`compare`, `holm`);
 - `claims`: one small function per claim, and CLAIMS.md;
 - `cli`: the command line.
 """
 from dftlab.study.cache import (config_hash, fingerprints, model_fingerprint, read_cached_run, results_dir, run_hash,
-                                run_path, run_study, study_path)
+                                run_path, study_path)
 from dftlab.study.claims import (CLAIM_TEXTS, VERDICTS, ClaimVerdict, claims_markdown, judge, judge_claims,
                                  reconstruction_comparison, regime_comparison, write_claims)
 from dftlab.study.cli import build_parser, main
@@ -25,3 +26,4 @@ from dftlab.study.measurement import (COLUMN_DESCRIPTIONS, ID_COLUMNS, METRIC_CO
 from dftlab.study.results import (Comparison, compare, format_summary, holm, load_choice_tables, load_histograms,
                                   load_histories, load_opener_probabilities, load_previews, load_results, load_study, results_readme,
                                   summary_table, t_interval, t_test_p_value)
+from dftlab.study.run import run_study

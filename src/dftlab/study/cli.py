@@ -9,9 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from dftlab.storage import CorruptFileError
-from dftlab.study.cache import claims_path, fingerprints, results_dir, run_study, study_path
+from dftlab.study.cache import claims_path, fingerprints, results_dir, study_path
 from dftlab.study.claims import write_claims
 from dftlab.study.config import DEFAULT_OBJECTIVES, default_config
+from dftlab.study.run import run_study
 
 
 def build_parser() -> argparse.ArgumentParser:
