@@ -7,7 +7,7 @@ STAMP := $(VENV)/.dftlab-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_VERBOSITY := error
 
-.PHONY: help install book book-instructor test test-fast lab exercises student clean
+.PHONY: help install book book-instructor pdf test test-fast lab exercises student clean
 
 help:
 	@echo "make book    build the course website into _build/html (installs into .venv first)"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-fast         the unit tests only (no notebooks, book, browser or wheel install): under 2 minutes"
 	@echo "make lab     open the course in JupyterLab"
 	@echo "make book-instructor   the website with each chapter's solutions (into _build/instructor/_build/html)"
+	@echo "make pdf               the whole course as one PDF (_build/pdf/dftlab.pdf), printed offline by Chromium"
 	@echo "make exercises         regenerate exercises/ from solutions/ and execute them"
 	@echo "make student           write student/dftlab-exercises.zip: the exercises and a dftlab wheel to hand out"
 	@echo "make clean   remove the build output (keeps .venv)"
@@ -39,6 +40,10 @@ book-instructor: $(STAMP)
 
 exercises: $(STAMP)
 	$(PY) -m dftlab.exercises build
+
+pdf: $(STAMP)
+	$(PY) tools/site.py browser-deps
+	$(PY) tools/pdf.py
 
 student: $(STAMP)
 	$(PY) -m dftlab.exercises student --out student/dftlab-exercises.zip

