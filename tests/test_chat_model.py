@@ -189,7 +189,9 @@ def test_the_committed_sample_set_reproduces_from_its_seed(converted):
     _, model, tokenizer = converted
     sample_set = chat_samples.load_sample_set()
     config = sample_set["config"]
-    (decoding, settings), = list(config["decodings"].items())[:1]
+    # decoding 0 of the build is the first of chat_samples.DECODINGS (the stored config's keys are sorted)
+    decoding = next(iter(chat_samples.DECODINGS))
+    settings = config["decodings"][decoding]
     prompts = config["prompts"][:config["prompts_per_batch"]]
     rows = chat_samples.generate_responses(model, tokenizer, prompts, config["responses_per_prompt"],
                                            max_new_tokens=12, seed=chat_samples._batch_seed(config["seed"], 0, 0),

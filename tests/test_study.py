@@ -637,9 +637,10 @@ def test_the_study_figures_draw_from_its_tables(every_column):
 
     summary = summary_table(results)
     ax = plots.plot_study_metric(summary, "kl")
-    assert [t.get_text() for t in ax.get_yticklabels()][:2] == ["base", "nll"]
+    # the figures show readable names (plots.readable): "base model" for base, "NLL" for nll
+    assert [t.get_text() for t in ax.get_yticklabels()][:2] == [plots.readable("base"), plots.readable("nll")]
     ax = plots.plot_target_probability_histograms(study.load_histograms(config=config, out=out), base_model="strong0")
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base", "nll", "dft"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [plots.readable(o) for o in ("base", "nll", "dft")]
     with pytest.raises(ValueError, match="metric"):
         plots.plot_study_metric(summary, "no_such_metric")
 
@@ -806,7 +807,7 @@ def test_a_worker_process_rebuilds_the_run_from_plain_json(tiny_model_folder, tm
     # --workers N ships each run to another process as JSON-able dicts; what it computes must not change.
     # (Across processes the last bits of token_l2 may differ: it sums over a set, whose order follows the hash seed.)
     from dftlab.storage import read_json_with_hash
-    from dftlab.study.cache import _worker
+    from dftlab.study.run import _worker
 
     config = tiny_config(tiny_model_folder)
     run = next(r for r in study.plan_runs(config) if r.label == "dft")

@@ -326,7 +326,7 @@ def plot_target_probability_histograms(histograms: pd.DataFrame, objectives=("ba
         part = pooled[pooled["objective"] == objective].sort_values("bin_left")
         share = part["count"] / part["count"].sum()
         ax.stairs(share.to_numpy(), np.append(part["bin_left"].to_numpy(), part["bin_right"].iloc[-1]),
-                  color=sns.color_palette(PALETTE)[index], lw=2, label=objective)
+                  color=sns.color_palette(PALETTE)[index], lw=2, label=readable(objective))
     ax.set(xlabel="probability the model gives the target token", ylabel="share of target tokens", yscale="log")
     ax.legend(fontsize=9)
     return ax
