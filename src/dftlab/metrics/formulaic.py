@@ -80,21 +80,24 @@ def word_overuse(texts, reference: str = "english", *, groups=None, min_count: i
     if total == 0:
         raise ValueError("texts hold no English words (they are empty or only punctuation and numbers); "
                          "pass the responses' text.")
-    counts = sum(per_text, Counter())
+    counts = Counter()
+    for text_counts in per_text:
+        counts.update(text_counts)
     number_of_groups = int(group_ids.max()) + 1
-    spread = Counter()
-    for word in counts:
-        if counts[word] >= min_count:
-            spread[word] = len({group for group, text_counts in zip(group_ids, per_text) if word in text_counts})
-    kept = sorted(word for word, used_in in spread.items() if used_in >= min_groups)
+    candidates = sorted(word for word, count in counts.items() if count >= min_count)
+    matrix = np.array([[text_counts.get(word, 0) for word in candidates] for text_counts in per_text], dtype=float)
+    by_group = np.zeros((number_of_groups, len(candidates)))
+    np.add.at(by_group, group_ids, matrix)
+    spread = (by_group > 0).sum(0)  # how many prompts use each word
+    keep = spread >= min_groups
+    kept, matrix, spread = [w for w, k in zip(candidates, keep) if k], matrix[:, keep], spread[keep]
     columns = ["word", "count", "responses", "groups", "text_frequency", "english_frequency", "overuse_ratio"]
     if not kept:
         return pd.DataFrame(columns=columns + (["ci_low", "ci_high"] if bootstrap else []))
     english = np.array([english_frequency(word) for word in kept])
-    matrix = np.array([[text_counts.get(word, 0) for word in kept] for text_counts in per_text], dtype=float)
     text_frequency = matrix.sum(0) / total
     table = pd.DataFrame({"word": kept, "count": matrix.sum(0).astype(int), "responses": (matrix > 0).sum(0),
-                          "groups": [spread[word] for word in kept], "text_frequency": text_frequency,
+                          "groups": spread, "text_frequency": text_frequency,
                           "english_frequency": english, "overuse_ratio": text_frequency / english})
     if bootstrap:
         rng = np.random.default_rng(seed)
