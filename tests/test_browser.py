@@ -203,8 +203,8 @@ def test_no_chapter_page_scrolls_sideways_on_a_phone(built_site, site_pages, sit
 # --- The explorers: every control redraws its figure, in the page, with no kernel --------------------------------
 
 EXPLORER_PAGES = ["chapters/01_token_distributions.html", "chapters/02_maximum_likelihood.html",
-                  "chapters/03_sft.html", "chapters/04_dft.html", "chapters/05_distribution_matching.html",
-                  "chapters/06_back_to_mle.html"]
+                  "chapters/03_sft.html", "chapters/04_dft.html", "chapters/06_distribution_matching.html",
+                  "chapters/07_back_to_mle.html"]
 CONTROLS = ".vega-bind input[type=range], .vega-bind select, .vega-bind-radio"
 FIGURE_OF = "(explorer) => explorer.querySelector('svg.marks').outerHTML"
 

@@ -85,7 +85,7 @@ def test_independent_hand_written_answers_pass():
         return len(grams) / sum(grams.values())
 
     assert check("ch01.entropy", entropy).passed
-    assert check("ch05.distinct_n", distinct_n).passed
+    assert check("ch06.distinct_n", distinct_n).passed
 
 
 @pytest.mark.parametrize("exercise_id", FUNCTION_IDS)
@@ -227,15 +227,15 @@ MISTAKES = [
     ("ch04.dft_logit_gradient", lambda p, y: p - _one_hot(p, y), "cross-entropy gradient"),
     ("ch04.dft_logit_gradient", lambda p, y: (1 + torch.log(p[y])) * p[y] * (p - _one_hot(p, y)), "stop-gradient"),
     ("ch04.dft_logit_gradient", lambda p, y: p[y] * (_one_hot(p, y) - p), "sign is flipped"),
-    ("ch05.distinct_n", _distinct_per_text, "counted per text instead of over the corpus"),
-    ("ch05.distinct_n", _distinct_joined, "cross from the end of one text"),
-    ("ch05.distinct_n", lambda texts, n: len({tuple(t[i:i + n]) for t in texts for i in range(len(t) - n + 1)})
+    ("ch06.distinct_n", _distinct_per_text, "counted per text instead of over the corpus"),
+    ("ch06.distinct_n", _distinct_joined, "cross from the end of one text"),
+    ("ch06.distinct_n", lambda texts, n: len({tuple(t[i:i + n]) for t in texts for i in range(len(t) - n + 1)})
      / sum(len(t) - n + 1 for t in texts if len(t) >= n), "characters"),
-    ("ch05.token_l2_distance", _counts_l2, "raw counts"),
-    ("ch05.token_l2_distance", _squared_l2, "square root"),
-    ("ch06.decoding_distribution", _nucleus_first, "before applying the temperature"),
-    ("ch06.decoding_distribution", _no_renormalisation, "renormalise"),
-    ("ch06.decoding_distribution", lambda z, t, p: torch.softmax(z / t, -1), "top_p has no effect"),
+    ("ch06.token_l2_distance", _counts_l2, "raw counts"),
+    ("ch06.token_l2_distance", _squared_l2, "square root"),
+    ("ch07.decoding_distribution", _nucleus_first, "before applying the temperature"),
+    ("ch07.decoding_distribution", _no_renormalisation, "renormalise"),
+    ("ch07.decoding_distribution", lambda z, t, p: torch.softmax(z / t, -1), "top_p has no effect"),
 ]
 
 
@@ -365,8 +365,8 @@ def test_a_far_prediction_fails_and_names_the_misconception():
 def test_predictions_not_made_yet_or_malformed():
     assert not check("ch01.zipf_top10_mass", ..., measured=0.3).attempted
     assert "should be a number" in check("ch01.zipf_top10_mass", "a lot", measured=0.3).feedback
-    assert "one of 'yes', 'no'" in check("ch06.greedy_same_token", "maybe", measured="yes").feedback
-    assert check("ch06.greedy_same_token", " YES ", measured="yes").passed
+    assert "one of 'yes', 'no'" in check("ch07.greedy_same_token", "maybe", measured="yes").feedback
+    assert check("ch07.greedy_same_token", " YES ", measured="yes").passed
     assert "sum to 1" in check("ch04.dft_fixed_point", [1, 1, 0, 0, 0], measured=[1, 0, 0, 0, 0]).feedback
     assert "measured=" in check("ch01.zipf_top10_mass", 0.3).feedback
     assert "without `measured=`" in check("ch01.entropy", lambda p: p, measured=1.0).feedback
@@ -390,8 +390,8 @@ def test_reprs_are_one_deterministic_line():
 def test_exercise_ids_and_descriptions():
     assert len(EXERCISES) >= 20
     for exercise_id, description in EXERCISES.items():
-        assert re.fullmatch(r"ch0[1-6]\.[a-z0-9_]+", exercise_id)
+        assert re.fullmatch(r"ch0[0-9]\.[a-z0-9_]+", exercise_id)
         assert description.startswith(("implement `", "predict, then run: "))
     for required in ["ch01.entropy", "ch01.softmax_with_temperature", "ch02.nll_loss", "ch03.mask_prompt",
-                     "ch04.dft_loss", "ch05.distinct_n"]:
+                     "ch04.dft_loss", "ch06.distinct_n"]:
         assert required in FUNCTION_IDS

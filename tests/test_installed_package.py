@@ -29,7 +29,7 @@ PACKAGE = ROOT / "src" / "dftlab"
 PLANTED_RUN = "src/dftlab/assets/results/runs/run-planted-000000000000.json"
 NOT_SHIPPED = ("__pycache__", ".pyc", ".tmp", ".ipynb_checkpoints")
 SMALLEST_EXERCISE = min(sorted((ROOT / "exercises").glob(exercises.NOTEBOOK_GLOB)), key=lambda p: p.stat().st_size)
-RESULTS_CHAPTER = ROOT / "chapters" / "06_back_to_mle.ipynb"  # loads the cached study: results, histograms, config
+RESULTS_CHAPTER = ROOT / "chapters" / "07_back_to_mle.ipynb"  # loads the cached study: results, histograms, config
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ ALT_TEXT = {
             "distribution matching and the mix sit near the line; power 0.5, the floored DFT and ASFT are well "
             "above it, and DFT is at 1."),
     },
-    "chapters/05_distribution_matching.ipynb": {
+    "chapters/06_distribution_matching.ipynb": {
         "plots.plot_mmd_by_zipf_exponent(sweep": (
             "Line chart of the unbiased MMD squared between true TinyTales stories at Zipf exponent 1.1 and stories "
             "drawn at Zipf exponents from 0.3 to 1.9, one line for 25 and one for 150 stories per sample, with n-gram "
@@ -113,7 +113,7 @@ ALT_TEXT = {
             "the share of valid stories, with the truth at 1; SFT and the reconstructions are all near 0.96 with "
             "overlapping intervals, the base model a little lower."),
     },
-    "chapters/06_back_to_mle.ipynb": {
+    "chapters/07_back_to_mle.ipynb": {
         'plots.plot_study_grid(summary, decoding="T=1")': (
             "Six panels of dot-and-whisker plots, one row per objective (base, nll, dft, dft_floored, power_0.25, "
             "power_0.5, asft, and distribution_matching at lambda 0.3, 1 and 3), all from tiny-gpt2 at 200 steps, "

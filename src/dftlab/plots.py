@@ -279,7 +279,7 @@ def _headline_rows(summary: pd.DataFrame, base_model: str | None, steps: int | N
 @_course_style
 def plot_study_metric(summary: pd.DataFrame, metric: str, decoding: str = "T=1", base_model: str | None = None,
                       steps: int | None = None, ax=None):
-    """One metric of `dftlab.study.summary_table` per objective: the mean over seeds with its 95% CI (chapter 6).
+    """One metric of `dftlab.study.summary_table` per objective: the mean over seeds with its 95% CI (chapter 7).
 
     The rows are the runs from `base_model` at `steps` (default: the strong prior at the headline budget) and
     its base model. The truth (TinyTales' own stories) is drawn as a dashed vertical line when the table has it,
@@ -332,7 +332,7 @@ def plot_target_probability_histograms(histograms: pd.DataFrame, objectives=("ba
     return ax
 
 
-# --- Chapter 6: the whole study on one page -------------------------------------------------------------------
+# --- Chapter 7: the whole study on one page -------------------------------------------------------------------
 
 # The panels of the study figure: metric -> its title (which way is better, where one way is). The dashed line is the truth.
 STUDY_PANELS = {
@@ -349,7 +349,7 @@ STUDY_PANELS = {
 def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding: str = "T=1",
                     base_model: str | None = None, steps: int | None = None, ncols: int = 2,
                     log_metrics=("kl", "predictive_entropy")):
-    """A grid of `plot_study_metric` panels, one per metric, for one decoding (chapter 6).
+    """A grid of `plot_study_metric` panels, one per metric, for one decoding (chapter 7).
 
     Metrics in `log_metrics` get a log x-axis, because Dynamic FT's KL and entropy sit orders of magnitude
     away from the others'. Returns the array of Axes; the figure is `axes.flat[0].figure`.
@@ -377,11 +377,11 @@ def plot_study_grid(summary: pd.DataFrame, metrics=tuple(STUDY_PANELS), decoding
     return axes
 
 
-# --- Chapter 5: distribution-level comparisons (MMD) ---------------------------------------------
+# --- Chapter 6: distribution-level comparisons (MMD) ---------------------------------------------
 
 @_course_style
 def plot_mmd_by_zipf_exponent(table: pd.DataFrame, reference_exponent: float = 1.1, highlight=None, ax=None):
-    """MMD^2 against the Zipf exponent of the second sample, one line per sample size (chapter 5).
+    """MMD^2 against the Zipf exponent of the second sample, one line per sample size (chapter 6).
 
     A filled marker is a significant difference (permutation p < 0.05), a hollow one is not. The dashed
     line marks the reference exponent, where both samples come from one distribution. `highlight`, an

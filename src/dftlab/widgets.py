@@ -262,7 +262,7 @@ def simplex_explorer(objectives=("nll",), steps: int = 300) -> Explorer:
 
 
 # ---------------------------------------------------------------------------------------------
-# Chapter 5: MMD between TinyTales samples.
+# Chapter 6: MMD between TinyTales samples.
 # ---------------------------------------------------------------------------------------------
 
 MMD_EXPONENTS = tuple(round(0.3 + 0.1 * i, 1) for i in range(17))   # 0.3, 0.4, ..., 1.9
@@ -318,7 +318,7 @@ def mmd_spec(table: pd.DataFrame, reference_exponent: float = 1.1, exponent: flo
 def mmd_explorer(reference_exponent: float = 1.1, exponents=MMD_EXPONENTS, sample_sizes=MMD_SAMPLE_SIZES,
                  method: str = "ngram", num_permutations: int = 200) -> Explorer:
     """A slider for the Zipf exponent of a second TinyTales sample and a choice of sample size; shows MMD² and its
-    p-value against true stories at `reference_exponent` (chapter 5). The whole sweep is computed here (n-gram
+    p-value against true stories at `reference_exponent` (chapter 6). The whole sweep is computed here (n-gram
     features keep it to seconds); the page rings the chosen point. Static twin: `plots.plot_mmd_by_zipf_exponent`.
     """
     from dftlab.metrics import mmd_by_zipf_exponent
@@ -331,7 +331,7 @@ def mmd_explorer(reference_exponent: float = 1.1, exponents=MMD_EXPONENTS, sampl
 
 
 # ---------------------------------------------------------------------------------------------
-# Chapter 6: the cached study, one metric at a time.
+# Chapter 7: the cached study, one metric at a time.
 # ---------------------------------------------------------------------------------------------
 
 def study_spec(summary: pd.DataFrame, metrics=None, metric: str | None = None) -> dict:
@@ -394,7 +394,7 @@ def _clean(value) -> float | None:
 
 
 def study_explorer(summary, metrics=None) -> Explorer:
-    """Menus for a metric, a decoding and a base model x budget; shows that panel of the cached study (chapter 6).
+    """Menus for a metric, a decoding and a base model x budget; shows that panel of the cached study (chapter 7).
 
     `summary` is `dftlab.study.summary_table(load_results())`; nothing is retrained. Static twin: `plots.plot_study_grid`.
     """

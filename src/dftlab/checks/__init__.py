@@ -20,23 +20,23 @@ still raises `NotImplementedError` (or a prediction still set to `...`) is "not 
 Nothing here calls `eval`: answers are only ever called (functions) or compared (values).
 
 Layout: `dftlab.checks.engine` holds the machinery (the result, running the learner's code under a
-time limit, comparing values, the two kinds of exercise, the registry and `check`); `ch01` ... `ch06`
+time limit, comparing values, the two kinds of exercise, the registry and `check`); `ch01` ... `ch07`
 hold each chapter's exercise definitions, whose reference answers call the dftlab modules the
 chapters derive. This module registers every chapter's exercises and re-exports the public names.
 """
 from __future__ import annotations
 
-from dftlab.checks import ch01, ch02, ch03, ch04, ch05, ch06
+from dftlab.checks import ch01, ch02, ch03, ch04, ch06, ch07
 from dftlab.checks.ch01 import CH01_ENTROPY, CH01_SOFTMAX, CH01_TOP_K
 from dftlab.checks.ch02 import CH02_CATEGORICAL_MLE, CH02_KL, CH02_NLL_LOSS
 from dftlab.checks.ch03 import CH03_MASK_PROMPT, CH03_SHIFT
 from dftlab.checks.ch04 import CH04_DFT_GRADIENT, CH04_DFT_LOSS, DFT_TOY_TARGET
-from dftlab.checks.ch05 import CH05_DISTINCT_N, CH05_TOKEN_L2
-from dftlab.checks.ch06 import CH06_DECODING
+from dftlab.checks.ch06 import CH06_DISTINCT_N, CH06_TOKEN_L2
+from dftlab.checks.ch07 import CH07_DECODING
 from dftlab.checks.engine import (ATOL, EXERCISES, IGNORE_INDEX, RTOL, TIME_LIMIT_SECONDS, CheckResult,
                                   FunctionExercise, PredictionExercise, check, register)
 
-_CHAPTERS = (ch01, ch02, ch03, ch04, ch05, ch06)
+_CHAPTERS = (ch01, ch02, ch03, ch04, ch06, ch07)
 
 PREDICTIONS: tuple[PredictionExercise, ...] = tuple(
     exercise for chapter in _CHAPTERS for exercise in chapter.PREDICTIONS)
@@ -45,7 +45,7 @@ register(*(exercise for chapter in _CHAPTERS for exercise in chapter.FUNCTIONS),
 
 __all__ = [
     "ATOL", "CH01_ENTROPY", "CH01_SOFTMAX", "CH01_TOP_K", "CH02_CATEGORICAL_MLE", "CH02_KL", "CH02_NLL_LOSS",
-    "CH03_MASK_PROMPT", "CH03_SHIFT", "CH04_DFT_GRADIENT", "CH04_DFT_LOSS", "CH05_DISTINCT_N", "CH05_TOKEN_L2",
-    "CH06_DECODING", "DFT_TOY_TARGET", "EXERCISES", "IGNORE_INDEX", "PREDICTIONS", "RTOL", "TIME_LIMIT_SECONDS",
+    "CH03_MASK_PROMPT", "CH03_SHIFT", "CH04_DFT_GRADIENT", "CH04_DFT_LOSS", "CH06_DISTINCT_N", "CH06_TOKEN_L2",
+    "CH07_DECODING", "DFT_TOY_TARGET", "EXERCISES", "IGNORE_INDEX", "PREDICTIONS", "RTOL", "TIME_LIMIT_SECONDS",
     "CheckResult", "FunctionExercise", "PredictionExercise", "check", "register",
 ]

@@ -1,88 +1,157 @@
-"""Chapter 6, back to maximum likelihood: the exercises on the decoding distribution, temperature and greedy
-decoding.
+"""Chapter 6, distribution matching: the exercises on distinct-n and token-L2, and on what they cannot see.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
+import math
+from collections import Counter
+
 import torch
 
-from dftlab import distributions
-from dftlab.checks.engine import FunctionExercise, PredictionExercise, _Case, _Mistake, _probs_of, _random_logits
+from dftlab import metrics
+from dftlab.checks.engine import (FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
+                                  _near, _random_corpus)
+from dftlab.metrics.text import _ngrams
 
 
-def _decoding_cases(g):
-    hand = torch.log(_probs_of([0.5, 0.3, 0.15, 0.05]))
+def _float_result(value, where: str) -> torch.Tensor:
+    result = _as_tensor(value, where)
+    if result.numel() != 1:
+        raise _AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
+                             f"(on {where}).")
+    return result.reshape(()).double()
+
+
+def _distinct_per_text(texts, n):
+    ratios = [len(set(_ngrams(t.split(), n))) / len(_ngrams(t.split(), n)) for t in texts if _ngrams(t.split(), n)]
+    return sum(ratios) / len(ratios)
+
+
+def _distinct_joined(texts, n):
+    grams = _ngrams(" ".join(texts).split(), n)
+    return len(set(grams)) / len(grams)
+
+
+def _distinct_characters(texts, n):
+    grams = [g for t in texts for g in _ngrams(list(t), n)]
+    return len(set(grams)) / len(grams)
+
+
+def _distinct_over_words(texts, n):
+    grams = [g for t in texts for g in _ngrams(t.split(), n)]
+    return len(set(grams)) / sum(len(t.split()) for t in texts)
+
+
+def _distinct_cases(g):
     return [
-        _Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 1, top_p = 0.7", (hand, 1.0, 0.7)),
-        _Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 1, top_p = 1", (hand, 1.0, 1.0)),
-        _Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 2, top_p = 0.6", (hand, 2.0, 0.6)),
-        _Case("logits of shape (3, 8), temperature = 0.5, top_p = 0.9", (_random_logits(g, 3, 8), 0.5, 0.9)),
-        _Case("logits of shape (2, 10), temperature = 1.5, top_p = 0.5", (_random_logits(g, 2, 10), 1.5, 0.5)),
+        _Case("texts = ['the cat sat', 'the cat ran'], n = 1", (["the cat sat", "the cat ran"], 1)),
+        _Case("texts = ['the cat sat', 'the cat ran'], n = 2", (["the cat sat", "the cat ran"], 2)),
+        _Case("texts = ['a b c d'], n = 2 (nothing repeats)", (["a b c d"], 2)),
+        _Case("texts = ['sat', 'the cat sat'], n = 2 (a text shorter than n)", (["sat", "the cat sat"], 2)),
+        _Case("20 random texts, n = 1", (_random_corpus(g, 20, 3, 8), 1)),
+        _Case("20 random texts, n = 2", (_random_corpus(g, 20, 3, 8), 2)),
+        _Case("10 random texts, n = 3", (_random_corpus(g, 10, 4, 9), 3)),
     ]
 
 
-def _renormalised_top_p(logits, temperature, top_p):
-    return torch.softmax(distributions.top_p_filter(logits / temperature, top_p), -1)
-
-
-def _strict_top_p(logits, temperature, top_p):
-    """Keeps a token only if the total *including it* stays within p, so it drops the token that crosses p."""
-    scaled = logits / temperature
-    sorted_logits, order = torch.sort(scaled, -1, descending=True)
-    drop_sorted = torch.softmax(sorted_logits, -1).cumsum(-1) > top_p + 1e-6
-    drop_sorted[..., 0] = False
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return torch.softmax(scaled.masked_fill(drop, float("-inf")), -1)
-
-
-CH06_DECODING = FunctionExercise(
-    "ch06.decoding_distribution", "decoding_distribution(logits, temperature, top_p)",
-    "The distribution a sampler draws from: temperature first, then top-p (nucleus) filtering, renormalised.",
-    reference=lambda logits, temperature, top_p: distributions.decoding_distribution(logits, temperature,
-                                                                                      top_p=top_p),
-    cases=_decoding_cases,
+CH06_DISTINCT_N = FunctionExercise(
+    "ch06.distinct_n", "distinct_n(texts, n)",
+    "distinct-n of a list of texts (words split on whitespace): distinct n-grams / all n-grams, over the corpus.",
+    reference=metrics.distinct_n, cases=_distinct_cases, convert=_float_result,
     mistakes=(
-        _Mistake("you chose the nucleus before applying the temperature: divide the logits by T first, then keep "
-                 "the top-p set of the *tempered* distribution.",
-                 lambda z, t, p: torch.softmax(distributions.top_p_filter(z, p) / t, -1)),
-        _Mistake("you did not renormalise after filtering: the kept probabilities must sum to 1 again.",
-                 lambda z, t, p: torch.softmax(z / t, -1) * torch.isfinite(distributions.top_p_filter(z / t, p))),
-        _Mistake("the temperature has no effect in your function: divide the logits by it first.",
-                 lambda z, t, p: _renormalised_top_p(z, 1.0, p)),
-        _Mistake("top_p has no effect in your function: drop the tokens outside the nucleus.",
-                 lambda z, t, p: torch.softmax(z / t, -1)),
-        _Mistake("you dropped the token that takes the total past top_p (off by one): keep the *smallest* set "
-                 "of most likely tokens whose total reaches top_p, so the token that crosses it stays.",
-                 _strict_top_p),
-        _Mistake("you multiplied the logits by the temperature: divide them.",
-                 lambda z, t, p: torch.softmax(distributions.top_p_filter(z * t, p), -1)),
+        _Mistake("counted per text instead of over the corpus: pool the n-grams of every text, then divide once "
+                 "(repeats *across* texts are what makes a corpus formulaic).",
+                 _distinct_per_text),
+        _Mistake("you joined the texts, so n-grams cross from the end of one text into the next: "
+                 "take n-grams inside each text.",
+                 _distinct_joined),
+        _Mistake("you counted characters, not words: split each text on whitespace (`text.split()`).",
+                 _distinct_characters),
+        _Mistake("you returned the number of distinct n-grams: divide it by the total number of n-grams.",
+                 lambda texts, n: float(len(Counter(g for t in texts for g in _ngrams(t.split(), n))))),
+        _Mistake("you divided by the number of words, not the number of n-grams (a text of L words has "
+                 "L - n + 1 n-grams).",
+                 _distinct_over_words),
+        _Mistake("the ratio is upside down: distinct n-grams / all n-grams, a number between 0 and 1.",
+                 lambda texts, n: 1 / metrics.distinct_n(texts, n)),
+        _Mistake("your function ignores n: it always counts single words.",
+                 lambda texts, n: metrics.distinct_n(texts, 1)),
     ),
 )
 
 
-FUNCTIONS = (CH06_DECODING,)
+def _word_frequencies(texts):
+    counts = Counter(w for t in texts for w in t.split())
+    total = sum(counts.values())
+    return {w: c / total for w, c in counts.items()}
+
+
+def _l2_variant(norm: str = "l2", normalise: bool = True, union: bool = True):
+    def distance(samples, reference):
+        if normalise:
+            p, q = _word_frequencies(samples), _word_frequencies(reference)
+        else:
+            p = Counter(w for t in samples for w in t.split())
+            q = Counter(w for t in reference for w in t.split())
+        words = (p.keys() | q.keys()) if union else p.keys()
+        differences = [p.get(w, 0.0) - q.get(w, 0.0) for w in words]
+        if norm == "l1":
+            return sum(abs(d) for d in differences)
+        squared = sum(d * d for d in differences)
+        return squared if norm == "squared" else math.sqrt(squared)
+    return distance
+
+
+def _l2_cases(g):
+    return [
+        _Case("samples = ['a a b'], reference = ['a b b']", (["a a b"], ["a b b"])),
+        _Case("samples = reference = ['the cat sat', 'the dog']",
+              (["the cat sat", "the dog"], ["the cat sat", "the dog"])),
+        _Case("samples = ['x'], reference = ['y'] (no word in common)", (["x"], ["y"])),
+        _Case("samples = ['a b'], reference = ['a b c c']", (["a b"], ["a b c c"])),
+        _Case("random corpora of 15 and 25 texts", (_random_corpus(g, 15, 2, 6), _random_corpus(g, 25, 2, 6))),
+    ]
+
+
+CH06_TOKEN_L2 = FunctionExercise(
+    "ch06.token_l2_distance", "token_l2_distance(samples, reference)",
+    "The L2 distance between the word-frequency vectors (each summing to 1) of two lists of texts.",
+    reference=lambda samples, reference: metrics.token_l2_distance(samples, reference, n=1),
+    cases=_l2_cases, convert=_float_result,
+    mistakes=(
+        _Mistake("you compared raw counts: normalise each corpus's counts to frequencies (divide by its total) "
+                 "so that corpora of different sizes compare.",
+                 _l2_variant(normalise=False)),
+        _Mistake("you returned the squared distance: take the square root.",
+                 _l2_variant(norm="squared")),
+        _Mistake("that is the L1 distance (sum of absolute differences): L2 is the square root of the sum of squares.",
+                 _l2_variant(norm="l1")),
+        _Mistake("you only looped over the words of `samples`: a word that appears only in `reference` counts "
+                 "with frequency 0 in the samples (use the union of both vocabularies).",
+                 _l2_variant(union=False)),
+    ),
+)
+
+
+FUNCTIONS = (CH06_DISTINCT_N, CH06_TOKEN_L2)
 
 PREDICTIONS = (
     PredictionExercise(
-        "ch06.temperature_undoes_dft",
-        "Predict whether some sampling temperature makes the DFT-trained distribution match q (KL < 0.01): "
-        "'yes' or 'no'.",
-        kind="choice", choices=("yes", "no"),
-        misconceptions=((lambda v: v == "yes", "Temperature keeps the ranking and divides every log-probability "
-                                               "ratio by the same factor; DFT stretched some ratios and compressed "
-                                               "others, so no single factor undoes both."),),
-        lesson="DFT kept q's order (the tail tokens are still ranked as in q) but not its shape: it stretched the "
-               "head's lead over the tail and squeezed the tail tokens close together. A temperature divides every "
-               "log-ratio by one T, so it can shrink the lead or keep the tail's spread, not both: a high T brings "
-               "the entropy back, but even the best T in the table leaves a KL well above 0.01. The tail is "
-               "compressed, not erased; DFT's fit is simply not q at any temperature."),
+        "ch06.formulaic_distinct_1",
+        "Predict distinct-1 of a corpus made of 100 copies of 'the cat sat on the mat'.",
+        kind="number", tolerance=0.005,
+        misconceptions=((_near(5 / 6, 0.02), "5/6 is distinct-1 of a single copy: repeats across texts count too, "
+                                             "because distinct-n is computed over the whole corpus."),),
+        lesson="5 distinct words out of 600: distinct-1 = 0.0083. Each text on its own looks varied; only the "
+               "corpus-level count exposes the repetition."),
     PredictionExercise(
-        "ch06.greedy_same_token",
-        "Predict whether greedy decoding picks the same token from the NLL fit (p = q) and the DFT fit: 'yes' or 'no'.",
-        kind="choice", choices=("yes", "no"),
-        misconceptions=((lambda v: v == "no", "Both fits rank the mode of q first, and greedy decoding only looks "
-                                              "at the ranking."),),
-        lesson="Greedy decoding is mode-seeking whatever the training loss: it turns a well-calibrated MLE model "
-               "into a formulaic one. Sample (T = 1, maybe with top-p) to see the distribution you trained."),
+        "ch06.shuffled_token_l2",
+        "Predict the unigram token-L2 distance between a corpus and the same corpus with the words of every text "
+        "shuffled.",
+        kind="number", tolerance=0.02,
+        misconceptions=((lambda v: v > 0.1, "Shuffling words inside a text does not change how often each word "
+                                            "occurs."),),
+        lesson="Unigram frequencies ignore order, so the distance is 0: token-L2 with n = 1 cannot see word salad. "
+               "Higher n, or embedding-level measures such as MMD, are needed for that."),
 )

@@ -1,7 +1,7 @@
 """The engine of `dftlab.checks`: the result, running the learner's code under a time limit, comparing
 values, the two kinds of exercise, the registry and `check`.
 
-The exercises themselves are defined one chapter per module (`dftlab.checks.ch01` ... `ch06`), with
+The exercises themselves are defined one chapter per module (`dftlab.checks.ch01` ... `ch07`), with
 the helpers below; `dftlab.checks` registers them all. Nothing here calls `eval`: answers are only
 ever called (functions) or compared (values).
 """

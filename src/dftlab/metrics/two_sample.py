@@ -176,7 +176,7 @@ def mmd_comparison_table(reference: list[dict], named_samples: dict, tales) -> p
 
 def mmd_by_zipf_exponent(exponents, sample_sizes=(50,), reference_exponent: float = 1.1, method: str = "ngram",
                          num_permutations: int = 200, seed: int = 0) -> pd.DataFrame:
-    """MMD between true TinyTales stories at `reference_exponent` and stories drawn at each exponent (chapter 5).
+    """MMD between true TinyTales stories at `reference_exponent` and stories drawn at each exponent (chapter 6).
 
     For every sample size n, n reference completions are drawn with stream `seed` and n completions of
     TinyTales(zipf_exponent=e) with stream `seed + 1` for each e. The second stream is shared by every

@@ -1,6 +1,6 @@
 """The claims of science.md section 2, decided by the numbers: one small function per claim.
 
-Each claim has a `rule` (stated in prose in chapter 6 and in CLAIMS.md), a set of *decisive* comparisons
+Each claim has a `rule` (stated in prose in chapter 7 and in CLAIMS.md), a set of *decisive* comparisons
 and a decision. All decisive comparisons of all claims form one family whose p-values are adjusted with
 Holm's method, so the chance of any false "significant" among them stays under 5%. Sample statistics are
 judged by their distance to the truth, |model - truth| (per seed), never by "more is better": a model can
