@@ -142,3 +142,22 @@ def test_an_interrupted_real_model_study_resumes_and_refuses_foreign_runs(tmp_pa
     damaged.write_text(json.dumps(stored))
     study_run.run_study(config, tmp_path, progress=False)
     assert computed == [f"{REAL_MODEL}-nll-{config.steps}steps-seed0"]
+
+
+def test_carry_over_lines_up_two_studies_and_names_bad_input():
+    from dftlab.study import load_results
+    from dftlab.study.carry_over import carry_over_table, open_prompt_habits, verdicts_side_by_side
+
+    tiny = load_results()
+    table = carry_over_table({"a": tiny, "b": tiny})
+    assert list(table["study"].unique()) == ["a", "b"] and set(table["metric"]) >= {"kl", "validity"}
+    kl = table[table["metric"] == "kl"].iloc[0]
+    assert kl["dft"] > kl["nll"] and kl["ci_low"] <= kl["dft_minus_nll"] <= kl["ci_high"]
+    assert table.loc[table["p_value"] < 0.05, "agrees"].eq(True).all()  # a study always agrees with itself
+    sides = verdicts_side_by_side({"a": tiny, "b": tiny})
+    assert (sides["a"] == sides["b"]).all() and len(sides) == 5
+    with pytest.raises(ValueError, match="at least two"):
+        carry_over_table({"a": tiny})
+    with pytest.raises(ValueError, match="no answers to open prompts"):
+        from dftlab.study import load_study
+        open_prompt_habits(load_study())

@@ -131,8 +131,11 @@ def read_study(config: StudyConfig, out=None) -> dict:
         others = sorted(p.name for p in out.glob(f"study-{config.name}-*.json"))
         hint = (f" Found {others} there: results for another configuration or other base models, which are "
                 f"refused (their fingerprint differs)." if others else "")
+        duration = ("the real-model study takes about an hour on 2 cores, --quick about 3 minutes"
+                    if isinstance(config, RealModelStudyConfig) else
+                    "the full study takes about 45 minutes on 2 cores, --quick 3")
         raise FileNotFoundError(f"No cached study results at {path} (looked in {out}).{hint} {RESULTS_HINT} "
-                                f"(`{command}`; the full study takes about 45 minutes on 2 cores, --quick 3).")
+                                f"(`{command}`; {duration}).")
     try:
         study = read_json_with_hash(path)
     except CorruptFileError as error:

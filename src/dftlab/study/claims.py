@@ -145,7 +145,8 @@ def claim_1_verdict(decision: Decision, ctx: Context) -> tuple[str, str]:
                        f"overuse comes from Dynamic FT or from low-temperature decoding, not from fine-tuning as such.")
         return "true", reason + real
     if habits:
-        return "true", "No fine-tuned tiny model over-uses the top opener significantly." + real
+        tiny = "tiny " if ctx.base_model.startswith("tiny") else ""
+        return "true", f"No fine-tuned {tiny}model over-uses the top opener significantly." + real
     if all(c.difference <= 0 for c in decision.decisive.values()) and words is not None:
         return "false", "No fine-tuned model opens with the top opener more often than the data does." + real
     return VERDICTS[3], "No fine-tuned model's top-opener share is significantly above the truth." + real
