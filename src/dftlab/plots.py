@@ -547,3 +547,41 @@ def plot_next_token_comparison(tables: dict[str, pd.DataFrame], title: str = "",
     if title:
         np.atleast_1d(axes)[0].figure.suptitle(title, y=1.02)
     return axes
+
+
+@_course_style
+def plot_quality_diversity(summary: pd.DataFrame, quality: str = "validity", diversity: str = "distinct_2",
+                           base_model: str | None = None, steps: int | None = None, ax=None):
+    """The quality-diversity frontier: `quality` against `diversity`, one point per objective and decoding (chapter 7).
+
+    `summary` is `dftlab.study.summary_table(results)`; points are means over seeds of the runs from `base_model` at
+    `steps` (default: the strong prior at the headline budget). Colour is the objective, the marker the decoding, and
+    a thin line joins one objective's decodings. The truth (TinyTales' own stories) is the black star, with a dotted
+    line at its diversity: a model left of that line is more repetitive than the data, one right of it more varied.
+    """
+    rows = _headline_rows(summary[summary["metric"].isin([quality, diversity])], base_model, steps)
+    means = rows.pivot_table(index=["objective", "decoding"], columns="metric", values="mean", sort=False)
+    if quality not in means or diversity not in means:
+        raise ValueError(f"plot_quality_diversity: the summary has no {quality!r} or {diversity!r} rows; pass "
+                         f"summary_table(results) and metric names among its 'metric' column.")
+    ax = _new_axes(ax)
+    objectives = [o for o in dict.fromkeys(means.index.get_level_values("objective")) if o != "truth"]
+    decodings = [d for d in dict.fromkeys(means.index.get_level_values("decoding")) if d != "data"]
+    colours = dict(zip(objectives, sns.color_palette(PALETTE, len(objectives))))
+    markers = dict(zip(decodings, "osD^v"))
+    for objective in objectives:
+        points = means.loc[objective].reindex(decodings).dropna()
+        ax.plot(points[diversity], points[quality], color=colours[objective], lw=0.8, alpha=0.6)
+        for decoding, point in points.iterrows():
+            ax.scatter(point[diversity], point[quality], color=colours[objective], marker=markers[decoding], s=55,
+                       edgecolors="black", linewidths=0.5, zorder=3)
+    handles = [plt.Line2D([], [], color=colours[o], marker="o", ls="", label=readable(o)) for o in objectives]
+    handles += [plt.Line2D([], [], color="0.5", marker=markers[d], ls="", label=readable(d)) for d in decodings]
+    if "truth" in means.index.get_level_values("objective"):
+        truth = means.loc["truth"].iloc[0]
+        ax.axvline(truth[diversity], color="black", ls=":", lw=1)
+        ax.scatter(truth[diversity], truth[quality], marker="*", s=260, color="black", zorder=4)
+        handles.append(plt.Line2D([], [], color="black", marker="*", markersize=12, ls="", label="truth (the data)"))
+    ax.set(xlabel=readable(diversity) + " (more varied →)", ylabel=readable(quality) + " (better ↑)")
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    return ax

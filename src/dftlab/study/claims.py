@@ -28,6 +28,48 @@ CLAIM_TEXTS = (
 VARIETY_MEASURES = ("distinct_1", "distinct_2", "distinct_3", "self_bleu", "zipf_coefficient", "seq_rep_4")
 
 
+@dataclass(frozen=True)
+class ClaimProvenance:
+    """Where one claim came from and where the course tests it (chapter 7's provenance table)."""
+
+    blog: str          # what Rosmine's post said on the point (paraphrased; the post is about Distribution FT)
+    tested: str        # what the course measures to decide it (the full rule is the claim's *_RULE)
+    chapters: tuple    # the chapters of the book that check it
+
+
+# One entry per claim of CLAIM_TEXTS, in order. CLAIM_TEXTS is what the news rewrite said.
+CLAIM_PROVENANCE = (
+    ClaimProvenance(
+        "Agrees, as its starting point: fine-tuned models write formulaically. Its example is SFT samples that open "
+        "three sentences in a row with the same word far more often than human text does.",
+        "The share of stories that SFT and Dynamic FT open with the top opener, against its true probability, under "
+        "each decoding; and formulaic habit words in a real instruction-tuned chat model.",
+        (0, 5, 7)),
+    ClaimProvenance(
+        "Says it of SFT, not of its DFT: models trained with SFT fail to match the distribution of their training "
+        "data (by MMD, a judge's score and token L2), and Distribution Fine Tuning is the fix.",
+        "Dynamic FT against SFT: unigram token-L2 between samples and true stories for the same prompts, and the "
+        "exact KL from the data to the model.",
+        (5, 6, 7)),
+    ClaimProvenance(
+        "Nothing of the kind: its DFT, Distribution Fine Tuning, is built to match the whole output distribution.",
+        "Dynamic FT against SFT: is its exact KL larger and its predictive entropy smaller (sharper, worse fit)?",
+        (4, 5, 7)),
+    ClaimProvenance(
+        "Agrees; it is the post's central claim: even the best SFT setting it tried (its 'super-baseline') stays "
+        "measurably away from the data's distribution.",
+        "SFT against a second sample of the truth: validity, unigram token-L2, and the top opener's distance from "
+        "its true probability.",
+        (3, 6, 7)),
+    ClaimProvenance(
+        "The opposite: it reports its Distribution Fine Tuning closer to human text than the SFT super-baseline, so "
+        "going beyond maximum likelihood is its point.",
+        "SFT against Dynamic FT: the distance to the truth of six measures of variety (distinct-1, -2 and -3, "
+        "self-BLEU, the Zipf coefficient, seq-rep-4).",
+        (2, 5, 7)),
+)
+
+
 @dataclass
 class ClaimVerdict:
     number: int
@@ -434,6 +476,20 @@ def judge(results: pd.DataFrame, real_model_words: pd.DataFrame | None | str = "
 def judge_claims(results: pd.DataFrame) -> list[ClaimVerdict]:
     """The verdict on each claim of science.md section 2 (Holm-adjusted over the whole CLAIMS.md family)."""
     return judge(results).claims
+
+
+def claim_provenance_table(results: pd.DataFrame, judgement: Judgement | None = None) -> pd.DataFrame:
+    """One row per claim: what the news rewrite said, what Rosmine's post said, what the course tests, the
+    verdict from the study and where in the book (chapter 7). Pass `judgement` (from `judge(results)`) to reuse it.
+    """
+    judgement = judge(results) if judgement is None else judgement
+    rows = []
+    for item, source in zip(judgement.claims, CLAIM_PROVENANCE):
+        rows.append({"claim": item.number, "news rewrite": item.claim, "blog post": source.blog,
+                     "tested in the course": source.tested, "verdict": item.verdict,
+                     "where in the book": "chapters " + ", ".join(map(str, source.chapters[:-1])) + " and "
+                                          + str(source.chapters[-1])})
+    return pd.DataFrame(rows).set_index("claim")
 
 
 def regime_comparison(results: pd.DataFrame) -> pd.DataFrame:
