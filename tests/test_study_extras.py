@@ -61,3 +61,11 @@ def test_the_quality_diversity_frontier_draws_one_point_per_objective_and_decodi
 def test_the_frontier_names_a_metric_it_cannot_find(results):
     with pytest.raises(ValueError, match="no 'nonsense'"):
         plots.plot_quality_diversity(study.summary_table(results), quality="nonsense")
+
+
+def test_rosmine_reported_numbers_are_the_posts_table():
+    table = pd.DataFrame(study.ROSMINE_REPORTED).set_index(["model", "method"])
+    assert table.loc[("Qwen3 14B", "Distribution FT"), "MMD"] < table.loc[("Qwen3 14B", "SFT super-baseline"), "MMD"]
+    assert table.loc[("Qwen3 4B", "Distribution FT"), "token L2"] > table.loc[("Qwen3 4B", "SFT super-baseline"),
+                                                                             "token L2"]
+    assert list(table.columns) == ["MMD", "JMQ", "token L2"]

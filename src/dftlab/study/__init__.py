@@ -18,9 +18,9 @@ The package, in the order data flows through it:
 """
 from dftlab.study.cache import (config_hash, fingerprints, model_fingerprint, read_cached_run, results_dir, run_hash,
                                 run_path, study_path)
-from dftlab.study.claims import (CLAIM_PROVENANCE, CLAIM_TEXTS, VERDICTS, ClaimVerdict, claim_provenance_table,
-                                 claims_markdown, judge, judge_claims, reconstruction_comparison, regime_comparison,
-                                 write_claims)
+from dftlab.study.claims import (CLAIM_PROVENANCE, CLAIM_TEXTS, ROSMINE_REPORTED, VERDICTS, ClaimVerdict,
+                                 claim_provenance_table, claims_markdown, judge, judge_claims,
+                                 reconstruction_comparison, regime_comparison, write_claims)
 from dftlab.study.cli import build_parser, main
 from dftlab.study.config import (DEFAULT_DECODINGS, DEFAULT_OBJECTIVES, FORMULAIC_PHRASES, REAL_MODEL, STRONG_PRIOR,
                                  TOP_OPENER, TRUTH_DECODING, WEAK_PRIOR, Decoding, ObjectiveSpec, RealModelStudyConfig,
