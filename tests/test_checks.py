@@ -187,6 +187,17 @@ def _mask_in_place(input_ids, prompt_length):
     return input_ids
 
 
+def _penalty_in_place(logits, previous_ids, penalty):
+    for token in set(previous_ids.tolist()):
+        logits[token] = logits[token] / penalty if logits[token] > 0 else logits[token] * penalty
+    return logits
+
+
+def _pair_counts(tokens, vocab_size):
+    pairs = [(a, b) for a, b in zip(tokens[:-1].tolist(), tokens[1:].tolist())]
+    return torch.tensor([[pairs.count((a, b)) for b in range(vocab_size)] for a in range(vocab_size)], dtype=torch.float64)
+
+
 MISTAKES = [
     # (exercise id, wrong answer, a phrase the feedback must contain)
     ("ch01.entropy", lambda p: -(p * torch.log2(p.clamp(min=1e-30))).sum(-1), "log base 2"),
@@ -212,6 +223,18 @@ MISTAKES = [
     ("ch02.kl_divergence", lambda p, q: (p * torch.log(p / q)).sum(-1), "0 log 0"),
     ("ch02.kl_divergence", lambda p, q: (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1) / math.log(2),
      "log base 2"),
+    ("ch01.top_k_filter", lambda z, k: torch.full_like(z, -math.inf).scatter(-1, torch.topk(z, min(k, z.shape[-1]), -1)
+                                                                      .indices, torch.topk(z, min(k, z.shape[-1]), -1).values),
+     "tied"),
+    ("ch01.min_p_filter", lambda z, p: z.masked_fill(torch.softmax(z, -1) < p, -math.inf), "with p_base itself"),
+    ("ch01.min_p_filter", lambda z, p: z.masked_fill(z < p * z.max(-1, keepdim=True).values, -math.inf),
+     "compared the logits"),
+    ("ch01.repetition_penalty", lambda z, ids, t: torch.where(torch.isin(torch.arange(len(z)), ids), z / t, z),
+     "*negative* logit"),
+    ("ch01.repetition_penalty", _penalty_in_place, "in place"),
+    ("ch02.bigram_mle", _pair_counts, "pair counts"),
+    ("ch02.bigram_mle", lambda t, v: _pair_counts(t, v) / _pair_counts(t, v).sum(-1, keepdim=True), "0 / 0 = nan"),
+    ("ch02.bigram_mle", lambda t, v: _pair_counts(t, v) / (len(t) - 1), "joint frequency"),
     ("ch03.mask_prompt", lambda ids, n: torch.cat([torch.full((min(n + 1, len(ids)),), -100), ids[n + 1:]]),
      "one token too many (off by one)"),
     ("ch03.mask_prompt", lambda ids, n: ids.clone(), "forgot to mask the prompt"),

@@ -50,6 +50,17 @@ ALT_TEXT = {
         "plots.plot_zipf(": (
             "Log-log plot of word frequency against rank, one line for the King James Bible and one for "
             "tiny-gpt2 samples at T = 1; a straight line would be Zipf's law."),
+        'fig.suptitle("which tokens each rule keeps': (
+            "Eight bar charts in two rows, each showing the same twelve-token next-token distribution, with kept "
+            "tokens in blue and dropped ones in grey. Top row, a confident distribution (0.70 on the first token): "
+            "top-k 3 keeps three tokens, top-p 0.9 five, min-p 0.1 two and typical sampling only the top token. "
+            "Bottom row, an open distribution (0.22 on the first token): top-k keeps three, top-p ten, min-p all "
+            "twelve, and typical sampling keeps six middle-ranked tokens but drops the most likely one."),
+        "kept_table.plot(": (
+            "Line chart, log vertical axis, of the median number of tokens kept over 512 contexts of the Bible "
+            "against the temperature from 0.7 to 3, for top-p 0.9 and min-p 0.1, with a dashed line at the whole "
+            "vocabulary of 4,096. Top-p jumps to over a thousand tokens at T = 1 and approaches the vocabulary; "
+            "min-p stays below a hundred up to T = 2 and reaches about a thousand only at T = 3."),
     },
     "chapters/02_maximum_likelihood.ipynb": {
         "plots.plot_score_curves(": (
@@ -60,6 +71,16 @@ ALT_TEXT = {
             "Triangle whose corners are the three one-hot distributions over tokens 0, 1 and 2. A line shows "
             "gradient descent on cross-entropy walking from the uniform distribution at the centre to the data "
             "distribution q = (0.6, 0.3, 0.1), marked by a star."),
+        "fit_unimodal(two_modes": (
+            "A grey target distribution on a grid from -6 to 6 with two bumps, a taller one at -2.5 (weight 0.6) "
+            "and a smaller one at 2.5 (weight 0.4). The forward-KL fit is one wide, low bump centred between them "
+            "that covers both and the valley; the reverse-KL fit is a tall, narrow bump on the left mode that "
+            "ignores the right one."),
+        "loglog=True": (
+            "Log-log plot of the median KL per token between a four-token bigram language and the model counted "
+            "from n of its tokens, for n from 300 to 30,000, beside a dashed theory line 6 / n. The measured points "
+            "fall in a straight line of slope -1, slightly above the theory at 300 tokens and close to it from "
+            "1,000 on."),
     },
     "chapters/03_sft.ipynb": {
         "plots.plot_training_history(": (

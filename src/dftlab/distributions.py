@@ -2,10 +2,15 @@
 
 Every function works on the last axis, so the same call handles one distribution [V], a batch [B, V]
 or a whole sequence [B, T, V]. Probabilities and logits are torch tensors; entropies are in nats.
+
+Chapter 1 also uses the other decoding rules here (min-p, locally typical filtering, the repetition
+penalty). Chapter 2 uses the forward and reverse KL fits of a one-mode distribution (`fit_unimodal`) and
+a bigram language learnt from a finite sample (`sample_bigram_tokens`, `bigram_mle`, `bigram_kl`).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -125,3 +130,203 @@ def decoding_distribution(logits, temperature: float = 1.0, top_k: int | None = 
     if top_p is not None:
         scaled = top_p_filter(scaled, top_p)
     return torch.softmax(scaled, dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# More decoding rules (chapter 1): min-p, locally typical sampling, the repetition penalty.
+# ---------------------------------------------------------------------------------------------
+
+def min_p_filter(logits, p_base: float) -> torch.Tensor:
+    """Min-p filtering (Nguyen et al., ICLR 2025): keep every token whose probability is at least `p_base` times
+    the probability of the most likely token, and set the rest to -inf.
+
+    The cut-off scales with the model's confidence: a peaked distribution keeps few tokens, a flat one many.
+    The most likely token is always kept.
+    """
+    logits = _check_logits(logits)
+    p_base = check_number(p_base, "p_base", 0.0, 1.0, low_open=True, hint="p_base = 1 keeps only the top token.")
+    probs = torch.softmax(logits, dim=-1)
+    threshold = p_base * probs.max(dim=-1, keepdim=True).values
+    return logits.masked_fill(probs < threshold, float("-inf"))
+
+
+def typical_filter(logits, mass: float) -> torch.Tensor:
+    """Locally typical filtering (Meister et al., 2022): rank tokens by how close their surprisal -log p_i is
+    to the entropy H(p), keep the smallest set of the closest whose total probability reaches `mass`, and set
+    the rest to -inf.
+
+    Unlike top-k, top-p and min-p, it can drop the *most likely* token, when that token is far less
+    surprising than the distribution is on average. The closest token is always kept.
+    """
+    logits = _check_logits(logits)
+    mass = _check_top_p(mass, "mass")
+    log_probs = torch.log_softmax(logits, dim=-1)
+    probs = log_probs.exp()
+    surprisal_gap = (-log_probs - entropy(probs).unsqueeze(-1)).abs()  # inf for tokens already ruled out
+    sorted_gap, order = torch.sort(surprisal_gap, dim=-1, stable=True)
+    sorted_probs = probs.gather(-1, order)
+    # as in top_p_filter: drop a token when the tokens before it already reach the mass
+    drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) >= mass
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def repetition_penalty(logits, previous_ids, penalty: float) -> torch.Tensor:
+    """The repetition penalty of CTRL (Keskar et al., 2019): every token that already appears in
+    `previous_ids` becomes less likely. A positive logit is divided by `penalty`, a negative one multiplied
+    by it (dividing a negative logit would *raise* it; Hugging Face's implementation does the same).
+
+    `logits` is [V] with `previous_ids` a 1-D list of ids, or [B, V] with `previous_ids` [B, L]. A token
+    is penalised once however often it appeared; `penalty` = 1 changes nothing. Returns a new tensor.
+    """
+    logits = _check_logits(logits)
+    penalty = check_number(penalty, "penalty", 0.0, low_open=True,
+                           hint="Values above 1 discourage repeats; 1 turns the penalty off.")
+    ids = torch.as_tensor(previous_ids, dtype=torch.long)
+    if ids.ndim != logits.ndim:
+        raise ValueError(f"previous_ids must have as many axes as logits ({logits.ndim}), got shape "
+                         f"{tuple(ids.shape)}; pass one list of ids per row of logits")
+    if ids.numel() and (ids.min() < 0 or ids.max() >= logits.shape[-1]):
+        raise ValueError(f"previous_ids holds ids outside the vocabulary [0, {logits.shape[-1]})")
+    seen = torch.zeros(logits.shape, dtype=torch.bool).scatter(-1, ids, True)
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward and reverse KL (chapter 2): fit a one-mode distribution to a two-mode target.
+# ---------------------------------------------------------------------------------------------
+
+KL_DIRECTIONS = ("forward", "reverse")
+
+
+@dataclass
+class UnimodalFit:
+    """The result of `fit_unimodal`: the best discretised Gaussian under one direction of KL."""
+
+    direction: str        # "forward": KL(target || p), maximum likelihood; "reverse": KL(p || target)
+    mean: float
+    std: float
+    probs: torch.Tensor   # the fitted distribution on the grid, shape [G]
+    forward_kl: float     # KL(target || probs), nats
+    reverse_kl: float     # KL(probs || target), nats
+
+
+def discretised_gaussian(grid, mean, std) -> torch.Tensor:
+    """A Gaussian bump evaluated on a 1-D `grid` and normalised to sum to 1: a categorical distribution over
+    the grid points with a single mode. `mean` and `std` may be tensors that carry gradients."""
+    grid = torch.as_tensor(grid, dtype=torch.float64)
+    return torch.softmax(-0.5 * ((grid - mean) / std) ** 2, dim=-1)
+
+
+def fit_unimodal(target, grid, direction: str = "forward", *, steps: int = 400, lr: float = 0.05,
+                 starts: int = 5) -> UnimodalFit:
+    """Fit `discretised_gaussian(grid, mean, std)` to `target` (probabilities on `grid`, all positive) by
+    minimising KL(target || p) (`direction="forward"`, the same as maximum likelihood) or KL(p || target)
+    (`"reverse"`) with Adam in float64 (chapter 2).
+
+    The reverse direction has a local optimum at each mode of the target, so the fit starts from `starts`
+    means spread over the grid and keeps the one with the lowest loss (the first, on a tie). Seconds at most.
+    """
+    if direction not in KL_DIRECTIONS:
+        raise ValueError(f"direction must be one of {KL_DIRECTIONS}, got {direction!r}")
+    target = check_probs(torch.as_tensor(target, dtype=torch.float64), "target")
+    grid = torch.as_tensor(grid, dtype=torch.float64)
+    if target.ndim != 1 or grid.shape != target.shape or len(grid) < 3:
+        raise ValueError(f"target and grid must be 1-D of the same length (at least 3), got shapes "
+                         f"{tuple(target.shape)} and {tuple(grid.shape)}")
+    if (target <= 0).any():
+        raise ValueError("target must be positive on every grid point: otherwise KL(p || target) is infinite")
+    steps, starts = check_int(steps, "steps"), check_int(starts, "starts")
+    lr = check_number(lr, "lr", 0.0, low_open=True)
+    low, high = grid.min().item(), grid.max().item()
+    width = (high - low) / 20  # each start begins narrow, so that in the reverse direction it finds its nearest mode
+    best = None
+    for start in torch.linspace(low, high, starts + 2, dtype=torch.float64)[1:-1]:
+        mean = start.clone().requires_grad_(True)
+        log_std = torch.tensor(math.log(width), dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.Adam([mean, log_std], lr=lr)
+        for _ in range(steps):
+            probs = discretised_gaussian(grid, mean, log_std.exp())
+            loss = kl_divergence(target, probs) if direction == "forward" else kl_divergence(probs, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            probs = discretised_gaussian(grid, mean, log_std.exp())
+            loss = kl_divergence(target, probs) if direction == "forward" else kl_divergence(probs, target)
+        if best is None or loss.item() < best[0]:
+            best = (loss.item(), mean.item(), log_std.exp().item(), probs)
+    _, mean, std, probs = best
+    return UnimodalFit(direction, mean, std, probs, kl_divergence(target, probs).item(),
+                       kl_divergence(probs, target).item())
+
+
+# ---------------------------------------------------------------------------------------------
+# A bigram language from a finite sample (chapter 2): maximum likelihood is counting, KL shrinks with data.
+# ---------------------------------------------------------------------------------------------
+
+def _check_transitions(transitions) -> torch.Tensor:
+    transitions = check_probs(torch.as_tensor(transitions, dtype=torch.float64), "transitions")
+    if transitions.ndim != 2 or transitions.shape[0] != transitions.shape[1]:
+        raise ValueError(f"transitions must be a square matrix [V, V] of rows q(. | previous token), "
+                         f"got shape {tuple(transitions.shape)}")
+    return transitions
+
+
+def stationary_distribution(transitions) -> torch.Tensor:
+    """How often each token occurs in a long text from the bigram chain: the left eigenvector of the
+    transition matrix for eigenvalue 1, found by iterating pi <- pi Q from the uniform distribution."""
+    transitions = _check_transitions(transitions)
+    pi = torch.full((transitions.shape[0],), 1.0 / transitions.shape[0], dtype=torch.float64)
+    for _ in range(10_000):
+        new = pi @ transitions
+        if torch.allclose(new, pi, rtol=0, atol=1e-14):
+            break
+        pi = new
+    return new / new.sum()
+
+
+def sample_bigram_tokens(transitions, length: int, num_sequences: int = 1, seed: int = 0) -> torch.Tensor:
+    """Token ids [num_sequences, length] from the bigram chain with rows `transitions[c] = q(. | c)`; each
+    sequence starts from the stationary distribution. Seeded: the same call gives the same tokens."""
+    transitions = _check_transitions(transitions)
+    length, num_sequences = check_int(length, "length"), check_int(num_sequences, "num_sequences")
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", None))
+    uniforms = torch.rand(num_sequences, length, 1, generator=generator, dtype=torch.float64)
+    last = transitions.shape[0] - 1
+    cumulative = transitions.cumsum(-1)
+    tokens = torch.empty(num_sequences, length, dtype=torch.long)
+    first = torch.searchsorted(stationary_distribution(transitions).cumsum(-1), uniforms[:, 0].contiguous())
+    tokens[:, 0] = first.clamp(max=last)[:, 0]
+    for t in range(1, length):
+        tokens[:, t] = torch.searchsorted(cumulative[tokens[:, t - 1]], uniforms[:, t].contiguous()).clamp(max=last)[:, 0]
+    return tokens
+
+
+def bigram_mle(tokens, vocab_size: int) -> torch.Tensor:
+    """The maximum-likelihood bigram model [V, V] of a token sequence (1-D) or of several (2-D, pairs never
+    cross from one row to the next): count each pair (previous, next) and divide by the count of `previous`.
+    A context that never occurs before another token has no MLE; it gets the uniform row."""
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    vocab_size = check_int(vocab_size, "vocab_size")
+    if tokens.ndim not in (1, 2) or tokens.shape[-1] < 2:
+        raise ValueError(f"tokens must be a sequence of at least two ids (1-D) or a batch of them (2-D), "
+                         f"got shape {tuple(tokens.shape)}")
+    if tokens.min() < 0 or tokens.max() >= vocab_size:
+        raise ValueError(f"tokens holds ids outside [0, {vocab_size})")
+    pairs = tokens[..., :-1] * vocab_size + tokens[..., 1:]
+    counts = torch.bincount(pairs.reshape(-1), minlength=vocab_size ** 2).reshape(vocab_size, vocab_size).double()
+    totals = counts.sum(-1, keepdim=True)
+    return torch.where(totals > 0, counts / totals.clamp(min=1), torch.full_like(counts, 1.0 / vocab_size))
+
+
+def bigram_kl(transitions, fitted) -> float:
+    """The KL divergence per token between the true bigram chain and a fitted one, in nats:
+    sum_c pi_c KL(q(. | c) || p(. | c)), with pi the chain's stationary distribution. Infinite as soon as
+    the fitted model gives probability 0 to a transition that can happen."""
+    transitions = _check_transitions(transitions)
+    fitted = check_probs(torch.as_tensor(fitted, dtype=torch.float64), "fitted")
+    if fitted.shape != transitions.shape:
+        raise ValueError(f"fitted must have the shape of transitions {tuple(transitions.shape)}, got {tuple(fitted.shape)}")
+    return float(stationary_distribution(transitions) @ kl_divergence(transitions, fitted))

@@ -1,5 +1,5 @@
-"""Chapter 1, token distributions: the exercises on entropy, softmax with temperature, top-k filtering
-and Zipf's law.
+"""Chapter 1, token distributions: the exercises on entropy, softmax with temperature, top-k filtering,
+Zipf's law, min-p filtering (and what temperature does to it) and the repetition penalty.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -97,7 +97,20 @@ def _top_k_cases(g):
         _Case("logits = [1, 3, 2], k = 3 (keep everything)", (_probs_of([1.0, 3.0, 2.0]), 3)),
         _Case("logits of shape (3, 7), k = 3", (_random_logits(g, 3, 7), 3)),
         _Case("logits of shape (2, 2, 6), k = 4", (_random_logits(g, 2, 2, 6), 4)),
+        _Case("logits = [2, 1, 1, 0], k = 2 (a tie at the 2nd largest logit)", (_probs_of([2.0, 1.0, 1.0, 0.0]), 2),
+              "Keep every token whose logit ties with the k-th largest."),
+        _Case("logits = [0.5, 2, -1], k = 10 (k larger than the vocabulary)", (_probs_of([0.5, 2.0, -1.0]), 10),
+              "When k is larger than the vocabulary, keep every token: use min(k, logits.shape[-1])."),
+        _Case("logits of shape (2, 4), k = 6 (k larger than the vocabulary)", (_random_logits(g, 2, 4), 6),
+              "When k is larger than the vocabulary, keep every token: use min(k, logits.shape[-1])."),
     ]
+
+
+def _exactly_k(z, k):
+    """Keep exactly k tokens, chosen by torch.topk's indices: one of two tied tokens is dropped."""
+    indices = torch.topk(z, min(k, z.shape[-1]), -1).indices
+    keep = torch.zeros_like(z, dtype=torch.bool).scatter(-1, indices, True)
+    return z.masked_fill(~keep, float("-inf"))
 
 
 def _keep_top(z, k):
@@ -124,11 +137,111 @@ CH01_TOP_K = FunctionExercise(
                  lambda z, k: torch.softmax(_keep_top(z, k), -1)),
         _Mistake("you picked the k largest of the whole tensor: filter each distribution (the last axis) separately.",
                  lambda z, k: z.masked_fill(z < torch.topk(z.flatten(), k).values[-1], float("-inf"))),
+        _Mistake("you kept exactly k tokens, so one of two tokens tied at the k-th largest logit was dropped at "
+                 "random: keep every token whose logit is at least the k-th largest (`logits < kth` is what to "
+                 "remove), as Hugging Face's top-k does.",
+                 _exactly_k),
     ),
 )
 
 
-FUNCTIONS = (CH01_SOFTMAX, CH01_ENTROPY, CH01_TOP_K)
+def _min_p_cases(g):
+    return [
+        _Case("logits = [2, 1, 0, -1, 3], p_base = 0.1", (_probs_of([2.0, 1.0, 0.0, -1.0, 3.0]), 0.1)),
+        _Case("logits = [0, 0, 0, 0, 0] (flat), p_base = 0.5", (torch.zeros(5), 0.5)),
+        _Case("logits = [1, 4, 2], p_base = 1 (only the top token)", (_probs_of([1.0, 4.0, 2.0]), 1.0)),
+        _Case("logits of shape (4, 9), p_base = 0.05", (_random_logits(g, 4, 9), 0.05)),
+        _Case("logits of shape (2, 3, 6), p_base = 0.3", (_random_logits(g, 2, 3, 6), 0.3)),
+        _Case("logits of shape (3, 5) shifted up by 50, p_base = 0.2", (_random_logits(g, 3, 5) + 50.0, 0.2)),
+    ]
+
+
+def _min_p_mask(keep, z):
+    return z.masked_fill(~keep, float("-inf"))
+
+
+CH01_MIN_P = FunctionExercise(
+    "ch01.min_p_filter", "min_p_filter(logits, p_base)",
+    "Keep the tokens whose probability is at least p_base times the top token's; set the other logits to -inf.",
+    reference=distributions.min_p_filter, cases=_min_p_cases,
+    mistakes=(
+        _Mistake("you compared each probability with p_base itself: min-p scales the threshold by the top "
+                 "token's probability, p_i >= p_base * max_j p_j.",
+                 lambda z, p: _min_p_mask(torch.softmax(z, -1) >= p, z)),
+        _Mistake("you compared the logits, not the probabilities: take the softmax first, then keep "
+                 "p_i >= p_base * max p.",
+                 lambda z, p: _min_p_mask(z >= p * z.max(-1, keepdim=True).values, z)),
+        _Mistake("you set the dropped logits to 0, but a logit of 0 still gets probability after the softmax: "
+                 "use `float('-inf')`.",
+                 lambda z, p: z.masked_fill(torch.softmax(z, -1) < p * torch.softmax(z, -1).max(-1, keepdim=True)
+                                            .values, 0.0)),
+        _Mistake("you returned probabilities: return the filtered *logits* (the softmax comes later).",
+                 lambda z, p: torch.softmax(distributions.min_p_filter(z, p), -1)),
+        _Mistake("you kept the tokens *below* the threshold: keep p_i >= p_base * max p, drop the rest.",
+                 lambda z, p: _min_p_mask(torch.softmax(z, -1) < p * torch.softmax(z, -1).max(-1, keepdim=True)
+                                          .values, z)),
+        _Mistake("you took the largest probability of the whole tensor: the threshold belongs to each "
+                 "distribution, `probs.max(dim=-1, keepdim=True)`.",
+                 lambda z, p: _min_p_mask(torch.softmax(z, -1) >= p * torch.softmax(z, -1).max(), z)),
+        _Mistake("the softmax ran over the wrong axis: probabilities are over the last axis (`dim=-1`).",
+                 lambda z, p: _min_p_mask(torch.softmax(z, 0) >= p * torch.softmax(z, 0).max(-1, keepdim=True).values,
+                                          z)),
+    ),
+)
+
+
+def _penalty_cases(g):
+    return [
+        _Case("logits = [2, -1, 0.5, 3], previous_ids = [0, 1, 0], penalty = 2",
+              (_probs_of([2.0, -1.0, 0.5, 3.0]), torch.tensor([0, 1, 0]), 2.0)),
+        _Case("logits = [1, -2, 4], previous_ids = [] (nothing generated yet), penalty = 1.5",
+              (_probs_of([1.0, -2.0, 4.0]), torch.tensor([], dtype=torch.long), 1.5)),
+        _Case("logits = [1.5, -0.5, 2], previous_ids = [2, 1], penalty = 1 (no penalty)",
+              (_probs_of([1.5, -0.5, 2.0]), torch.tensor([2, 1]), 1.0)),
+        _Case("10 random logits, previous_ids = [3, 7, 3, 3, 0], penalty = 1.3",
+              (_random_logits(g, 10), torch.tensor([3, 7, 3, 3, 0]), 1.3)),
+        _Case("20 random logits, 12 random previous ids, penalty = 1.2",
+              (_random_logits(g, 20), torch.randint(0, 20, (12,), generator=g), 1.2)),
+    ]
+
+
+def _seen(z, ids):
+    return torch.zeros_like(z, dtype=torch.bool).scatter(-1, ids, True)
+
+
+def _penalise_every_time(z, ids, penalty):
+    counts = torch.bincount(ids, minlength=z.shape[-1]).to(z.dtype)
+    factor = penalty ** counts
+    return torch.where(z > 0, z / factor, z * factor)
+
+
+CH01_REPETITION_PENALTY = FunctionExercise(
+    "ch01.repetition_penalty", "repetition_penalty(logits, previous_ids, penalty)",
+    "Make every token of previous_ids less likely: divide its logit by penalty if positive, multiply it if negative.",
+    reference=distributions.repetition_penalty, cases=_penalty_cases,
+    mistakes=(
+        _Mistake("you divided every seen logit by the penalty, as the CTRL paper writes it, but dividing a "
+                 "*negative* logit by a penalty > 1 raises it and makes the token likelier: multiply negative "
+                 "logits by the penalty instead.",
+                 lambda z, ids, t: torch.where(_seen(z, ids), z / t, z)),
+        _Mistake("you penalised a token once per occurrence (penalty ** count): the rule penalises every "
+                 "token that appeared *once*, however often it appeared.",
+                 _penalise_every_time),
+        _Mistake("you penalised the tokens that did *not* appear: the penalty goes to the tokens in previous_ids.",
+                 lambda z, ids, t: torch.where(~_seen(z, ids), torch.where(z > 0, z / t, z * t), z)),
+        _Mistake("the two cases are swapped: a positive logit is *divided* by the penalty, a negative one "
+                 "*multiplied* by it, so both move down.",
+                 lambda z, ids, t: torch.where(_seen(z, ids), torch.where(z > 0, z * t, z / t), z)),
+        _Mistake("you returned probabilities: return the penalised *logits* (the softmax comes later).",
+                 lambda z, ids, t: torch.softmax(distributions.repetition_penalty(z, ids, t), -1)),
+        _Mistake("you subtracted the penalty from the logits: the rule divides (positive) or multiplies (negative).",
+                 lambda z, ids, t: torch.where(_seen(z, ids), z - t, z)),
+    ),
+    mutating_hint="work on a copy (`logits = logits.clone()`) or build the result with `torch.where`",
+)
+
+
+FUNCTIONS = (CH01_SOFTMAX, CH01_ENTROPY, CH01_TOP_K, CH01_MIN_P, CH01_REPETITION_PENALTY)
 
 PREDICTIONS = (
     PredictionExercise(
@@ -141,4 +254,17 @@ PREDICTIONS = (
                                             "to most of the mass.")),
         lesson="With p_r proportional to 1/r the top 10 ranks hold H_10 / H_10000 (harmonic numbers), about 30%: "
                "a few tokens dominate, and the long tail is where varied writing lives."),
+    PredictionExercise(
+        "ch01.min_p_at_high_temperature",
+        "Predict how many of 10,000 Zipf-distributed tokens (p_r ~ 1/r) min-p with p_base = 0.1 keeps at temperature 1.5.",
+        kind="number", tolerance=8,
+        misconceptions=((_near(10, 3), "That is about the answer at T = 1. Temperature 1.5 flattens the distribution "
+                                       "first: p_r / p_1 becomes r^(-1/1.5), which falls more slowly."),
+                        (_near(15, 3), "Temperature does not scale the count in proportion: it enters as a power, "
+                                       "p_r / p_1 = r^(-1/T)."),
+                        (lambda v: v >= 1000, "That is how top-p behaves at high temperature. Min-p's threshold "
+                                              "follows the top token, so it stays selective.")),
+        lesson="At temperature T the ratio p_r / p_1 is r^(-1/T). Min-p keeps rank r while that ratio is at least "
+               "0.1, that is r <= 0.1^(-T) = 10^T: about 10 tokens at T = 1, 31 at T = 1.5 (10^1.5 = 31.6). Top-p "
+               "0.9 keeps most of the flattened tail at T = 1.5, thousands of tokens."),
 )

@@ -1,5 +1,5 @@
-"""Chapter 2, maximum likelihood: the exercises on the categorical MLE, the NLL loss, KL divergence and
-a uniform model's NLL.
+"""Chapter 2, maximum likelihood: the exercises on the categorical MLE, the NLL loss, KL divergence,
+a uniform model's NLL, the bigram MLE and how its KL shrinks with data, and forward against reverse KL.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -128,7 +128,61 @@ CH02_KL = FunctionExercise(
 )
 
 
-FUNCTIONS = (CH02_CATEGORICAL_MLE, CH02_NLL_LOSS, CH02_KL)
+def _bigram_cases(g):
+    return [
+        _Case("tokens = [0, 1, 1, 0, 2], vocab_size = 3", (torch.tensor([0, 1, 1, 0, 2]), 3)),
+        _Case("tokens = [2, 2, 2, 2], vocab_size = 4 (three contexts never seen)", (torch.tensor([2, 2, 2, 2]), 4)),
+        _Case("300 random tokens, vocab_size = 5", (torch.randint(0, 5, (300,), generator=g), 5)),
+        _Case("40 random tokens of ids 0-2, vocab_size = 6", (torch.randint(0, 3, (40,), generator=g), 6)),
+        _Case("tokens = [1, 0, 1, 1, 0, 1], vocab_size = 2", (torch.tensor([1, 0, 1, 1, 0, 1]), 2)),
+    ]
+
+
+def _pair_counts(tokens, vocab_size, wrap=False):
+    following = torch.roll(tokens, -1) if wrap else tokens[1:]
+    previous = tokens if wrap else tokens[:-1]
+    return torch.bincount(previous * vocab_size + following, minlength=vocab_size ** 2).reshape(
+        vocab_size, vocab_size).double()
+
+
+def _rows_or_uniform(counts):
+    totals = counts.sum(-1, keepdim=True)
+    return torch.where(totals > 0, counts / totals.clamp(min=1), torch.full_like(counts, 1.0 / counts.shape[-1]))
+
+
+CH02_BIGRAM_MLE = FunctionExercise(
+    "ch02.bigram_mle", "bigram_mle(tokens, vocab_size)",
+    "The maximum-likelihood bigram model [V, V] of a 1-D token sequence: row c is p(. | previous token c); "
+    "a context never seen gets the uniform row.",
+    reference=distributions.bigram_mle, cases=_bigram_cases,
+    mistakes=(
+        _Mistake("you returned the pair counts: divide each row by its total, the number of times that context "
+                 "occurs before another token.",
+                 lambda t, v: _pair_counts(t, v)),
+        _Mistake("you divided by the number of pairs, which gives the joint frequency of (previous, next): "
+                 "a bigram model is conditional, so each *row* must sum to 1.",
+                 lambda t, v: _pair_counts(t, v) / (len(t) - 1)),
+        _Mistake("rows and columns are swapped: row c must hold the tokens that *follow* c, counts[previous, next].",
+                 lambda t, v: _rows_or_uniform(_pair_counts(t, v).T)),
+        _Mistake("you normalised the columns: each row p(. | c) must sum to 1 (`counts.sum(-1, keepdim=True)`).",
+                 lambda t, v: _pair_counts(t, v) / _pair_counts(t, v).sum(0, keepdim=True).clamp(min=1)),
+        _Mistake("you counted a pair from the last token back to the first (torch.roll wraps around): the pairs "
+                 "are (tokens[i], tokens[i + 1]) for i < N - 1 only.",
+                 lambda t, v: _rows_or_uniform(_pair_counts(t, v, wrap=True))),
+        _Mistake("a context that never occurs gave 0 / 0 = nan: the MLE is undefined there, so give it the "
+                 "uniform row 1 / vocab_size.",
+                 lambda t, v: _pair_counts(t, v) / _pair_counts(t, v).sum(-1, keepdim=True)),
+        _Mistake("a context that never occurs got a row of zeros, which is not a distribution: give it the "
+                 "uniform row 1 / vocab_size.",
+                 lambda t, v: _pair_counts(t, v) / _pair_counts(t, v).sum(-1, keepdim=True).clamp(min=1)),
+        _Mistake("you counted how often each token occurs, not pairs: the model of a token depends on the one "
+                 "before it, so count (previous, next) pairs.",
+                 lambda t, v: (torch.bincount(t, minlength=v).double() / len(t)).expand(v, v)),
+    ),
+)
+
+
+FUNCTIONS = (CH02_CATEGORICAL_MLE, CH02_NLL_LOSS, CH02_KL, CH02_BIGRAM_MLE)
 
 PREDICTIONS = (
     PredictionExercise(
@@ -140,4 +194,28 @@ PREDICTIONS = (
                         (_near(0.0, 0.05), "A loss of 0 needs p(target) = 1 for every token.")),
         lesson="The uniform model gives every token probability 1/3, so each token costs -log(1/3) = ln 3 = 1.099 "
                "nats whatever the data. Cross-entropy = H(q) + KL(q || p) = 0.802 + 0.297."),
+    PredictionExercise(
+        "ch02.bigram_kl_ratio",
+        "Predict KL(true || MLE) of a bigram model learnt from 1,000 tokens divided by the same KL from 10,000 tokens.",
+        kind="number", tolerance=3.0,
+        misconceptions=((_near(1.0, 0.5), "More data does help: the MLE converges to the truth, so its KL shrinks "
+                                          "towards 0."),
+                        (_near(math.sqrt(10), 1.0), "sqrt(10) is how fast the *error* of each estimated probability "
+                                                    "shrinks. KL grows with the square of that error, so it shrinks "
+                                                    "like 1 / n, not 1 / sqrt(n).")),
+        lesson="Each estimated probability is off by about 1 / sqrt(n), and near its minimum KL is quadratic in that "
+               "error, so the expected KL of the MLE is about C (V - 1) / (2 n) for C contexts and V tokens: ten "
+               "times the data, a tenth of the KL."),
+    PredictionExercise(
+        "ch02.reverse_kl_preference",
+        "Of a wide and a narrow model of a two-mode q, predict which one has the smaller reverse KL(p || q).",
+        kind="choice", choices=("wide", "narrow"),
+        misconceptions=((lambda v: v == "wide", "The wide model wins the *forward* KL(q || p): q's mass on both "
+                                                "modes is what forward KL weighs. Reverse KL weighs by p, and the "
+                                                "wide model spends most of its mass on the tokens between the modes, "
+                                                "which q rarely produces."),),
+        lesson="Reverse KL averages log(p / q) over the model's own samples, so it punishes p for putting mass where "
+               "q is small and does not care which mode p leaves out: it is mode-seeking. Forward KL averages over "
+               "the data, so it punishes p for missing any mode: it is mode-covering, and it is what maximum "
+               "likelihood minimises."),
 )
