@@ -5,8 +5,8 @@ Both studies are read with the same loaders and judged by the same claims code; 
 - `carry_over_table`: per metric, the base model, nll and dft means of each study and the paired dft - nll
   difference with its 95% interval, and whether the two studies agree on its sign;
 - `verdicts_side_by_side`: the claims code's verdict on each claim, from each study's table;
-- `open_prompt_habits`: the real model's formulaic habit words on open prompts (REAL_MODEL_RULE), before and
-  after fine-tuning with each objective.
+- `open_prompt_habits`: the real model's answers to open prompts before and after fine-tuning with each
+  objective: their most common opening, variety, and formulaic habit words (REAL_MODEL_RULE).
 """
 from __future__ import annotations
 
@@ -71,10 +71,13 @@ def open_prompt_habits(study: dict, top: int = 6, bootstrap: int = 1000) -> pd.D
     """The formulaic habit words (REAL_MODEL_RULE) in each model's answers to the open writing prompts.
 
     One row per objective (base, nll, dft): the answers of every seed pooled, grouped by prompt for the
-    bootstrap; `habit_words` counts the words the rule keeps and `top_words` lists the `top` most over-used.
+    bootstrap; `top_opening` is their most common first two words and `top_opening_share` the share of answers
+    that open with them, `distinct_2` the distinct bigrams over all answers, `same_opener_runs` the rate of three
+    sentences in a row opening with the same word; `habit_words` counts the words the rule keeps and
+    `top_words` lists the `top` most over-used.
     `study` is a real-model study payload (`load_study(config=real_model_config())`).
     """
-    from dftlab.metrics import formulaic_words
+    from dftlab.metrics import distinct_n, formulaic_words, opening_table, same_opener_run_rate
 
     if "open_responses" not in study:
         raise ValueError("this study has no answers to open prompts; pass the real-model study "
@@ -89,8 +92,11 @@ def open_prompt_habits(study: dict, top: int = 6, bootstrap: int = 1000) -> pd.D
     rows = []
     for (objective, decoding), (texts, groups) in pooled.items():
         words = formulaic_words(texts, groups, bootstrap=bootstrap)
+        opening = opening_table(texts, n_words=2, top=1).iloc[0]
         rows.append({"objective": objective, "decoding": decoding, "answers": len(texts),
-                     "prompts": len(set(groups)), "habit_words": len(words),
+                     "prompts": len(set(groups)), "top_opening": opening["opening"],
+                     "top_opening_share": opening["share"], "distinct_2": distinct_n(texts, 2),
+                     "same_opener_runs": same_opener_run_rate(texts), "habit_words": len(words),
                      "top_words": ", ".join(words["word"].head(top))})
     order = {"base": 0, "nll": 1, "dft": 2}
     return pd.DataFrame(rows).sort_values("objective", key=lambda s: s.map(order)).reset_index(drop=True)
