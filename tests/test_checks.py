@@ -198,6 +198,53 @@ def _pair_counts(tokens, vocab_size):
     return torch.tensor([[pairs.count((a, b)) for b in range(vocab_size)] for a in range(vocab_size)], dtype=torch.float64)
 
 
+def _seed_values(results, objective, metric, decoding, base_model, steps):
+    rows = results[(results["objective"] == objective) & (results["decoding"] == decoding)
+                   & (results["base_model"] == base_model) & (results["steps"] == steps)]
+    return rows.set_index("seed")[metric]
+
+
+def _comparison_unpaired(results, metric, a, b, decoding, base_model, steps):
+    from scipy import stats
+    x = _seed_values(results, a, metric, decoding, base_model, steps)
+    y = _seed_values(results, b, metric, decoding, base_model, steps)
+    low, high = stats.ttest_ind(x, y, equal_var=False).confidence_interval()
+    return x.mean() - y.mean(), low, high
+
+
+def _comparison_numpy_std(results, metric, a, b, decoding, base_model, steps):
+    from scipy import stats
+    x = _seed_values(results, a, metric, decoding, base_model, steps)
+    y = _seed_values(results, b, metric, decoding, base_model, steps)
+    d = (x - y).dropna().to_numpy()
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std() / math.sqrt(len(d))
+    return d.mean(), d.mean() - half, d.mean() + half
+
+
+def _ece_by_hand(confidence, correct, bins, weighted=True, clip=True):
+    confidence, correct = confidence.tolist(), [float(k) for k in correct.tolist()]
+    groups = {}
+    for c, k in zip(confidence, correct):
+        b = int(c * bins)
+        if b == bins and not clip:
+            continue  # the mistake: a confidence of exactly 1 falls outside the last bin
+        groups.setdefault(min(b, bins - 1), []).append((c, k))
+    gaps = [(len(g), abs(sum(k for _, k in g) / len(g) - sum(c for c, _ in g) / len(g))) for g in groups.values()]
+    if weighted:
+        return sum(n * gap for n, gap in gaps) / sum(n for n, _ in gaps)
+    return sum(gap for _, gap in gaps) / len(gaps)
+
+
+def _opener_distance(openers, alpha, other_temperature=None, filtered=True):
+    rows = openers[(openers["base_model"] == "tiny-gpt2") & (openers["steps"] == 200)] if filtered else openers
+    def shares(objective, temperature):
+        chosen = rows[(rows["objective"] == objective) & ((rows["temperature"] - temperature).abs() < 1e-9)]
+        return chosen.groupby("opener")["share"].mean()
+    trained = shares(f"power_{alpha:g}", 1.0)
+    sampled = shares("nll", 1 - alpha if other_temperature is None else other_temperature)
+    return 0.5 * float((trained - sampled.reindex(trained.index)).abs().sum())
+
+
 MISTAKES = [
     # (exercise id, wrong answer, a phrase the feedback must contain)
     ("ch01.entropy", lambda p: -(p * torch.log2(p.clamp(min=1e-30))).sum(-1), "log base 2"),
@@ -259,6 +306,8 @@ MISTAKES = [
     ("ch07.decoding_distribution", _nucleus_first, "before applying the temperature"),
     ("ch07.decoding_distribution", _no_renormalisation, "renormalise"),
     ("ch07.decoding_distribution", lambda z, t, p: torch.softmax(z / t, -1), "top_p has no effect"),
+    ("ch07.paired_comparison", _comparison_unpaired, "independent samples"),
+    ("ch07.paired_comparison", _comparison_numpy_std, "ddof=0"),
 ]
 
 

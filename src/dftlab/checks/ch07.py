@@ -1,10 +1,14 @@
-"""Chapter 7, back to maximum likelihood: the exercises on the decoding distribution, temperature and greedy
-decoding.
+"""Chapter 7, back to maximum likelihood: the exercises on the decoding distribution, temperature, greedy
+decoding, a paired comparison read from the study table, and a floor on DFT's weight.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
+import functools
+import math
+
+import numpy as np
 import torch
 
 from dftlab import distributions
@@ -61,7 +65,100 @@ CH07_DECODING = FunctionExercise(
 )
 
 
-FUNCTIONS = (CH07_DECODING,)
+@functools.lru_cache(maxsize=1)
+def _study_results():
+    from dftlab import study
+
+    return study.load_results()
+
+
+def _comparison_cases(g):
+    rows = [("kl", "dft", "nll", "T=1", "tiny-gpt2", 200),
+            ("validity", "dft", "nll", "T=0.7,top-p=0.9", "tiny-gpt2", 200),
+            ("distinct_2", "power_0.5", "nll", "T=1", "tiny-gpt2", 200),
+            ("token_l2_1", "asft", "dft_floored", "T=0.7,top-p=0.9", "tiny-gpt2", 200),
+            ("prob_character", "dft", "nll", "T=1", "tiny-gpt2-english", 200),
+            ("top_opener_share", "nll", "dft", "T=1", "tiny-gpt2", 50)]
+    return [_Case(f"metric={m!r}, a={a!r}, b={b!r}, decoding={d!r}, base_model={bm!r}, steps={st}",
+                  (_study_results().copy(), m, a, b, d, bm, st)) for m, a, b, d, bm, st in rows]
+
+
+def _reference_comparison(results, metric, a, b, decoding, base_model, steps):
+    from dftlab import study
+
+    c = study.compare(results, metric, a, b, decoding, base_model=base_model, steps=steps)
+    return c.difference, c.low, c.high
+
+
+def _per_seed(results, objective, metric, decoding, base_model, steps, filtered=True):
+    rows = results[(results["objective"] == objective) & (results["decoding"] == decoding)]
+    if filtered:
+        rows = rows[(rows["base_model"] == base_model) & (rows["steps"] == steps)]
+    return rows.groupby("seed")[metric].mean()
+
+
+def _paired_variant(quantile="t", ddof=1, reverse=False, filtered=True):
+    def comparison(results, metric, a, b, decoding, base_model, steps):
+        first = _per_seed(results, a, metric, decoding, base_model, steps, filtered)
+        second = _per_seed(results, b, metric, decoding, base_model, steps, filtered)
+        seeds = sorted(set(first.index) & set(second.index))
+        differences = np.array([first[s] - second[s] for s in seeds]) * (-1 if reverse else 1)
+        n = len(differences)
+        from scipy import stats
+
+        factor = stats.t.ppf(0.975, n - 1) if quantile == "t" else stats.norm.ppf(0.975)
+        half = factor * differences.std(ddof=ddof) / math.sqrt(n)
+        return differences.mean(), differences.mean() - half, differences.mean() + half
+    return comparison
+
+
+def _unpaired_variant(welch=True):
+    """Two independent samples: each objective's mean over its own seeds, a two-sample t-interval."""
+    def comparison(results, metric, a, b, decoding, base_model, steps):
+        from scipy import stats
+
+        first = _per_seed(results, a, metric, decoding, base_model, steps).to_numpy()
+        second = _per_seed(results, b, metric, decoding, base_model, steps).to_numpy()
+        va, vb, na, nb = first.var(ddof=1), second.var(ddof=1), len(first), len(second)
+        se = math.sqrt(va / na + vb / nb)
+        if welch:
+            df = (va / na + vb / nb) ** 2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
+        else:
+            df = na + nb - 2
+        mean = first.mean() - second.mean()
+        half = stats.t.ppf(0.975, df) * se
+        return mean, mean - half, mean + half
+    return comparison
+
+
+_UNPAIRED = ("you compared the two objectives as independent samples (a mean over each one's own seeds, a "
+             "two-sample interval). Pair them by seed: two runs with the same seed share the data split, the data "
+             "order and the sampling stream, so take a - b within each seed both have, then one t-interval over "
+             "those differences.")
+
+CH07_PAIRED_COMPARISON = FunctionExercise(
+    "ch07.paired_comparison", "paired_comparison(results, metric, a, b, decoding, base_model, steps)",
+    "Objective a minus objective b on one metric of the study table, paired by seed: the mean difference and its "
+    "95% Student-t interval, as (mean, low, high).",
+    reference=_reference_comparison, cases=_comparison_cases,
+    mistakes=(
+        _Mistake(_UNPAIRED, _unpaired_variant(welch=True)),
+        _Mistake(_UNPAIRED, _unpaired_variant(welch=False)),
+        _Mistake("you used the sample standard deviation with ddof=0 (numpy's default divides by n): the "
+                 "t-interval needs the n - 1 version, `np.std(x, ddof=1)` (pandas' `.std()` already does this).",
+                 _paired_variant(ddof=0)),
+        _Mistake("you used the normal quantile 1.96: with 3 to 5 seeds the interval needs Student's t with n - 1 "
+                 "degrees of freedom, `scipy.stats.t.ppf(0.975, n - 1)`, which is much wider.",
+                 _paired_variant(quantile="normal")),
+        _Mistake("the sign is flipped: the difference is a - b, not b - a.", _paired_variant(reverse=True)),
+        _Mistake("you kept rows from other runs: filter on base_model and steps as well, or the budget sweep "
+                 "(50 and 100 steps) and the weak-prior runs are averaged into each seed.",
+                 _paired_variant(filtered=False)),
+    ),
+)
+
+
+FUNCTIONS = (CH07_DECODING, CH07_PAIRED_COMPARISON)
 
 PREDICTIONS = (
     PredictionExercise(
@@ -85,4 +182,19 @@ PREDICTIONS = (
                                               "at the ranking."),),
         lesson="Greedy decoding is mode-seeking whatever the training loss: it turns a well-calibrated MLE model "
                "into a formulaic one. Sample (T = 1, maybe with top-p) to see the distribution you trained."),
+    PredictionExercise(
+        "ch07.floor_top_opener",
+        "Three 30-step fine-tunes of tiny-gpt2 (nll, dft, and dft_floored with floor 0.1): predict whether the "
+        "floored run's probability of 'Once upon a time,' ends closer to the nll run's or to the dft run's: "
+        "'nll' or 'dft'.",
+        kind="choice", choices=("nll", "dft"),
+        misconceptions=((lambda v: v == "nll", "The floor only lifts the weight of tokens the model gives less "
+                                               "than 0.1. The common opener's tokens are above it from early on, so "
+                                               "they are weighted by p(y) exactly as in DFT: the push that makes "
+                                               "the likeliest tokens likelier stays."),),
+        lesson="max(p, floor) lifts the weight of the rare openers from p to the floor, so they keep some "
+               "probability instead of vanishing, but the common ones are weighted by p as in DFT. The fixed point "
+               "solves p_y proportional to q_y w(p_y): a sharpened copy of q, not q itself. A floor softens "
+               "Dynamic FT's collapse of the tail; it does not stop the head from taking over. Only the NLL's weight "
+               "1 (a proper score) aims at q."),
 )
