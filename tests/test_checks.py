@@ -245,6 +245,27 @@ def _opener_distance(openers, alpha, other_temperature=None, filtered=True):
     return 0.5 * float((trained - sampled.reindex(trained.index)).abs().sum())
 
 
+def _overuse_by_texts(texts, word):
+    from dftlab.metrics.formulaic import english_frequency, words
+    return sum(words(t).count(word) for t in texts) / len(texts) / english_frequency(word)
+
+
+def _overuse_per_text(texts, word):
+    from dftlab.metrics.formulaic import english_frequency, words
+    return sum(words(t).count(word) / len(words(t)) for t in texts) / len(texts) / english_frequency(word)
+
+
+def _coverage_self_counted(reference, samples, k):
+    radius = torch.cdist(reference, reference).sort(dim=1).values[:, k - 1]
+    return (torch.cdist(samples, reference) <= radius).any(dim=1).double().mean().item()
+
+
+def _nll_per_sequence(logits, labels):
+    z, y = logits[:, :-1], labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(z.transpose(1, 2), y, ignore_index=-100, reduction="none")
+    return (per_token.sum(1) / (y != -100).sum(1)).mean()
+
+
 MISTAKES = [
     # (exercise id, wrong answer, a phrase the feedback must contain)
     ("ch01.entropy", lambda p: -(p * torch.log2(p.clamp(min=1e-30))).sum(-1), "log base 2"),
@@ -290,6 +311,18 @@ MISTAKES = [
     ("ch03.shift_for_causal_lm", lambda z, y: (z, y), "did not shift"),
     ("ch03.shift_for_causal_lm", lambda z, y: (z[..., 1:, :], y[..., :-1]), "wrong way"),
     ("ch03.shift_for_causal_lm", lambda z, y: [z[:-1], y[1:]], "batch axis"),
+    ("ch00.overuse_ratio", _overuse_by_texts, "number of texts"),
+    ("ch00.overuse_ratio", _overuse_per_text, "averaged each text's frequency"),
+    ("ch00.preference_optimum", lambda ref, r, beta: ref * torch.exp(r / beta), "did not normalise"),
+    ("ch00.preference_optimum", lambda ref, r, beta: torch.softmax(r / beta, -1), "left out the reference"),
+    ("ch00.coverage", _coverage_self_counted, "its own nearest neighbour"),
+    ("ch00.coverage", lambda ref, samples, k: _coverage_self_counted(samples, ref, k + 1), "swapped the roles"),
+    ("ch03.format_example", lambda p, c, eos, n: ((p + c)[:n], [-100] * len(p) + (p + c)[len(p):n]),
+     "end-of-sequence"),
+    ("ch03.format_example", lambda p, c, eos, n: ((p + c + [eos])[:n], (p + c + [eos])[:n]), "did not mask the prompt"),
+    ("ch03.completion_nll", lambda z, y: torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1)),
+     "did not shift"),
+    ("ch03.completion_nll", _nll_per_sequence, "averaged each sequence"),
     ("ch04.dft_loss", _dft_no_detach, "did you detach p"),
     ("ch04.dft_loss", _dft_all_positions, "included ignore_index targets"),
     ("ch04.dft_loss", lambda z, y: torch.nn.functional.cross_entropy(z, y), "plain NLL"),

@@ -26,7 +26,7 @@ chapters derive. This module registers every chapter's exercises and re-exports 
 """
 from __future__ import annotations
 
-from dftlab.checks import ch01, ch02, ch03, ch04, ch06, ch07
+from dftlab.checks import ch00, ch01, ch02, ch03, ch04, ch06, ch07
 from dftlab.checks.ch01 import CH01_ENTROPY, CH01_SOFTMAX, CH01_TOP_K
 from dftlab.checks.ch02 import CH02_CATEGORICAL_MLE, CH02_KL, CH02_NLL_LOSS
 from dftlab.checks.ch03 import CH03_MASK_PROMPT, CH03_SHIFT
@@ -36,7 +36,7 @@ from dftlab.checks.ch07 import CH07_DECODING
 from dftlab.checks.engine import (ATOL, EXERCISES, IGNORE_INDEX, RTOL, TIME_LIMIT_SECONDS, CheckResult,
                                   FunctionExercise, PredictionExercise, check, register)
 
-_CHAPTERS = (ch01, ch02, ch03, ch04, ch06, ch07)
+_CHAPTERS = (ch00, ch01, ch02, ch03, ch04, ch06, ch07)
 
 PREDICTIONS: tuple[PredictionExercise, ...] = tuple(
     exercise for chapter in _CHAPTERS for exercise in chapter.PREDICTIONS)
