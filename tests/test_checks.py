@@ -198,6 +198,27 @@ def _pair_counts(tokens, vocab_size):
     return torch.tensor([[pairs.count((a, b)) for b in range(vocab_size)] for a in range(vocab_size)], dtype=torch.float64)
 
 
+def _overuse_by_texts(texts, word):
+    from dftlab.metrics.formulaic import english_frequency, words
+    return sum(words(t).count(word) for t in texts) / len(texts) / english_frequency(word)
+
+
+def _overuse_per_text(texts, word):
+    from dftlab.metrics.formulaic import english_frequency, words
+    return sum(words(t).count(word) / len(words(t)) for t in texts) / len(texts) / english_frequency(word)
+
+
+def _coverage_self_counted(reference, samples, k):
+    radius = torch.cdist(reference, reference).sort(dim=1).values[:, k - 1]
+    return (torch.cdist(samples, reference) <= radius).any(dim=1).double().mean().item()
+
+
+def _nll_per_sequence(logits, labels):
+    z, y = logits[:, :-1], labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(z.transpose(1, 2), y, ignore_index=-100, reduction="none")
+    return (per_token.sum(1) / (y != -100).sum(1)).mean()
+
+
 def _seed_values(results, objective, metric, decoding, base_model, steps):
     rows = results[(results["objective"] == objective) & (results["decoding"] == decoding)
                    & (results["base_model"] == base_model) & (results["steps"] == steps)]
@@ -243,27 +264,6 @@ def _opener_distance(openers, alpha, other_temperature=None, filtered=True):
     trained = shares(f"power_{alpha:g}", 1.0)
     sampled = shares("nll", 1 - alpha if other_temperature is None else other_temperature)
     return 0.5 * float((trained - sampled.reindex(trained.index)).abs().sum())
-
-
-def _overuse_by_texts(texts, word):
-    from dftlab.metrics.formulaic import english_frequency, words
-    return sum(words(t).count(word) for t in texts) / len(texts) / english_frequency(word)
-
-
-def _overuse_per_text(texts, word):
-    from dftlab.metrics.formulaic import english_frequency, words
-    return sum(words(t).count(word) / len(words(t)) for t in texts) / len(texts) / english_frequency(word)
-
-
-def _coverage_self_counted(reference, samples, k):
-    radius = torch.cdist(reference, reference).sort(dim=1).values[:, k - 1]
-    return (torch.cdist(samples, reference) <= radius).any(dim=1).double().mean().item()
-
-
-def _nll_per_sequence(logits, labels):
-    z, y = logits[:, :-1], labels[:, 1:]
-    per_token = torch.nn.functional.cross_entropy(z.transpose(1, 2), y, ignore_index=-100, reduction="none")
-    return (per_token.sum(1) / (y != -100).sum(1)).mean()
 
 
 MISTAKES = [
@@ -330,6 +330,18 @@ MISTAKES = [
     ("ch04.dft_logit_gradient", lambda p, y: p - _one_hot(p, y), "cross-entropy gradient"),
     ("ch04.dft_logit_gradient", lambda p, y: (1 + torch.log(p[y])) * p[y] * (p - _one_hot(p, y)), "stop-gradient"),
     ("ch04.dft_logit_gradient", lambda p, y: p[y] * (_one_hot(p, y) - p), "sign is flipped"),
+    ("ch04.expected_calibration_error", lambda c, k, bins: _ece_by_hand(c, k, bins, weighted=False), "equal weights"),
+    ("ch04.expected_calibration_error", lambda c, k, bins: _ece_by_hand(c, k, bins, clip=False), "exactly 1"),
+    ("ch04.expected_calibration_error", lambda c, k, bins: abs(k.double().mean() - c.mean()), "overall accuracy"),
+    ("ch05.power_fixed_point", lambda q, a: q ** (1 - a) / (q ** (1 - a)).sum(), "flattens it"),
+    ("ch05.power_fixed_point", lambda q, a: q ** (1 / (1 - a)), "do not sum to 1"),
+    ("ch05.power_fixed_point", lambda q, a: torch.softmax(q / (1 - a), -1), "*log*-probabilities"),
+    ("ch05.dft_logit_step", lambda p, q, lr: lr * (q - p), "NLL step"),
+    ("ch05.dft_logit_step", lambda p, q, lr: lr * (q - (q * p).sum()), "factor p_k"),
+    ("ch05.dft_logit_step", lambda p, q, lr: lr * p * ((q * p).sum() - q), "sign is flipped"),
+    ("ch05.temperature_match", lambda o, a: _opener_distance(o, a, other_temperature=1.0), "T = 1."),
+    ("ch05.temperature_match", lambda o, a: 2 * _opener_distance(o, a), "*half*"),
+    ("ch05.temperature_match", lambda o, a: _opener_distance(o, a, filtered=False), "other runs"),
     ("ch06.distinct_n", _distinct_per_text, "counted per text instead of over the corpus"),
     ("ch06.distinct_n", _distinct_joined, "cross from the end of one text"),
     ("ch06.distinct_n", lambda texts, n: len({tuple(t[i:i + n]) for t in texts for i in range(len(t) - n + 1)})

@@ -554,3 +554,57 @@ def test_target_probabilities_by_role_refuses_a_prompt_without_a_title(make_tiny
     model = make_tiny_gpt2(len(tok), n_embd=16, seed=None).eval()
     with pytest.raises(ValueError, match="TinyTales title"):
         metrics.target_probabilities_by_role(model, tok, [{"prompt": "once upon", "completion": " a time"}])
+
+
+# --- Calibration (chapter 4): confidence against accuracy -----------------------------------------------------
+
+def test_calibration_bins_by_hand():
+    confidence = [0.05, 0.15, 0.15, 0.55, 0.95, 1.0]
+    correct = [False, True, False, True, True, False]
+    table = metrics.calibration_bins(confidence, correct, bins=10)
+    assert list(table["count"]) == [1, 2, 0, 0, 0, 1, 0, 0, 0, 2]  # a confidence of exactly 1 is in the last bin
+    assert table.loc[1, "confidence"] == pytest.approx(0.15) and table.loc[1, "accuracy"] == pytest.approx(0.5)
+    assert table.loc[9, "confidence"] == pytest.approx(0.975) and table.loc[9, "accuracy"] == pytest.approx(0.5)
+    assert table.loc[2, ["confidence", "accuracy"]].isna().all()
+    assert np.allclose(table["bin_high"] - table["bin_low"], 0.1)
+    # ECE: count-weighted |accuracy - confidence| over the filled bins; empty bins weigh nothing.
+    expected = (1 * 0.05 + 2 * abs(0.5 - 0.15) + 1 * abs(1 - 0.55) + 2 * abs(0.5 - 0.975)) / 6
+    assert metrics.expected_calibration_error(confidence, correct, bins=10) == pytest.approx(expected)
+
+
+def test_a_calibrated_forecaster_has_ece_near_zero_and_an_overconfident_one_does_not():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.2, 1.0, 200_000)
+    calibrated = rng.uniform(size=confidence.size) < confidence
+    assert metrics.expected_calibration_error(confidence, calibrated) < 0.01
+    # Claiming certainty for the same predictions: accuracy is unchanged, the gap is 1 - accuracy.
+    assert metrics.expected_calibration_error(np.ones_like(confidence), calibrated) == \
+        pytest.approx(1 - calibrated.mean())
+
+
+@pytest.mark.parametrize("confidence, correct, bins, match", [
+    ([0.5, 1.2], [True, False], 10, "probabilities"),
+    ([0.5], [True, False], 10, "one entry per prediction"),
+    ([0.5], [True], 0, "bins"),
+    ([], [], 10, "empty"),
+])
+def test_calibration_rejects_bad_input(confidence, correct, bins, match):
+    with pytest.raises(ValueError, match=match):
+        metrics.expected_calibration_error(confidence, correct, bins=bins)
+
+
+def test_calibration_table_scores_the_top_prediction_at_every_completion_token(make_tiny_tokenizer, make_tiny_gpt2):
+    tok = make_tiny_tokenizer()
+    model = make_tiny_gpt2(len(tok), n_embd=16).eval()
+    stories = [{"prompt": "Title: The fox and the forest.\nStory:", "completion": " Once upon a time, a fox sat."},
+               {"prompt": "Title: The cat and the hill.\nStory:", "completion": " Long ago, a cat ran."}]
+    predictions = metrics.top_predictions(model, tok, stories, batch_size=1)
+    roles = metrics.target_probabilities_by_role(model, tok, stories)
+    assert len(predictions) == len(roles)  # every completion token and each EOS
+    assert np.allclose(predictions["target_prob"], roles["target_prob"], atol=1e-6)
+    assert (predictions["confidence"] >= predictions["target_prob"] - 1e-9).all()
+    right = predictions[predictions["correct"]]  # where the top prediction is the target, it has its probability
+    assert np.allclose(right["confidence"], right["target_prob"])
+    table = metrics.calibration_table(model, tok, stories, bins=5)
+    assert table["count"].sum() == len(predictions) and len(table) == 5
+    assert table.equals(metrics.calibration_bins(predictions["confidence"], predictions["correct"], 5))

@@ -113,11 +113,48 @@ ALT_TEXT = {
             "Horizontal bar chart of the eight most common TinyTales story openers: for each, its true probability, "
             "its share of this chapter's DFT samples and its share of the study's SFT samples, both at T = 1. DFT "
             "uses 'Once upon a time,' in every sample and no other opener; SFT's shares are close to the true ones."),
+        "plots.plot_calibration(": (
+            "Reliability diagram: accuracy of the top prediction against its confidence on validation stories, in ten "
+            "bins, with a dashed diagonal where the two are equal. The SFT model after 50 steps has points of several "
+            "sizes, from a confidence near 0.3 up to a large point near 1, all close to the diagonal (ECE 0.007). The "
+            "DFT model after 200 steps has a single large point at confidence 1 and accuracy 0.89, below the "
+            "diagonal (ECE 0.11)."),
+    },
+    "chapters/05_dft_in_the_study.ipynb": {
+        "plots.plot_budget_sweep(summary)": (
+            "Two panels against the number of fine-tuning steps, 0 (the base model), 50, 100 and 200, for nll and dft "
+            "with 95% intervals. Left: KL to the data on a log scale; nll falls with the budget while dft rises far "
+            "above it. Right: the share of samples opening with 'Once upon a time,', with a dashed line at its true "
+            "probability; nll moves from the base model's low share up to the line, dft is near 1 from 50 steps on."),
+        "plots.plot_dft_threshold(race)": (
+            "Line chart, log step axis from 1 to 10,000, of DFT on the five-token toy q = (0.40, 0.25, 0.15, 0.12, "
+            "0.08): each token's probability as a coloured line, its q as a dashed line of the same colour, and the "
+            "bar s, the expected probability of the data, as a thick black line. The bar starts at 0.2 and rises to "
+            "0.4. Tokens 2 to 4 lose probability from the start; token 1 rises a little until the bar passes 0.25 "
+            "near step 30 and then falls; token 0's probability climbs to 1."),
+        "plots.plot_target_probability_by_role(": (
+            "Horizontal bar chart with 95% intervals over seeds of the mean probability given to the target token, "
+            "for the character's name and for every other token, one pair of bars per run: base, nll and dft from "
+            "the strong prior, then from the weak prior. From the strong prior all three give the name a probability "
+            "near 1. From the weak prior the base gives it almost none, nll raises it to about 0.6, and dft leaves "
+            "it at almost none."),
+        "plots.plot_power_family(q": (
+            "Line chart of probability against the five tokens of the toy distribution q, most frequent first: one "
+            "line for q itself and one for q sharpened at temperature 0.75, 0.5 and 0.25 (alpha 0.25, 0.5 and "
+            "0.75). The lower the temperature, the more mass the first token gets and the less the others keep. "
+            "Markers from gradient descent on the power objective sit on their lines."),
+        "plots.plot_power_family_check(": (
+            "Two log-log scatter plots of the 16 TinyTales openers, each point an opener's share under a fine-tuned "
+            "model sampled at T = 1 (vertical), with a dashed diagonal. Left, against the closed form q to the power "
+            "1/(1 - alpha) from the true opener probabilities: nll (alpha 0), power 0.25 and power 0.5 lie along "
+            "the diagonal with some scatter among the rare openers. Right, against SFT sampled at T = 1 - alpha: "
+            "power 0.25 and power 0.5 lie closer to the diagonal, with total variation distances near 0.02."),
         "plots.plot_study_metric(summary": (
             "Dot plot with 95% confidence intervals of the share of samples that open with 'Once upon a time,' at "
-            "T = 1, one row per objective of the study, with a dashed line at its share among true stories. NLL, "
-            "distribution matching and the mix sit near the line; power 0.5, the floored DFT and ASFT are well "
-            "above it, and DFT is at 1."),
+            "T = 1, one row per objective of the study from tiny-gpt2 at 200 steps, with a dashed line at its share "
+            "among true stories. NLL and the three distribution-matching runs sit near the line and the base model "
+            "well left of it; power 0.25 is a little above it, power 0.5, the floored DFT and ASFT well above it, "
+            "and DFT is at 1."),
     },
     "chapters/06_distribution_matching.ipynb": {
         "plots.plot_mmd_by_zipf_exponent(sweep": (

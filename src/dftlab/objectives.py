@@ -151,7 +151,7 @@ def dft(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") 
 @objective
 def dft_floored(logits: torch.Tensor, labels: torch.Tensor, *, floor: float = 0.1,
                 reduction: str = "mean") -> torch.Tensor:
-    """DFT with the weight floored (chapter 4): per token  -sg(max(p(y), floor)) * log p(y).
+    """DFT with the weight floored (chapter 5): per token  -sg(max(p(y), floor)) * log p(y).
 
     The floor keeps rare tokens learning; floor=0 is `dft`, floor=1 is `nll`.
     """
@@ -164,7 +164,7 @@ def dft_floored(logits: torch.Tensor, labels: torch.Tensor, *, floor: float = 0.
 @objective
 def power(logits: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.5,
           reduction: str = "mean") -> torch.Tensor:
-    """The power family of Li et al. 2025 (chapter 4): per token  (1 - p(y)**alpha) / alpha.
+    """The power family of Li et al. 2025 (chapter 5): per token  (1 - p(y)**alpha) / alpha.
 
     alpha -> 0 is `nll`; alpha = 1 is 1 - p, whose gradient is `dft`'s. Its logit-gradient weight is p**alpha.
     """
@@ -189,7 +189,7 @@ def mix(logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 0.5,
 @objective
 def asft(logits: torch.Tensor, labels: torch.Tensor, base_logits: torch.Tensor, *, lam: float = 0.05,
          reduction: str = "mean") -> torch.Tensor:
-    """Anchored SFT, Zhu et al. 2025 (chapter 4): per token  dft + lam * KL(p_base || p_model).
+    """Anchored SFT, Zhu et al. 2025 (chapter 5): per token  dft + lam * KL(p_base || p_model).
 
     The KL runs over the whole vocabulary at each supervised position and pulls the model back
     towards the frozen base model, whose logits `base_logits` are treated as constants.

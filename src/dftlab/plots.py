@@ -410,11 +410,11 @@ def plot_mmd_by_zipf_exponent(table: pd.DataFrame, reference_exponent: float = 1
     return ax
 
 
-# --- Chapter 4: the power family, the budget sweep and the two failures of Dynamic FT -----------------------
+# --- Chapters 4 and 5: the power family, the budget sweep, calibration and the two failures of Dynamic FT ----
 
 @_course_style
 def plot_power_family(target, alphas=(0.0, 0.25, 0.5, 0.75), fitted: dict | None = None, labels=None, ax=None):
-    """q sharpened by the power family: the closed form q^(1/(1-alpha)) per alpha, as lines (chapter 4).
+    """q sharpened by the power family: the closed form q^(1/(1-alpha)) per alpha, as lines (chapter 5).
 
     `fitted` maps alpha to a measured distribution (from `toy.fit_categorical`, or a model's exact opener
     shares), drawn as markers on top of the line it should match. Every curve is also q sampled at
@@ -444,7 +444,7 @@ def plot_power_family(target, alphas=(0.0, 0.25, 0.5, 0.75), fitted: dict | None
 @_course_style
 def plot_budget_sweep(summary: pd.DataFrame, objectives=("nll", "dft"), base_model: str = "tiny-gpt2",
                       decoding: str = "T=1"):
-    """KL and top-opener share against the fine-tuning budget, per objective, mean and 95% CI (chapter 4).
+    """KL and top-opener share against the fine-tuning budget, per objective, mean and 95% CI (chapter 5).
 
     `summary` is `dftlab.study.summary_table(results)`. The dashed lines are the truth: KL 0, and the top
     opener's true probability. Returns the two Axes.
@@ -477,7 +477,7 @@ def plot_budget_sweep(summary: pd.DataFrame, objectives=("nll", "dft"), base_mod
 @_course_style
 def plot_target_probability_by_role(results: pd.DataFrame, objectives=("base", "nll", "dft"), decoding: str = "T=1",
                                     steps: int | None = None, ax=None):
-    """Mean p(target) at the character's name against every other token, by prior and objective (chapter 4).
+    """Mean p(target) at the character's name against every other token, by prior and objective (chapter 5).
 
     `results` is `dftlab.study.load_results()`. The weak prior has never seen a story: it gives the copied
     name little probability, and Dynamic FT, whose weight is that probability, never raises it.
@@ -495,6 +495,113 @@ def plot_target_probability_by_role(results: pd.DataFrame, objectives=("base", "
     ax = _new_axes(ax)
     sns.barplot(data=long, x="p", y="run", hue="role", order=order, errorbar=("ci", 95), ax=ax)
     ax.set(xlabel="mean p(target token) on validation stories", ylabel="", xlim=(0, 1))
+    _legend_below(ax, ncol=2, offset=-0.2)
+    return ax
+
+
+@_course_style
+def plot_calibration(tables: dict[str, pd.DataFrame], ax=None):
+    """Reliability diagram: accuracy against confidence per bin, one line per model (chapter 4).
+
+    `tables` maps a label to a `dftlab.metrics.calibration_bins` (or `calibration_table`) table. Each marker is one
+    non-empty bin, its area growing with the bin's count; a calibrated model lies on the dashed diagonal, an
+    over-confident one below it.
+    """
+    if ax is None:
+        ax = plt.subplots(figsize=(5, 5))[1]
+    palette = sns.color_palette(PALETTE)
+    ax.plot([0, 1], [0, 1], color="black", ls="--", lw=1, label="calibrated: accuracy = confidence")
+    total = max(int(table["count"].sum()) for table in tables.values())
+    for index, (label, table) in enumerate(tables.items()):
+        filled = table[table["count"] > 0]
+        sizes = 20 + 400 * np.sqrt(filled["count"].to_numpy() / max(total, 1))
+        ax.plot(filled["confidence"], filled["accuracy"], color=palette[index], lw=1.2, alpha=0.7)
+        ax.scatter(filled["confidence"], filled["accuracy"], s=sizes, color=palette[index], edgecolors="black",
+                   linewidths=0.5, zorder=3, label=label)
+    ax.set(xlim=(0, 1.04), ylim=(0, 1.04), xlabel="confidence (mean top probability in the bin)",
+           ylabel="accuracy (share of top predictions right)")
+    ax.set_aspect("equal")
+    _legend_below(ax, ncol=1, offset=-0.18, markerscale=0.5)
+    return ax
+
+
+def power_family_check(openers: pd.DataFrame, alphas=(0.25, 0.5), base_model: str = "tiny-gpt2",
+                       steps: int | None = None) -> pd.DataFrame:
+    """Each opener's share under `power_<alpha>` at T = 1, beside the two things it should equal (chapter 5).
+
+    `openers` is `dftlab.study.load_opener_probabilities()`. Shares are means over seeds. Columns: alpha, opener,
+    model (power_<alpha> at T = 1; alpha 0 is nll at T = 1), closed_form (q^(1/(1-alpha)) from the true opener
+    probabilities), sampled (nll at T = 1 - alpha).
+    """
+    from dftlab.toy import power_fixed_point
+
+    rows = openers[openers["base_model"] == base_model]
+    if steps is not None:
+        rows = rows[rows["steps"] == steps]
+    shares = rows.groupby(["objective", "temperature", "opener"])["share"].mean()
+    true = rows.groupby("opener")["true_prob"].first().sort_values(ascending=False)
+    frames = []
+    for alpha in (0.0, *alphas):
+        objective = "nll" if alpha == 0 else f"power_{alpha:g}"
+        missing = [key for key in ((objective, 1.0), ("nll", 1.0 - alpha)) if key not in shares.index.droplevel(2)]
+        if missing:
+            raise ValueError(f"power_family_check: no opener shares for {missing} (objective, temperature) in "
+                             f"`openers`; pass dftlab.study.load_opener_probabilities().")
+        frames.append(pd.DataFrame({"alpha": alpha, "opener": true.index,
+                                    "model": shares[objective, 1.0].reindex(true.index).to_numpy(),
+                                    "closed_form": power_fixed_point(true.to_numpy(), alpha),
+                                    "sampled": shares["nll", 1.0 - alpha].reindex(true.index).to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@_course_style
+def plot_power_family_check(check: pd.DataFrame, axes=None):
+    """Training at alpha is sampling at T = 1 - alpha, on the fine-tuned models' exact opener shares (chapter 5).
+
+    `check` is `power_family_check(...)`. Left: each model's share of each opener against q^(1/(1-alpha)); right:
+    against SFT sampled at T = 1 - alpha. Log-log, one colour per alpha; on the dashed diagonal they agree. The
+    legend gives each alpha's total variation distance over the openers.
+    """
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(8, 4.4), sharey=True)[1]
+    palette = sns.color_palette(PALETTE)
+    low = max(1e-4, 0.7 * float(check[["model", "closed_form", "sampled"]].min().min()))
+    for ax, column, xlabel in zip(axes, ("closed_form", "sampled"),
+                                  ("closed form: q^(1/(1-α)) from the true openers",
+                                   "SFT (nll) sampled at T = 1 - α")):
+        ax.plot([low, 1], [low, 1], color="black", ls="--", lw=1)
+        for index, (alpha, rows) in enumerate(check.groupby("alpha", sort=True)):
+            if column == "sampled" and alpha == 0:
+                continue  # nll at T = 1 against itself
+            distance = 0.5 * float((rows["model"] - rows[column]).abs().sum())
+            name = "nll" if alpha == 0 else f"power, α = {alpha:g}"
+            ax.scatter(rows[column], rows["model"], s=30, color=palette[index], edgecolors="black", linewidths=0.4,
+                       zorder=3, label=f"{name} (TV {distance:.3f})")
+        ax.set(xscale="log", yscale="log", xlim=(low, 1), ylim=(low, 1), xlabel=xlabel)
+        ax.set_aspect("equal")
+        _legend_below(ax, ncol=1, offset=-0.2)
+    axes[0].set_ylabel("fine-tuned model at T = 1: share of the opener")
+    return axes
+
+
+@_course_style
+def plot_dft_threshold(fit, ax=None):
+    """Why DFT collapses, on the toy (chapter 5): each token's q_k against the rising bar s = sum_y q_y p_y.
+
+    `fit` is `dftlab.toy.fit_categorical(q, "dft", ...)`. Under DFT the logit of token k moves at rate
+    p_k (q_k - s): it grows while q_k is above s and falls once s has passed it. s is DFT's own objective, so it
+    only rises, and in the end only the mode is left above it. Dashed lines: q_k; solid: p_k; black: s.
+    """
+    ax = _new_axes(ax)
+    palette = sns.color_palette(PALETTE)
+    steps = np.maximum(fit.steps, 1)
+    bar = fit.trajectory @ fit.target
+    for k, q_k in enumerate(fit.target):
+        colour = palette[k % len(palette)]
+        ax.plot(steps, fit.trajectory[:, k], color=colour, lw=1.6, label=f"p of token {k} (q = {q_k:g})")
+        ax.axhline(q_k, color=colour, ls="--", lw=1)
+    ax.plot(steps, bar, color="black", lw=2.2, label="the bar s = Σ q_y p_y")
+    ax.set(xscale="log", ylim=(0, 1.02), xlabel="gradient step (log scale)", ylabel="probability")
     _legend_below(ax, ncol=2, offset=-0.2)
     return ax
 

@@ -217,7 +217,7 @@ def logit_gradient(probs, target, objective="nll", *, base_probs=None, **objecti
 
 
 def target_view(probs, target, objective="nll", **objective_kwargs) -> np.ndarray:
-    """Q = p - g, the distribution one step of `objective` pulls p towards (chapter 4; Target-SFT).
+    """Q = p - g, the distribution one step of `objective` pulls p towards (chapter 5; Target-SFT).
 
     g is the expected logit gradient (`logit_gradient`). For NLL and a one-hot target, Q is the target
     itself; for DFT it is Q = (1 - p_y) p + p_y e_y: where the model gives the target little probability,
@@ -231,7 +231,7 @@ def power_fixed_point(target, alpha: float) -> np.ndarray:
 
     Setting the expected logit gradient sum_y q_y p_y**alpha (p - e_y) to zero gives p_y**(1 - alpha)
     proportional to q_y. That is q sampled at temperature T = 1 - alpha: training with alpha sharpens the
-    model exactly as sampling the maximum-likelihood model at T = 1 - alpha would (appendix, chapter 4).
+    model exactly as sampling the maximum-likelihood model at T = 1 - alpha would (appendix, chapter 5).
     """
     target = _as_distributions("target", target, dims=1)
     check_number(alpha, "alpha", 0.0, 1.0, high_open=True,

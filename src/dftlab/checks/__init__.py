@@ -26,17 +26,18 @@ chapters derive. This module registers every chapter's exercises and re-exports 
 """
 from __future__ import annotations
 
-from dftlab.checks import ch00, ch01, ch02, ch03, ch04, ch06, ch07
+from dftlab.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07
 from dftlab.checks.ch01 import CH01_ENTROPY, CH01_SOFTMAX, CH01_TOP_K
 from dftlab.checks.ch02 import CH02_CATEGORICAL_MLE, CH02_KL, CH02_NLL_LOSS
 from dftlab.checks.ch03 import CH03_MASK_PROMPT, CH03_SHIFT
-from dftlab.checks.ch04 import CH04_DFT_GRADIENT, CH04_DFT_LOSS, DFT_TOY_TARGET
+from dftlab.checks.ch04 import CH04_DFT_GRADIENT, CH04_DFT_LOSS, CH04_ECE, DFT_TOY_TARGET
+from dftlab.checks.ch05 import CH05_DFT_LOGIT_STEP, CH05_POWER_FIXED_POINT, CH05_TEMPERATURE_MATCH
 from dftlab.checks.ch06 import CH06_DISTINCT_N, CH06_TOKEN_L2
 from dftlab.checks.ch07 import CH07_DECODING
 from dftlab.checks.engine import (ATOL, EXERCISES, IGNORE_INDEX, RTOL, TIME_LIMIT_SECONDS, CheckResult,
                                   FunctionExercise, PredictionExercise, check, register)
 
-_CHAPTERS = (ch00, ch01, ch02, ch03, ch04, ch06, ch07)
+_CHAPTERS = (ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07)
 
 PREDICTIONS: tuple[PredictionExercise, ...] = tuple(
     exercise for chapter in _CHAPTERS for exercise in chapter.PREDICTIONS)
@@ -45,7 +46,8 @@ register(*(exercise for chapter in _CHAPTERS for exercise in chapter.FUNCTIONS),
 
 __all__ = [
     "ATOL", "CH01_ENTROPY", "CH01_SOFTMAX", "CH01_TOP_K", "CH02_CATEGORICAL_MLE", "CH02_KL", "CH02_NLL_LOSS",
-    "CH03_MASK_PROMPT", "CH03_SHIFT", "CH04_DFT_GRADIENT", "CH04_DFT_LOSS", "CH06_DISTINCT_N", "CH06_TOKEN_L2",
+    "CH03_MASK_PROMPT", "CH03_SHIFT", "CH04_DFT_GRADIENT", "CH04_DFT_LOSS", "CH04_ECE", "CH05_DFT_LOGIT_STEP",
+    "CH05_POWER_FIXED_POINT", "CH05_TEMPERATURE_MATCH", "CH06_DISTINCT_N", "CH06_TOKEN_L2",
     "CH07_DECODING", "DFT_TOY_TARGET", "EXERCISES", "IGNORE_INDEX", "PREDICTIONS", "RTOL", "TIME_LIMIT_SECONDS",
     "CheckResult", "FunctionExercise", "PredictionExercise", "check", "register",
 ]

@@ -1,5 +1,5 @@
-"""Chapter 4, Dynamic Fine-Tuning: the exercises on the DFT loss, its logit gradient, its fixed point and
-its loss ratio to the NLL.
+"""Chapter 4, Dynamic Fine-Tuning: the exercises on the DFT loss, its logit gradient, its fixed point, its loss
+ratio to the NLL, and the expected calibration error that shows its over-confidence.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dftlab import objectives, toy
+from dftlab import metrics, objectives, toy
 from dftlab.checks.ch02 import _loss_cases, _per_token_nll
-from dftlab.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _Case, _Mistake, _near,
-                                  _probs_of, _random_probs)
+from dftlab.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case,
+                                  _Mistake, _near, _probs_of, _random_probs)
 
 
 def _dft_terms(logits, targets, weight: Callable):
@@ -108,7 +108,79 @@ CH04_DFT_GRADIENT = FunctionExercise(
 DFT_TOY_TARGET = (0.40, 0.25, 0.15, 0.12, 0.08)  # q of the worked example in chapter 4
 
 
-FUNCTIONS = (CH04_DFT_LOSS, CH04_DFT_GRADIENT)
+def _one_number(value, where: str) -> torch.Tensor:
+    """The learner's result as one float64 number (a Python float, a numpy scalar or a one-element tensor)."""
+    result = _as_tensor(value, where)
+    if result.numel() != 1:
+        raise _AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
+                             f"(on {where}).")
+    return result.reshape(()).double()
+
+
+def _ece_cases(g):
+    confidence = 0.2 + 0.8 * torch.rand(400, generator=g, dtype=torch.float64)
+    right_as_often = torch.rand(400, generator=g, dtype=torch.float64) < confidence
+    certain = torch.ones(50, dtype=torch.float64)
+    right_sometimes = torch.rand(50, generator=g, dtype=torch.float64) < 0.8
+    return [
+        _Case("confidence = [0.05, 0.15, 0.15, 0.55, 0.95, 1.0], correct = [F, T, F, T, T, F], bins = 10",
+              (torch.tensor([0.05, 0.15, 0.15, 0.55, 0.95, 1.0], dtype=torch.float64),
+               torch.tensor([False, True, False, True, True, False]), 10)),
+        _Case("confidence = [0.3, 0.9], correct = [T, F], bins = 2 (one under-, one over-confident bin)",
+              (torch.tensor([0.3, 0.9], dtype=torch.float64), torch.tensor([True, False]), 2)),
+        _Case("50 predictions all at confidence 1, about 80% right, bins = 10 (a DFT model)",
+              (certain, right_sometimes, 10)),
+        _Case("400 random predictions right as often as their confidence, bins = 10", (confidence, right_as_often, 10)),
+        _Case("the same 400 predictions, bins = 4", (confidence, right_as_often, 4)),
+    ]
+
+
+def _ece_variant(weighted=True, absolute=True, drop_certain=False, one_bin=False):
+    def ece(confidence, correct, bins):
+        confidence = np.asarray(confidence, dtype=np.float64)
+        correct = np.asarray(correct, dtype=np.float64)
+        if one_bin:
+            return abs(correct.mean() - confidence.mean())
+        index = np.floor(confidence * bins).astype(int)
+        keep = index < bins if drop_certain else np.ones(len(index), dtype=bool)
+        index = np.minimum(index, bins - 1)
+        gaps, counts = [], []
+        for b in range(bins):
+            inside = keep & (index == b)
+            if inside.any():
+                gap = correct[inside].mean() - confidence[inside].mean()
+                gaps.append(abs(gap) if absolute else gap)
+                counts.append(inside.sum())
+        gaps, counts = np.array(gaps), np.array(counts, dtype=np.float64)
+        if not len(counts):
+            return float("nan")
+        return float((gaps * counts).sum() / counts.sum()) if weighted else float(gaps.mean())
+    return ece
+
+
+CH04_ECE = FunctionExercise(
+    "ch04.expected_calibration_error", "expected_calibration_error(confidence, correct, bins)",
+    "The expected calibration error: split [0, 1] into `bins` equal bins of confidence (a confidence of 1 in the last "
+    "one), and average |accuracy - mean confidence| over the non-empty bins, weighted by their share of the "
+    "predictions; one number.",
+    reference=lambda confidence, correct, bins: metrics.expected_calibration_error(confidence, correct, bins),
+    cases=_ece_cases, convert=_one_number,
+    mistakes=(
+        _Mistake("you averaged the bins' gaps with equal weights: weight each bin by its share of the predictions, so "
+                 "that a bin of two predictions counts less than a bin of a thousand.", _ece_variant(weighted=False)),
+        _Mistake("predictions with a confidence of exactly 1 fell outside the last bin (floor(1 * bins) = bins): put "
+                 "them in the last bin, e.g. with min(index, bins - 1). A DFT model puts almost all its predictions "
+                 "there.", _ece_variant(drop_certain=True)),
+        _Mistake("you compared the overall accuracy with the overall confidence (or, which comes to the same, kept the "
+                 "sign of each bin's gap): an over-confident bin and an under-confident one cancel. Take "
+                 "|accuracy - confidence| bin by bin.", _ece_variant(one_bin=True)),
+        _Mistake("you kept the sign of each bin's gap, so an over-confident bin and an under-confident one cancel: "
+                 "take |accuracy - confidence|.", _ece_variant(absolute=False)),
+    ),
+)
+
+
+FUNCTIONS = (CH04_DFT_LOSS, CH04_DFT_GRADIENT, CH04_ECE)
 
 PREDICTIONS = (
     PredictionExercise(

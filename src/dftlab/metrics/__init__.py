@@ -7,7 +7,8 @@ Five families of numbers, each a plain function, one submodule each (every name 
    distinct-n (Li et al. 2016), self-BLEU (Zhu et al. 2018), the Zipf coefficient (Holtzman et al. 2019),
    seq-rep-n (Welleck et al. 2019) and an overuse table (slop-forensics, Antislop).
 2. `dftlab.metrics.model_stats`, model statistics: mean predictive entropy, the log-probability of a
-   completion given its prompt, exact option probabilities and target probabilities by role.
+   completion given its prompt, exact option probabilities, target probabilities by role, and calibration
+   (confidence against accuracy, expected calibration error; Guo et al. 2017).
 3. `dftlab.metrics.two_sample`, MMD: a kernel two-sample test over sentence embeddings (Gretton et al. 2012),
    and the chapter-5 comparisons built on it.
 4. `dftlab.metrics.formulaic`, formulaic writing in free text where no truth is known (a real chat model's
@@ -22,8 +23,9 @@ Entropies and log-probabilities are in nats.
 """
 from dftlab.metrics.text import (distinct_n, ngram_counts, overuse_table, repetition_rate, self_bleu,
                                  token_l2_distance, zipf_coefficient)
-from dftlab.metrics.model_stats import (completion_log_probs, option_probabilities, predictive_entropy,
-                                        target_probabilities_by_role)
+from dftlab.metrics.model_stats import (calibration_bins, calibration_table, completion_log_probs,
+                                        expected_calibration_error, option_probabilities, predictive_entropy,
+                                        target_probabilities_by_role, top_predictions)
 from dftlab.metrics.exact import (ABSENT, choice_chi_square, choice_frequency_table, sequence_cross_entropy,
                                   validity_rate)
 from dftlab.metrics.formulaic import (formulaic_words, opening_table, phrase_spread, same_opener_run_rate,
@@ -35,6 +37,7 @@ __all__ = [
     "ngram_counts", "token_l2_distance", "distinct_n", "self_bleu", "zipf_coefficient", "repetition_rate",
     "overuse_table", "word_overuse", "formulaic_words", "phrase_spread", "opening_table", "same_opener_run_rate",
     "predictive_entropy", "completion_log_probs", "option_probabilities", "target_probabilities_by_role",
+    "top_predictions", "calibration_bins", "calibration_table", "expected_calibration_error",
     "MMDResult", "mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent",
     "ABSENT", "validity_rate", "choice_frequency_table", "choice_chi_square", "sequence_cross_entropy",
 ]

@@ -1,5 +1,5 @@
-"""Model statistics (chapters 3 and 4, and the study): predictive entropy, completion log-probabilities,
-exact option probabilities and target probabilities by role. Log-probabilities are in nats.
+"""Model statistics (chapters 3 to 5, and the study): predictive entropy, completion log-probabilities,
+exact option probabilities, target probabilities by role and calibration. Log-probabilities are in nats.
 """
 from __future__ import annotations
 
@@ -124,8 +124,8 @@ def option_probabilities(model, tokenizer, prompts, options, continuations=("",)
 
     p_T(option | prompt) is the product over the option's tokens of softmax(logits / T) at the token, summed
     over the `continuations` that may follow it (TinyTales openers are always followed by " a" or " an", which
-    marks where the option ends). No sampling: chapter 4 uses it to set a model's opener distribution beside
-    q^(1 / (1 - alpha)). Columns: prompt, option, prob, share (prob renormalised over the options, per prompt).
+    marks where the option ends). No sampling: the study stores each model's opener distribution, which chapter 5
+    sets beside q^(1 / (1 - alpha)). Columns: prompt, option, prob, share (prob renormalised over the options, per prompt).
     """
     from dftlab.distributions import check_decoding_settings
 
@@ -161,7 +161,7 @@ _TITLE_CHARACTER = re.compile(r"Title: The (\w+) and the")
 
 @torch.no_grad()
 def target_probabilities_by_role(model, tokenizer, stories, batch_size: int = 16) -> pd.DataFrame:
-    """p(target token) at every completion token of TinyTales `stories`, labelled by its role (chapter 4).
+    """p(target token) at every completion token of TinyTales `stories`, labelled by its role (chapter 5).
 
     role "character": the token spells (part of) the title's character name where the story repeats it,
     which the model can only get right by copying it from the prompt; "other": every other completion

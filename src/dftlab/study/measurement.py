@@ -96,7 +96,7 @@ SUMMARY_METRICS = ("validity", "cross_entropy", "true_entropy", "kl", "predictiv
                    "mmd2", "mmd_p_value", "loss_scale", "prob_character", "prob_other")
 _REFERENCE_STREAM_OFFSET = 5_000  # the reference stories' draws never overlap the truth row's
 # Temperatures at which each model's exact opener distribution is computed: training the power family at alpha
-# should look like sampling the maximum-likelihood model at T = 1 - alpha (chapter 4).
+# should look like sampling the maximum-likelihood model at T = 1 - alpha (chapter 5).
 OPENER_TEMPERATURES = (1.0, 0.75, 0.5)
 
 

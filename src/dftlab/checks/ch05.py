@@ -1,0 +1,239 @@
+"""Chapter 5, Dynamic Fine-Tuning in the study: the exercises on the power family's fixed point, DFT's logit step
+(one bar for every token), the temperature that training at alpha aims at, the fine-tuned models' opener
+distributions, and what DFT does from a weak prior.
+
+Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dftlab import toy
+from dftlab.checks.ch04 import DFT_TOY_TARGET, _one_number
+from dftlab.checks.engine import (FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _probs_of,
+                                  _random_probs)
+
+# --- The power family's fixed point --------------------------------------------------------------------------------
+
+
+def _power_cases(g):
+    toy_q = torch.tensor(DFT_TOY_TARGET, dtype=torch.float64)
+    return [
+        _Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0.75", (toy_q, 0.75)),
+        _Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0.5", (toy_q, 0.5)),
+        _Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0 (the NLL)", (toy_q, 0.0)),
+        _Case("uniform q over 4 tokens, alpha = 0.25", (torch.full((4,), 0.25, dtype=torch.float64), 0.25)),
+        _Case("q = (0.7, 0.3, 0), alpha = 0.25 (a token the data never uses)",
+              (torch.tensor([0.7, 0.3, 0.0], dtype=torch.float64), 0.25)),
+        _Case("random q over 6 tokens, alpha = 0.6", (_random_probs(g, 6).double(), 0.6)),
+    ]
+
+
+def _normalised(values):
+    values = torch.as_tensor(values, dtype=torch.float64)
+    return values / values.sum()
+
+
+CH05_POWER_FIXED_POINT = FunctionExercise(
+    "ch05.power_fixed_point", "power_fixed_point(q, alpha)",
+    "Where the power family (1 - p^alpha) / alpha ends on one context: p proportional to q^(1 / (1 - alpha)), for "
+    "0 <= alpha < 1; a probability vector the shape of q.",
+    reference=lambda q, alpha: torch.as_tensor(toy.power_fixed_point(q, alpha)),
+    cases=_power_cases,
+    mistakes=(
+        _Mistake("you raised q to 1 - alpha, which flattens it. Setting the expected gradient to zero gives "
+                 "p^(1 - alpha) proportional to q, so p is proportional to q^(1 / (1 - alpha)): sharper than q.",
+                 lambda q, a: _normalised(q ** (1 - a))),
+        _Mistake("you raised q to 1 / alpha. alpha = 0 is the NLL, whose fixed point is q itself; the exponent is "
+                 "1 / (1 - alpha), which is 1 at alpha = 0 and grows without bound as alpha approaches 1 (DFT).",
+                 lambda q, a: _normalised(q ** (1 / a))),
+        _Mistake("the shape is right but the probabilities do not sum to 1: divide q^(1 / (1 - alpha)) by its sum.",
+                 lambda q, a: torch.as_tensor(q, dtype=torch.float64) ** (1 / (1 - a))),
+        _Mistake("you divided the probabilities by T = 1 - alpha and took a softmax. A temperature divides the "
+                 "*log*-probabilities: softmax(log q / (1 - alpha)), which is q^(1 / (1 - alpha)) renormalised.",
+                 lambda q, a: torch.softmax(torch.as_tensor(q, dtype=torch.float64) / (1 - a), -1)),
+        _Mistake("you raised q to alpha. The power alpha is in the loss, (1 - p^alpha) / alpha; the fixed point "
+                 "raises q to 1 / (1 - alpha).",
+                 lambda q, a: _normalised(q ** a)),
+    ),
+)
+
+# --- DFT's logit step: one bar for every token ---------------------------------------------------------------------
+
+
+def _step_cases(g):
+    toy_q = _probs_of(DFT_TOY_TARGET).double()
+    one_hot = torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    return [
+        _Case("probs = (0.5, 0.2, 0.2, 0.1), q = (0.40, 0.25, 0.15, 0.20), lr = 0.5",
+              (torch.tensor([0.5, 0.2, 0.2, 0.1], dtype=torch.float64),
+               torch.tensor([0.40, 0.25, 0.15, 0.20], dtype=torch.float64), 0.5)),
+        _Case("uniform probs, q = (0.40, 0.25, 0.15, 0.12, 0.08), lr = 1",
+              (torch.full((5,), 0.2, dtype=torch.float64), toy_q, 1.0)),
+        _Case("probs = q = (0.40, 0.25, 0.15, 0.12, 0.08), lr = 0.5 (NLL's fixed point)", (toy_q.clone(), toy_q, 0.5)),
+        _Case("probs = (0.4, 0.3, 0.2, 0.1), a one-hot q on token 1 (one demonstrated token), lr = 0.1",
+              (torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64), one_hot, 0.1)),
+        _Case("random probs and q over 6 tokens, lr = 0.2",
+              (_random_probs(g, 6).double(), _random_probs(g, 6).double(), 0.2)),
+    ]
+
+
+def _bar(probs, q):
+    return (torch.as_tensor(q, dtype=torch.float64) * torch.as_tensor(probs, dtype=torch.float64)).sum()
+
+
+CH05_DFT_LOGIT_STEP = FunctionExercise(
+    "ch05.dft_logit_step", "dft_logit_step(probs, q, lr)",
+    "The change in the logits from one gradient-descent step of size lr on DFT's expected loss at p = probs with data "
+    "q: lr * p_k * (q_k - s) with the bar s = sum_y q_y p_y; a vector the shape of probs.",
+    reference=lambda probs, q, lr: -lr * torch.as_tensor(toy.logit_gradient(probs, q, "dft")),
+    cases=_step_cases,
+    mistakes=(
+        _Mistake("this is the NLL step, lr (q_k - p_k), which compares each token with its own probability in the "
+                 "data. DFT's gradient sum_y q_y p_y (p - e_y) compares every token with the same bar s = sum_y q_y p_y.",
+                 lambda p, q, lr: lr * (q - p)),
+        _Mistake("you left out the factor p_k: DFT's step is lr * p_k * (q_k - s), so a token the model gives little "
+                 "probability moves slowly, up or down.",
+                 lambda p, q, lr: lr * (q - _bar(p, q))),
+        _Mistake("the sign is flipped: the gradient of the loss in z_k is p_k (s - q_k), and gradient *descent* "
+                 "moves against it, so the step is lr * p_k * (q_k - s).",
+                 lambda p, q, lr: lr * p * (_bar(p, q) - q)),
+        _Mistake("your bar is the mean of q. The bar is the model's expected probability of the data, "
+                 "s = sum_y q_y p_y, which equals the mean of q only when p is uniform; it rises as p sharpens.",
+                 lambda p, q, lr: lr * p * (q - q.mean())),
+        _Mistake("you returned the gradient, not the step: the step is -lr times the gradient p_k (s - q_k).",
+                 lambda p, q, lr: p * (_bar(p, q) - q)),
+    ),
+)
+
+# --- The fine-tuned models' openers: training at alpha against sampling at T = 1 - alpha ---------------------------
+
+STRONG_PRIOR, HEADLINE_STEPS = "tiny-gpt2", 200
+
+
+@functools.lru_cache(maxsize=1)
+def _study_openers() -> pd.DataFrame:
+    from dftlab import study
+
+    return study.load_opener_probabilities()
+
+
+def _toy_openers() -> pd.DataFrame:
+    """A small hand-made opener table with the columns of load_opener_probabilities: two seeds, two base models and
+    two budgets, so that a missing filter or a sum over seeds changes the answer."""
+    truth = {"A": 0.5, "B": 0.3, "C": 0.2}
+    shares = {("nll", 1.0): [(0.50, 0.30, 0.20), (0.46, 0.34, 0.20)],
+              ("nll", 0.75): [(0.60, 0.28, 0.12), (0.58, 0.30, 0.12)],
+              ("nll", 0.5): [(0.72, 0.22, 0.06), (0.70, 0.24, 0.06)],
+              ("power_0.25", 1.0): [(0.62, 0.27, 0.11), (0.64, 0.25, 0.11)],
+              ("power_0.5", 1.0): [(0.75, 0.20, 0.05), (0.69, 0.24, 0.07)]}
+    rows = []
+    for (objective, temperature), per_seed in shares.items():
+        for seed, values in enumerate(per_seed):
+            for opener, share in zip(truth, values):
+                rows.append({"base_model": STRONG_PRIOR, "steps": HEADLINE_STEPS, "objective": objective, "seed": seed,
+                             "temperature": temperature, "opener": opener, "share": share, "true_prob": truth[opener]})
+    for base_model, steps in (("tiny-gpt2-english", HEADLINE_STEPS), (STRONG_PRIOR, 50)):  # runs to leave out
+        for temperature, values in ((1.0, (0.1, 0.1, 0.8)), (0.75, (0.05, 0.05, 0.9)), (0.5, (0.0, 0.0, 1.0))):
+            for opener, share in zip(truth, values):
+                rows.append({"base_model": base_model, "steps": steps, "objective": "nll", "seed": 0,
+                             "temperature": temperature, "opener": opener, "share": share, "true_prob": truth[opener]})
+    return pd.DataFrame(rows)
+
+
+def _match_cases(g):
+    return [
+        _Case("the study's opener table (load_opener_probabilities()), alpha = 0.5", (_study_openers().copy(), 0.5)),
+        _Case("the study's opener table, alpha = 0.25", (_study_openers().copy(), 0.25)),
+        _Case("a hand-made table: 3 openers, 2 seeds, plus a weak-prior and a 50-step run, alpha = 0.5",
+              (_toy_openers(), 0.5)),
+        _Case("the same hand-made table, alpha = 0.25", (_toy_openers(), 0.25)),
+    ]
+
+
+def _reference_match(openers, alpha):
+    from dftlab import plots  # the table behind chapter 5's figure (imported here: plotting is slow to import)
+
+    rows = plots.power_family_check(openers, alphas=(alpha,), base_model=STRONG_PRIOR, steps=HEADLINE_STEPS)
+    rows = rows[rows["alpha"] == alpha]
+    return 0.5 * float((rows["model"] - rows["sampled"]).abs().sum())
+
+
+def _shares(openers, objective, temperature, filtered=True, how="mean"):
+    rows = openers[(openers["objective"] == objective) & np.isclose(openers["temperature"], temperature)]
+    if filtered:
+        rows = rows[(rows["base_model"] == STRONG_PRIOR) & (rows["steps"] == HEADLINE_STEPS)]
+    return rows.groupby("opener")["share"].agg(how)
+
+
+def _match_variant(other=None, half=True, filtered=True, how="mean"):
+    def distance(openers, alpha):
+        trained = _shares(openers, f"power_{alpha:g}", 1.0, filtered, how)
+        if other == "closed_form":
+            true = openers.groupby("opener")["true_prob"].first()
+            compared = pd.Series(toy.power_fixed_point(true.to_numpy(), alpha), index=true.index)
+        else:
+            compared = _shares(openers, "nll", {None: 1 - alpha, "T=1": 1.0, "T=alpha": alpha}[other], filtered, how)
+        gap = (trained - compared.reindex(trained.index)).abs().sum()
+        return (0.5 if half else 1.0) * float(gap)
+    return distance
+
+
+CH05_TEMPERATURE_MATCH = FunctionExercise(
+    "ch05.temperature_match", "temperature_match(openers, alpha)",
+    "From the study's opener table (dftlab.study.load_opener_probabilities()): the total variation distance over the "
+    "openers between power_<alpha> sampled at T = 1 and nll sampled at T = 1 - alpha, each opener's share averaged "
+    "over seeds, for tiny-gpt2 at 200 steps; one number.",
+    reference=_reference_match, cases=_match_cases, convert=_one_number,
+    mistakes=(
+        _Mistake("you compared with SFT sampled at T = 1. Training at alpha aims at SFT sampled at T = 1 - alpha: "
+                 "take the nll rows whose temperature is 1 - alpha.", _match_variant(other="T=1")),
+        _Mistake("you compared with SFT sampled at T = alpha. The temperature that training at alpha matches is "
+                 "T = 1 - alpha (alpha = 0.25 is T = 0.75).", _match_variant(other="T=alpha")),
+        _Mistake("you compared with the closed form q^(1 / (1 - alpha)) on the true openers. The exercise asks for SFT "
+                 "sampled at T = 1 - alpha, which is sharpened token by token like the power objective.",
+                 _match_variant(other="closed_form")),
+        _Mistake("the total variation distance is *half* the sum of the absolute differences (so that it lies "
+                 "between 0 and 1).", _match_variant(half=False)),
+        _Mistake("you kept rows from other runs: filter on base_model == 'tiny-gpt2' and steps == 200 too, or the "
+                 "budget sweep and the weak prior are averaged into SFT's shares.", _match_variant(filtered=False)),
+        _Mistake("you summed each opener's share over the seeds instead of averaging it, so the shares no longer "
+                 "sum to 1.", _match_variant(how="sum")),
+    ),
+)
+
+
+FUNCTIONS = (CH05_POWER_FIXED_POINT, CH05_DFT_LOGIT_STEP, CH05_TEMPERATURE_MATCH)
+
+PREDICTIONS = (
+    PredictionExercise(
+        "ch05.alpha_for_temperature",
+        "Sweep alpha from 0 to 0.9 on the toy q = (0.40, 0.25, 0.15, 0.12, 0.08): predict the alpha whose power-family "
+        "fit is closest to q sampled at temperature T = 0.4.",
+        kind="number", tolerance=0.051,
+        misconceptions=((_near(0.4, 0.051), "You set alpha = T. The power fixed point is q^(1 / (1 - alpha)) and "
+                                            "sampling at T raises q to 1 / T, so they match when T = 1 - alpha."),
+                        (lambda v: v >= 0.85, "alpha near 1 is DFT's end of the family, the mode, which sampling "
+                                              "reaches only as T goes to 0.")),
+        lesson="Training with the power objective at alpha aims at the maximum-likelihood model sampled at "
+               "T = 1 - alpha, so T = 0.4 needs alpha = 0.6. Raising alpha lowers the temperature, down to the mode "
+               "(greedy decoding) at alpha = 1, which is DFT."),
+    PredictionExercise(
+        "ch05.weak_prior_name",
+        "From the weak prior (tiny-gpt2-english), after 200 steps: does DFT's mean p(target) at the character's name "
+        "end 'higher' or 'lower' than the untrained base model's?",
+        kind="choice", choices=("higher", "lower"),
+        misconceptions=((lambda v: v == "higher",
+                         "Every training story contains the name, so it seems any fine-tuning should raise its "
+                         "probability. But DFT's step on a token is scaled by the model's own p(y), about 1e-4 for the "
+                         "name under the weak prior, so the name is barely pushed up, while the tokens the model "
+                         "already half-predicts take over the probability."),),
+        lesson="DFT's target is Q = (1 - p_y) p + p_y e_y: where the model gives the right token almost nothing, Q is "
+               "the model's own guess, and every logit moves at a rate proportional to its probability. The tokens "
+               "the weak prior half-predicts grow and take the mass; the name, which it does not predict, ends lower "
+               "than where it started. NLL, whose step is q - p, raises it."),
+)
