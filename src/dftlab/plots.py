@@ -692,3 +692,41 @@ def plot_quality_diversity(summary: pd.DataFrame, quality: str = "validity", div
     ax.set(xlabel=readable(diversity) + " (more varied →)", ylabel=readable(quality) + " (better ↑)")
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return ax
+
+
+@_course_style
+def plot_embedding_clouds(projection: pd.DataFrame, reference: str, others=None, titles: dict | None = None,
+                          ncols: int = 2):
+    """One panel per set: its projected embeddings over the `reference` set's, in shared axes (chapter 6).
+
+    `projection` is `dftlab.metrics.embedding_projection(...)`. The reference texts are grey circles, the set's
+    texts coloured crosses, and each cloud's mean a large marker of its colour: MMD compares the two clouds in
+    every dimension of the embedding, this picture shows two. `titles` maps a set's name to its panel title
+    (e.g. with its MMD²). Returns the array of Axes.
+    """
+    names = list(dict.fromkeys(projection["set"]))
+    if reference not in names:
+        raise ValueError(f"plot_embedding_clouds: no set named {reference!r} in the projection; its sets are {names}.")
+    others = [name for name in names if name != reference] if others is None else list(others)
+    nrows = -(-len(others) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.3 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
+    ratios = projection.attrs.get("explained_variance_ratio", ())
+    base = projection[projection["set"] == reference]
+    palette = sns.color_palette(PALETTE)
+    for ax, name, colour in zip(axes.flat, others, palette):
+        rows = projection[projection["set"] == name]
+        ax.scatter(base["pc1"], base["pc2"], s=14, color="0.6", alpha=0.6, label=reference)
+        ax.scatter(rows["pc1"], rows["pc2"], s=18, color=colour, marker="x", alpha=0.8, label=name)
+        ax.scatter(base["pc1"].mean(), base["pc2"].mean(), s=160, color="0.3", edgecolors="white", zorder=4)
+        ax.scatter(rows["pc1"].mean(), rows["pc2"].mean(), s=160, color=colour, edgecolors="black", zorder=5)
+        ax.set_title((titles or {}).get(name, name), fontsize=9)
+    for ax in list(axes.flat)[len(others):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("first principal component" + (f" ({ratios[0]:.0%} of the variance)" if ratios else ""),
+                      fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("second" + (f" ({ratios[1]:.0%})" if len(ratios) > 1 else ""), fontsize=8)
+    fig.tight_layout()
+    return axes

@@ -30,14 +30,14 @@ from dftlab.metrics.exact import (ABSENT, choice_chi_square, choice_frequency_ta
                                   validity_rate)
 from dftlab.metrics.formulaic import (formulaic_words, opening_table, phrase_spread, same_opener_run_rate,
                                       word_overuse)
-from dftlab.metrics.two_sample import (MMDResult, mmd, mmd_by_zipf_exponent, mmd_comparison_table,
-                                       sentence_embeddings)
+from dftlab.metrics.two_sample import (MMDResult, embedding_projection, mmd, mmd_by_zipf_exponent,
+                                       mmd_comparison_table, sentence_embeddings)
 
 __all__ = [
     "ngram_counts", "token_l2_distance", "distinct_n", "self_bleu", "zipf_coefficient", "repetition_rate",
     "overuse_table", "word_overuse", "formulaic_words", "phrase_spread", "opening_table", "same_opener_run_rate",
     "predictive_entropy", "completion_log_probs", "option_probabilities", "target_probabilities_by_role",
     "top_predictions", "calibration_bins", "calibration_table", "expected_calibration_error",
-    "MMDResult", "mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent",
+    "MMDResult", "mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent", "embedding_projection",
     "ABSENT", "validity_rate", "choice_frequency_table", "choice_chi_square", "sequence_cross_entropy",
 ]

@@ -1,5 +1,5 @@
-"""MMD, a kernel two-sample test over sentence embeddings (Gretton et al. 2012), and the chapter-5
-comparisons of sets of stories built on it.
+"""MMD, a kernel two-sample test over sentence embeddings (Gretton et al. 2012), the chapter-6
+comparisons of sets of stories built on it, and a 2-D picture of the embeddings it compares.
 """
 from __future__ import annotations
 
@@ -150,6 +150,42 @@ def sentence_embeddings(texts, method: str = "auto", batch_size: int = 64, ngram
                               normalize_embeddings=True, show_progress_bar=False)
     return np.asarray(embeddings, dtype=np.float64)
 
+
+
+def embedding_projection(named_embeddings: dict, dims: int = 2) -> pd.DataFrame:
+    """Several sets of embeddings in the same low-dimensional coordinates: their principal components (chapter 6).
+
+    `named_embeddings` maps a set's name to an array [num_texts, d] (all made by one `sentence_embeddings`
+    method). The axes are the top `dims` principal components of all the sets pooled and centred on their
+    common mean, so every set is drawn in one frame and a set's offset from another is visible. Each axis's sign
+    is fixed so that its largest loading is positive, which makes the picture the same on every run. Returns
+    one row per text with columns `set` and `pc1` ... `pc<dims>`; `attrs["explained_variance_ratio"]` holds the
+    share of the pooled variance each axis keeps. A projection can hide a difference that MMD, which uses
+    every dimension, still detects.
+    """
+    if not isinstance(named_embeddings, dict) or not named_embeddings:
+        raise ValueError("named_embeddings must be a non-empty dict {name: array [num_texts, dim]}.")
+    arrays = {str(name): _check_embeddings(array, f"named_embeddings[{name!r}]")
+              for name, array in named_embeddings.items()}
+    widths = {array.shape[1] for array in arrays.values()}
+    if len(widths) != 1:
+        raise ValueError(f"the sets have different embedding dimensions {sorted(widths)}; embed all of them with "
+                         f"the same method.")
+    pooled = np.concatenate(list(arrays.values()))
+    dims = check_int(dims, "dims", maximum=min(pooled.shape) - 1,
+                     hint="At most one less than the number of texts and than the embedding dimension.")
+    centred = pooled - pooled.mean(axis=0)
+    _, singular_values, axes = np.linalg.svd(centred, full_matrices=False)
+    axes = axes[:dims]
+    signs = np.sign(axes[np.arange(dims), np.abs(axes).argmax(axis=1)])
+    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
+    coordinates = centred @ axes.T
+    frame = pd.DataFrame(coordinates, columns=[f"pc{i + 1}" for i in range(dims)])
+    frame.insert(0, "set", np.repeat(list(arrays), [len(array) for array in arrays.values()]))
+    variance = singular_values ** 2
+    total = variance.sum()
+    frame.attrs["explained_variance_ratio"] = tuple(float(v / total) if total > 0 else 0.0 for v in variance[:dims])
+    return frame
 
 
 def mmd_comparison_table(reference: list[dict], named_samples: dict, tales) -> pd.DataFrame:
