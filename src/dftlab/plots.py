@@ -656,6 +656,50 @@ def plot_next_token_comparison(tables: dict[str, pd.DataFrame], title: str = "",
     return axes
 
 
+# --- Chapter 7: the real model beside the tiny ones ------------------------------------------------
+
+@_course_style
+def plot_carry_over(table: pd.DataFrame, metrics=("validity", "kl", "top_opener_share", "predictive_entropy",
+                                                  "distinct_2", "seq_rep_4"), reference: dict | None = None,
+                    log_metrics=("kl", "predictive_entropy"), ncols: int = 3):
+    """One panel per metric: the base model, NLL and DFT means of each study, one line per study (chapter 7).
+
+    `table` is `dftlab.study.carry_over.carry_over_table(...)`. A line that climbs or falls from NLL to DFT in
+    both studies is a finding that carries over. `reference` draws a dashed line per metric (e.g. the true
+    probability of the top opener). Returns the array of Axes.
+    """
+    metrics = [m for m in metrics if m in set(table["metric"])]
+    if not metrics:
+        raise ValueError("plot_carry_over: none of the metrics is in the table; pass carry_over_table(...).")
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), squeeze=False)
+    columns = ["base", "nll", "dft"]
+    titles = {"top_opener_share": "share of the top opener", "predictive_entropy": "predictive entropy (nats)",
+              "kl": "KL(q || p) (nats per story)", "prob_character": "p(character name)",
+              "seq_rep_4": "repeated 4-grams within a sample"}
+    for ax, metric in zip(axes.flat, metrics):
+        rows = table[table["metric"] == metric]
+        for (study, group), marker in zip(rows.groupby("study", sort=False), "osD^v"):
+            ax.plot([readable(c) for c in columns], group[columns].to_numpy()[0], marker=marker, label=study)
+        if reference and metric in reference:
+            ax.axhline(reference[metric], color="0.4", linestyle="--", linewidth=1, label="truth")
+        if metric in log_metrics:
+            ax.set_yscale("log")
+        ax.set_title(titles.get(metric, readable(metric)), fontsize=10)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for ax in list(axes.flat)[1:len(metrics)]:
+        more_handles, more_labels = ax.get_legend_handles_labels()
+        for handle, label in zip(more_handles, more_labels):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 0.0), frameon=False)
+    return axes
+
+
 @_course_style
 def plot_quality_diversity(summary: pd.DataFrame, quality: str = "validity", diversity: str = "distinct_2",
                            base_model: str | None = None, steps: int | None = None, ax=None):
