@@ -68,14 +68,15 @@ def verdicts_side_by_side(studies: dict) -> pd.DataFrame:
 
 
 def open_prompt_habits(study: dict, top: int = 6, bootstrap: int = 1000) -> pd.DataFrame:
-    """The formulaic habit words (REAL_MODEL_RULE) in each model's answers to the open writing prompts.
+    """How each model answers the open writing prompts: its habitual opening and its formulaic habit words.
 
-    One row per objective (base, nll, dft): the answers of every seed pooled, grouped by prompt for the
-    bootstrap; `top_opening` is their most common first two words and `top_opening_share` the share of answers
-    that open with them, `distinct_2` the distinct bigrams over all answers, `same_opener_runs` the rate of three
-    sentences in a row opening with the same word; `habit_words` counts the words the rule keeps and
-    `top_words` lists the `top` most over-used.
-    `study` is a real-model study payload (`load_study(config=real_model_config())`).
+    One row per objective (base, nll, dft). Per run (seed): the share of its answers that open with the run's own
+    commonest first two words; `top_opening_share` is the mean of that share over seeds and `top_openings` lists
+    each seed's opening, because a model can collapse onto a different opening in each seed. Over the answers of
+    every seed pooled: `distinct_2`, `same_opener_runs` (three sentences in a row opening with the same word), and
+    the formulaic habit words of REAL_MODEL_RULE (`habit_words` counts them, `top_words` lists the `top` most
+    over-used), grouped by prompt for the bootstrap. `study` is the real-model study payload
+    (`load_study(config=real_model_config())`).
     """
     from dftlab.metrics import distinct_n, formulaic_words, opening_table, same_opener_run_rate
 
@@ -86,17 +87,20 @@ def open_prompt_habits(study: dict, top: int = 6, bootstrap: int = 1000) -> pd.D
     pooled: dict = {}
     for run_id, by_decoding in study["open_responses"].items():
         for decoding, answers in by_decoding.items():
-            texts, groups = pooled.setdefault((objective_of[run_id], decoding), ([], []))
-            texts += [a["response"] for a in answers]
-            groups += [a["prompt"] for a in answers]
+            entry = pooled.setdefault((objective_of[run_id], decoding), {"texts": [], "groups": [], "openings": []})
+            texts = [a["response"] for a in answers]
+            entry["texts"] += texts
+            entry["groups"] += [a["prompt"] for a in answers]
+            entry["openings"].append(opening_table(texts, n_words=2, top=1).iloc[0])
     rows = []
-    for (objective, decoding), (texts, groups) in pooled.items():
-        words = formulaic_words(texts, groups, bootstrap=bootstrap)
-        opening = opening_table(texts, n_words=2, top=1).iloc[0]
-        rows.append({"objective": objective, "decoding": decoding, "answers": len(texts),
-                     "prompts": len(set(groups)), "top_opening": opening["opening"],
-                     "top_opening_share": opening["share"], "distinct_2": distinct_n(texts, 2),
-                     "same_opener_runs": same_opener_run_rate(texts), "habit_words": len(words),
+    for (objective, decoding), entry in pooled.items():
+        words = formulaic_words(entry["texts"], entry["groups"], bootstrap=bootstrap)
+        rows.append({"objective": objective, "decoding": decoding, "answers": len(entry["texts"]),
+                     "prompts": len(set(entry["groups"])),
+                     "top_openings": " | ".join(o["opening"] for o in entry["openings"]),
+                     "top_opening_share": float(sum(o["share"] for o in entry["openings"]) / len(entry["openings"])),
+                     "distinct_2": distinct_n(entry["texts"], 2),
+                     "same_opener_runs": same_opener_run_rate(entry["texts"]), "habit_words": len(words),
                      "top_words": ", ".join(words["word"].head(top))})
     order = {"base": 0, "nll": 1, "dft": 2}
     return pd.DataFrame(rows).sort_values("objective", key=lambda s: s.map(order)).reset_index(drop=True)
