@@ -157,6 +157,13 @@ ALT_TEXT = {
             "and DFT is at 1."),
     },
     "chapters/06_distribution_matching.ipynb": {
+        "plots.plot_embedding_clouds(": (
+            "Four scatter panels in shared axes, the first two principal components of MiniLM sentence embeddings: "
+            "in each, the 120 reference true stories as grey points and another set of 120 as coloured crosses, "
+            "with a large dot at each cloud's mean. A second true sample for the same prompts covers the reference "
+            "and the means coincide; true stories for other prompts form a cloud shifted to the right; the Zipf 0.3 "
+            "stories and the base model's samples overlap the reference with their means slightly apart. Each title "
+            "gives the set's MMD squared and permutation p-value."),
         "plots.plot_mmd_by_zipf_exponent(sweep": (
             "Line chart of the unbiased MMD squared between true TinyTales stories at Zipf exponent 1.1 and stories "
             "drawn at Zipf exponents from 0.3 to 1.9, one line for 25 and one for 150 stories per sample, with n-gram "
