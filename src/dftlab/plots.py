@@ -567,7 +567,7 @@ def plot_power_family_check(check: pd.DataFrame, axes=None):
     palette = sns.color_palette(PALETTE)
     low = max(1e-4, 0.7 * float(check[["model", "closed_form", "sampled"]].min().min()))
     for ax, column, xlabel in zip(axes, ("closed_form", "sampled"),
-                                  ("closed form: q^(1/(1-α)) from the true openers",
+                                  (r"closed form $q^{1/(1-\alpha)}$ from the true openers",
                                    "SFT (nll) sampled at T = 1 - α")):
         ax.plot([low, 1], [low, 1], color="black", ls="--", lw=1)
         for index, (alpha, rows) in enumerate(check.groupby("alpha", sort=True)):
