@@ -219,6 +219,17 @@ def _nll_per_sequence(logits, labels):
     return (per_token.sum(1) / (y != -100).sum(1)).mean()
 
 
+def _permutation_p(x, y, statistic, num_permutations, seed, strict=False, plus_one=True):
+    import numpy as np
+    pool, labels = np.concatenate([x, y]), np.arange(len(x) + len(y)) < len(x)
+    observed, rng, values = statistic(x, y), np.random.default_rng(seed), []
+    for _ in range(num_permutations):
+        shuffled = rng.permutation(labels)
+        values.append(statistic(pool[shuffled], pool[~shuffled]))
+    count = sum(v > observed if strict else v >= observed for v in values)
+    return (1 + count) / (1 + num_permutations) if plus_one else count / num_permutations
+
+
 def _seed_values(results, objective, metric, decoding, base_model, steps):
     rows = results[(results["objective"] == objective) & (results["decoding"] == decoding)
                    & (results["base_model"] == base_model) & (results["steps"] == steps)]
@@ -351,6 +362,8 @@ MISTAKES = [
     ("ch07.decoding_distribution", _nucleus_first, "before applying the temperature"),
     ("ch07.decoding_distribution", _no_renormalisation, "renormalise"),
     ("ch07.decoding_distribution", lambda z, t, p: torch.softmax(z / t, -1), "top_p has no effect"),
+    ("ch06.permutation_p_value", lambda *args: _permutation_p(*args, strict=True), "strictly greater"),
+    ("ch06.permutation_p_value", lambda *args: _permutation_p(*args, plus_one=False), "+1 correction"),
     ("ch07.paired_comparison", _comparison_unpaired, "independent samples"),
     ("ch07.paired_comparison", _comparison_numpy_std, "ddof=0"),
 ]

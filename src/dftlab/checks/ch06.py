@@ -1,4 +1,5 @@
-"""Chapter 6, distribution matching: the exercises on distinct-n and token-L2, and on what they cannot see.
+"""Chapter 6, distribution matching: the exercises on distinct-n, token-L2 and the MMD permutation test, and on
+what they cannot see.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import torch
 
 from dftlab import metrics
@@ -134,7 +136,98 @@ CH06_TOKEN_L2 = FunctionExercise(
 )
 
 
-FUNCTIONS = (CH06_DISTINCT_N, CH06_TOKEN_L2)
+def _mmd2(x, y):
+    """The statistic the learner is given: dftlab's unbiased MMD^2 (RBF kernel, median-heuristic bandwidth).
+
+    Rounded to 12 decimals, so the same two sets give the same value whatever the order of their rows (sums in
+    another order differ in the last bits): ties are then ties, as in `metrics.mmd`, which counts values within
+    1e-12 of the observed one as ties.
+    """
+    return round(metrics.mmd(x, y, num_permutations=1).mmd2, 12)
+
+
+def _permutation_cases(g):
+    def sample(rows, shift=0.0, dim=4):
+        return (torch.randn(rows, dim, generator=g, dtype=torch.float64) + shift).numpy()
+
+    small_x, small_y = sample(3), sample(4)
+    same_x, same_y = sample(20), sample(25)
+    far_x, far_y = sample(15), sample(12, 1.5)
+    near_x, near_y = sample(30), sample(20, 0.4)
+    # The first case tells most mistakes apart (the feedback names the one that fits the first failing case).
+    return [
+        _Case("x: 30 points, y: 20 points shifted by 0.4, 150 permutations, seed 7", (near_x, near_y, _mmd2, 150, 7)),
+        _Case("x: 20 points, y: 25 points, one distribution, 200 permutations, seed 0",
+              (same_x, same_y, _mmd2, 200, 0)),
+        _Case("x: 3 points, y: 4 points, one distribution, 200 permutations, seed 0 (only 35 distinct "
+              "relabellings, so the observed one comes up again)", (small_x, small_y, _mmd2, 200, 0)),
+        _Case("x: 15 points, y: 12 points shifted by 1.5, 100 permutations, seed 3", (far_x, far_y, _mmd2, 100, 3)),
+    ]
+
+
+def _permutation_variant(compare=">=", plus_one=True, pooled=True, generator_per_loop=False, shuffle="labels",
+                         two_sided=False):
+    def p_value(x, y, statistic, num_permutations, seed):
+        x, y = np.asarray(x), np.asarray(y)
+        pool = np.concatenate([x, y])
+        labels = np.arange(len(pool)) < len(x)
+        observed = statistic(x, y)
+        rng = np.random.default_rng(seed)
+        count = 0
+        for _ in range(num_permutations):
+            if generator_per_loop:
+                rng = np.random.default_rng(seed)
+            if not pooled:
+                value = statistic(rng.permutation(x), rng.permutation(y))
+            elif shuffle == "labels":
+                shuffled = rng.permutation(labels)
+                value = statistic(pool[shuffled], pool[~shuffled])
+            else:
+                order = rng.permutation(len(pool))
+                value = statistic(pool[order[:len(x)]], pool[order[len(x):]])
+            if two_sided:
+                value, target = abs(value), abs(observed)
+            else:
+                target = observed
+            count += value >= target if compare == ">=" else value > target
+        return (count + 1) / (num_permutations + 1) if plus_one else count / num_permutations
+    return p_value
+
+
+CH06_PERMUTATION = FunctionExercise(
+    "ch06.permutation_p_value", "permutation_p_value(x, y, statistic, num_permutations, seed)",
+    "The p-value of the MMD permutation test: pool x and y, shuffle the labels with "
+    "np.random.default_rng(seed), and count the relabellings whose statistic is at least the observed one, "
+    "with the +1 correction.",
+    reference=lambda x, y, statistic, num_permutations, seed: metrics.mmd(x, y, num_permutations, seed).p_value,
+    cases=_permutation_cases, convert=_float_result,
+    mistakes=(
+        _Mistake("you counted only relabellings with a statistic strictly greater than the observed one: count "
+                 "ties as well (>=). The observed labelling itself is one of the possible relabellings, and with "
+                 "few points it comes up again among the shuffles.",
+                 _permutation_variant(compare=">")),
+        _Mistake("you left out the +1 correction: the p-value is (1 + #{shuffles at least as extreme}) / "
+                 "(1 + num_permutations), counting the observed labelling as one of the shuffles, so it can never be "
+                 "0.",
+                 _permutation_variant(plus_one=False)),
+        _Mistake("you shuffled inside each sample, which leaves both sets (and the statistic) unchanged, so every "
+                 "shuffle ties. Pool x and y first, then reassign the labels 'x' and 'y' at random.",
+                 _permutation_variant(pooled=False)),
+        _Mistake("you created the random generator inside the loop, so every shuffle is the same one. Create "
+                 "`rng = np.random.default_rng(seed)` once, before the loop.",
+                 _permutation_variant(generator_per_loop=True)),
+        _Mistake("you shuffled the pooled points and split them after len(x). That is a valid permutation test, "
+                 "but it draws different relabellings from the package: shuffle the label vector with "
+                 "`rng.permutation(labels)` as the exercise says, so that the p-values can be compared exactly.",
+                 _permutation_variant(shuffle="points")),
+        _Mistake("you compared absolute values: the test is one-sided, because a large MMD^2 is the evidence of a "
+                 "difference and a negative one is not.",
+                 _permutation_variant(two_sided=True)),
+    ),
+)
+
+
+FUNCTIONS = (CH06_DISTINCT_N, CH06_TOKEN_L2, CH06_PERMUTATION)
 
 PREDICTIONS = (
     PredictionExercise(
