@@ -15,8 +15,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub, w
 
 from dftlab._install import NOTEBOOK_ENV  # noqa: E402
 
-# nbval's kernels and the tests' subprocesses inherit this environment (PYTHONHASHSEED included).
+import torch  # noqa: E402
+
+# nbval's kernels and the tests' subprocesses inherit this environment (PYTHONHASHSEED included, and one torch thread,
+# as every notebook was executed); the tests in this process keep every core.
+_threads = torch.get_num_threads()
 os.environ.update(NOTEBOOK_ENV)
+torch.set_num_threads(_threads)
 
 _original_connect = socket.socket.connect
 

@@ -199,17 +199,23 @@ def test_notebook_conventions(folder, topic):
 # The generator on small examples.
 # ---------------------------------------------------------------------------------------------
 
-def test_a_block_in_a_function_becomes_a_stub_with_its_hint():
+def test_a_block_in_a_function_becomes_a_stub_and_its_hint_is_folded_below_the_cell():
     source = ("def f(x):\n    \"\"\"Doc.\"\"\"\n    ### BEGIN SOLUTION\n    # HINT: add one\n    y = x + 1\n"
               "    return y\n    ### END SOLUTION\n\nprint('after')")
     assert exercises.exercise_source(source) == \
-        'def f(x):\n    """Doc."""\n    raise NotImplementedError("hint: add one")\n\nprint(\'after\')'
+        f'def f(x):\n    """Doc."""\n    raise NotImplementedError("{exercises.STUB_MESSAGE}")\n\nprint(\'after\')'
+    assert exercises.solution_hints(source) == ["add one"]
+    solution = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    cells = exercises.exercise_notebook(solution).cells
+    assert [c.cell_type for c in cells] == ["code", "markdown"]
+    assert cells[1].source.startswith("<details>\n<summary>Hint</summary>") and "add one" in cells[1].source
+    assert "add one" not in cells[0].source  # the hint is not given away in the code
 
 
 def test_a_top_level_block_becomes_ellipses():
     source = "# predict\n### BEGIN SOLUTION\n# HINT: a number\nprediction = 0.3\nlow, high = 0, 1\n### END SOLUTION"
     assert exercises.exercise_source(source) == \
-        "# predict\n# hint: a number\nprediction = ...  # your answer\nlow = ...  # your answer\nhigh = ...  # your answer"
+        "# predict\nprediction = ...  # your answer\nlow = ...  # your answer\nhigh = ...  # your answer"
 
 
 @pytest.mark.parametrize("source, message", [

@@ -30,7 +30,10 @@ README_END = "<!-- INSTALL_END -->"
 # nbval through tests/conftest.py, the book build in tools/site.py, the tests' kernels and subprocesses): offline,
 # string hashing fixed, no notices, no progress bars (their text changes from run to run). The one place
 # PYTHONHASHSEED is set; it is passed to each child process, never written into this process's os.environ.
-NOTEBOOK_ENV = {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0", "TRANSFORMERS_VERBOSITY": "error", "DFTLAB_PROGRESS": "0"}
+# OMP_NUM_THREADS=1: torch's sums then run in one order on any machine, so a notebook that trains prints the same
+# digits on 2 cores as on 16 (the study pins one thread for the same reason).
+NOTEBOOK_ENV = {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0", "TRANSFORMERS_VERBOSITY": "error", "DFTLAB_PROGRESS": "0",
+                "OMP_NUM_THREADS": "1"}
 
 
 def default_config_path() -> Path:

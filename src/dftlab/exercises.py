@@ -13,9 +13,9 @@ The single source is `solutions/NN_<topic>.ipynb`. In it, solution code sits bet
     ### END SOLUTION
 
 and a model answer to a written question is a markdown cell whose first line is `<!-- BEGIN ANSWER -->`.
-In the exercise copy a block inside a function body becomes `raise NotImplementedError("hint: ...")`; a
+In the exercise copy a block inside a function body becomes `raise NotImplementedError(...)`; a
 block at the top level of a cell (a predict-then-run cell) becomes `name = ...` for every variable it
-assigns, which `dftlab.checks.check` reports as "not attempted yet", so the notebook still runs from
+assigns, and the block's hint goes, folded in a <details> block, into a markdown cell right below the cell; which `dftlab.checks.check` reports as "not attempted yet", so the notebook still runs from
 top to bottom. A model answer becomes "*Your answer here.*", and a title "# Solutions N: ..." becomes
 "# Exercises N: ...". Every block needs a `# HINT:` line.
 
@@ -77,16 +77,41 @@ def _assigned_names(block: str, where: str) -> list[str]:
     return names
 
 
-def _stub(block_lines: list[str], indent: str, where: str) -> list[str]:
+STUB_MESSAGE = "your code here (a hint is folded up below this cell)"
+
+
+def _block_hint(block_lines: list[str], where: str) -> str:
     hints = [line.strip()[len(HINT_PREFIX):].strip() for line in block_lines if line.strip().startswith(HINT_PREFIX)]
     if not hints or not hints[0]:
-        raise ValueError(f"{where}: every solution block needs a `{HINT_PREFIX} ...` line; the exercise copy shows it.")
-    hint = " ".join(hints)
+        raise ValueError(f"{where}: every solution block needs a `{HINT_PREFIX} ...` line; the exercise copy shows "
+                         f"it in a folded hint below the cell.")
+    return " ".join(hints)
+
+
+def _stub(block_lines: list[str], indent: str, where: str) -> list[str]:
+    _block_hint(block_lines, where)
     if indent:
-        # json.dumps gives a double-quoted literal that is also valid Python.
-        return [f"{indent}raise NotImplementedError({json.dumps('hint: ' + hint)})"]
+        return [f"{indent}raise NotImplementedError({json.dumps(STUB_MESSAGE)})"]
     names = _assigned_names("\n".join(block_lines), where)
-    return [f"# hint: {hint}"] + [f"{name} = ...  # your answer" for name in names]
+    return [f"{name} = ...  # your answer" for name in names]
+
+
+def solution_hints(source: str, where: str = "cell") -> list[str]:
+    """The `# HINT:` text of every solution block in a code cell's source, in order."""
+    exercise_source(source, where)  # the same checks of the markers
+    lines, hints = source.split("\n"), []
+    for index, line in enumerate(lines):
+        if line.strip() == SOLUTION_BEGIN:
+            end = next(i for i in range(index + 1, len(lines)) if lines[i].strip() == SOLUTION_END)
+            hints.append(_block_hint(lines[index + 1:end], where))
+    return hints
+
+
+def hint_cell_source(hints: list[str]) -> str:
+    """A markdown cell that folds the hints away until the learner opens them: an HTML <details> block, which
+    JupyterLab, Colab and the website all show folded."""
+    body = "\n\n".join(hints) if len(hints) == 1 else "\n".join(f"{i}. {h}" for i, h in enumerate(hints, start=1))
+    return f"<details>\n<summary>Hint</summary>\n\n{body}\n\n</details>"
 
 
 def exercise_source(source: str, where: str = "cell") -> str:
@@ -119,11 +144,18 @@ def exercise_notebook(solution, name: str = "notebook"):
     """The exercise copy of a solution notebook: stubs for solution blocks, placeholders for model answers,
     no outputs. Cell ids and metadata are kept, so a regenerated copy differs only where the solution did."""
     notebook = copy.deepcopy(solution)
+    cells = []
     for number, cell in enumerate(notebook.cells):
         where = f"{name}, cell {number}"
+        cells.append(cell)
         if cell.cell_type == "code":
+            hints = solution_hints(cell.source, where)
             cell.source = exercise_source(cell.source, where)
             cell.outputs, cell.execution_count = [], None
+            if hints:  # the hint, folded, right below the cell it helps with
+                hint = nbformat.v4.new_markdown_cell(hint_cell_source(hints))
+                hint.id = f"{cell.get('id', number)}-hint"[:64]
+                cells.append(hint)
         elif is_answer_cell(cell):
             cell.source = ANSWER_PLACEHOLDER
         elif cell.cell_type == "markdown" and cell.source.startswith(SOLUTION_TITLE):
@@ -131,6 +163,7 @@ def exercise_notebook(solution, name: str = "notebook"):
         elif SOLUTION_BEGIN in cell.source or ANSWER_MARKER in cell.source:
             raise ValueError(f"{where}: solution markers are only understood in code cells, and "
                              f"`{ANSWER_MARKER}` only as the first line of a markdown cell.")
+    notebook.cells = cells
     return notebook
 
 

@@ -16,7 +16,7 @@ from dftlab.study.results import compare, headline
 
 # What the chapter compares, in reading order: fit to the data, then the samples' habits and variety.
 CARRY_OVER_METRICS = ("validity", "kl", "predictive_entropy", "top_opener_share", "distinct_2", "self_bleu",
-                      "seq_rep_4", "prob_character")
+                      "seq_rep_4", "loss_scale", "prob_character")
 
 
 def _base_mean(results: pd.DataFrame, metric: str, base_model: str, decoding: str) -> float:
