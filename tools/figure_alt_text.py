@@ -205,6 +205,14 @@ ALT_TEXT = {
             "steps. nll sits on the truth line in every panel; dft opens (nearly) every story this way from "
             "tiny-gpt2 and none from tiny-gpt2-english; the base tiny-gpt2 opens too few. At 200 steps the "
             "interpolations and asft lie between nll and dft, and the distribution-matching runs sit with nll."),
+        "plots.plot_carry_over(comparison": (
+            "Six small line charts, one per measure, each with three points (base model, NLL, DFT) for two studies: "
+            "tiny-gpt2 (circles) and SmolLM2-135M-Instruct fine-tuned with LoRA (squares). Validity: tiny-gpt2 near "
+            "1 throughout, SmolLM2 at 0 throughout. KL to the data (log scale): both fall from the base to NLL and "
+            "rise far above it under DFT, SmolLM2's above its own base model. Share of 'Once upon a time,', with the "
+            "truth dashed: tiny-gpt2 rises to 1 under DFT, SmolLM2's mean stays near the truth. Predictive entropy "
+            "(log scale) and distinct-2 fall under DFT in both studies. Repeated 4-grams within a sample: flat near 0 "
+            "for tiny-gpt2, jumping to about 0.65 under DFT for SmolLM2."),
         "plots.plot_quality_diversity(": (
             "Scatter plot of validity (vertical) against distinct-2 (horizontal), one point per objective and "
             "decoding for tiny-gpt2 at 200 steps, colour for the objective, a circle for T = 1 and a square for "
