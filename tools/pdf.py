@@ -41,10 +41,20 @@ def build_single_page(output: Path) -> Path:
     config = (ROOT / "_config.yml").read_text()
     config_path = ROOT / "_build" / "_config.pdf.yml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(config.replace("execute_notebooks: cache", 'execute_notebooks: "off"'))
+    config = config.replace("execute_notebooks: cache", 'execute_notebooks: "off"')
+    # myst-nb draws a cell tagged hide-output (a prediction's answer) as a fold for the html builder only; on paper
+    # nothing can be unfolded, so the single page shows such outputs as they are (tools/pdf_fold.py).
+    extension = "    - sphinx_exercise\n"
+    if extension not in config:
+        sys.exit("tools/pdf.py: _config.yml no longer lists sphinx_exercise under sphinx.extra_extensions; update "
+                 "where tools/pdf.py adds its own extension.")
+    config = config.replace(extension, extension + "    - pdf_fold\n", 1)
+    config_path.write_text(config)
     command = [sys.executable, "-c", site.JUPYTER_BOOK, "build", str(ROOT), "--builder", "singlehtml", "-W", "-n",
                "--keep-going", "--config", str(config_path), "--path-output", str(output)]
-    status = subprocess.call(command, env=dict(os.environ, **site.install_module().NOTEBOOK_ENV), cwd=ROOT)
+    env = dict(os.environ, **site.install_module().NOTEBOOK_ENV)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tools"), env.get("PYTHONPATH")]))
+    status = subprocess.call(command, env=env, cwd=ROOT)
     if status != 0:
         sys.exit(f"the single-page build failed (exit {status}); see the warnings above")
     page = output / "_build" / "singlehtml" / "index.html"
