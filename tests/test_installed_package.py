@@ -28,7 +28,7 @@ PACKAGE = ROOT / "src" / "dftlab"
 # Planted in the build's copy of the sources: the study's run cache must stay out of the wheel.
 PLANTED_RUN = "src/dftlab/assets/results/runs/run-planted-000000000000.json"
 NOT_SHIPPED = ("__pycache__", ".pyc", ".tmp", ".ipynb_checkpoints")
-SMALLEST_EXERCISE = min(sorted((ROOT / "exercises").glob(exercises.NOTEBOOK_GLOB)), key=lambda p: p.stat().st_size)
+CHAPTER_1_EXERCISES = ROOT / "exercises" / "01_token_distributions.ipynb"  # the answers below are for its exercises
 RESULTS_CHAPTER = ROOT / "chapters" / "07_back_to_mle.ipynb"  # loads the cached study: results, histograms, config
 
 
@@ -236,8 +236,7 @@ def test_student_zip_installs_and_its_exercise_checks_give_feedback(wheel, tmp_p
     assert _install.wheel_install_command(zipped_wheel.name) in readme
     target = _install_wheel(zipped_wheel, tmp_path / "venv" / "site-packages")
 
-    notebook_path = folder / SMALLEST_EXERCISE.name
-    assert notebook_path.name == "01_token_distributions.ipynb", "the answers below are for chapter 1's exercises"
+    notebook_path = folder / CHAPTER_1_EXERCISES.name
     notebook = nbformat.read(notebook_path, as_version=4)
     answers = {"def entropy(": "    return -torch.special.xlogy(probs, probs).sum(dim=-1)",  # right
                "def softmax_with_temperature(": "    return torch.softmax(logits, dim=-1)"}  # forgets the temperature

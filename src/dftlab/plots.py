@@ -672,7 +672,7 @@ def plot_carry_over(table: pd.DataFrame, metrics=("validity", "kl", "top_opener_
     if not metrics:
         raise ValueError("plot_carry_over: none of the metrics is in the table; pass carry_over_table(...).")
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.55 * ncols, 2.6 * nrows), squeeze=False)
     columns = ["base", "nll", "dft"]
     titles = {"top_opener_share": "share of the top opener", "predictive_entropy": "predictive entropy (nats)",
               "kl": "KL(q || p) (nats per story)", "prob_character": "p(character name)",
