@@ -10,17 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from dftlab.checks.engine import (FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
+from dftlab.checks.engine import (_float_result, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
                                   _near, _probs_of, _random_corpus, _random_logits)
 from dftlab.metrics import formulaic, word_overuse
-
-
-def _float_result(value, where: str) -> torch.Tensor:
-    result = _as_tensor(value, where)
-    if result.numel() != 1:
-        raise _AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
-                             f"(on {where}).")
-    return result.reshape(()).double()
 
 
 # ---------------------------------------------------------------------------------------------

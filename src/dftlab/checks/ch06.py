@@ -12,17 +12,9 @@ import numpy as np
 import torch
 
 from dftlab import metrics
-from dftlab.checks.engine import (FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
+from dftlab.checks.engine import (_float_result, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
                                   _near, _random_corpus)
 from dftlab.metrics.text import _ngrams
-
-
-def _float_result(value, where: str) -> torch.Tensor:
-    result = _as_tensor(value, where)
-    if result.numel() != 1:
-        raise _AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
-                             f"(on {where}).")
-    return result.reshape(()).double()
 
 
 def _distinct_per_text(texts, n):

@@ -184,6 +184,16 @@ def _as_tensor(value, where: str) -> torch.Tensor:
                              f"or a tensor of numbers.") from None
 
 
+def _float_result(value, where: str) -> torch.Tensor:
+    """A function exercise's answer as one float64 number (a problem naming its shape if it is not one)."""
+    result = _as_tensor(value, where)
+    if result.numel() != 1:
+        raise _AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
+                             f"(on {where}).")
+    return result.reshape(()).double()
+
+
+
 def _same(got: torch.Tensor, expected: torch.Tensor, rtol: float = RTOL, atol: float = ATOL) -> bool:
     if tuple(got.shape) != tuple(expected.shape):
         return False

@@ -314,6 +314,16 @@ def json_safe(value):
     return value
 
 
+def run_inputs(config: StudyConfig, run: RunSpec) -> tuple:
+    """What every run of a seed shares: (tales, splits, the sampled prompts, the matched reference completions)."""
+    tales = tales_for(config, run.seed)
+    splits = splits_for(config, tales)
+    prompts = [story["prompt"] for story in splits["test"][:config.num_prompts]]
+    reference = [s["completion"] for s in true_completions(tales, prompts, config.samples_per_prompt,
+                                                           seed=run.seed, stream="reference")]
+    return tales, splits, prompts, reference
+
+
 def compute_run(config: StudyConfig, run: RunSpec) -> dict:
     """Train (if it is a fine-tuning) and measure one run; returns the JSON payload cached for it.
 
@@ -330,11 +340,7 @@ def compute_run(config: StudyConfig, run: RunSpec) -> dict:
     started, threads = time.time(), torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        tales = tales_for(config, run.seed)
-        splits = splits_for(config, tales)
-        prompts = [story["prompt"] for story in splits["test"][:config.num_prompts]]
-        reference = [s["completion"] for s in true_completions(tales, prompts, config.samples_per_prompt,
-                                                               seed=run.seed, stream="reference")]
+        tales, splits, prompts, reference = run_inputs(config, run)
         rows, tables, histogram, history, openers = [], {}, None, [], {}
         if run.kind == "truth":
             samples = true_completions(tales, prompts, config.samples_per_prompt, seed=run.seed)

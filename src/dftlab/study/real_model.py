@@ -22,8 +22,7 @@ import numpy as np
 
 from dftlab.study.config import RealModelStudyConfig, RunSpec
 from dftlab.study.measurement import (PROBABILITY_QUANTILES, _histogram, _objective_loss_and_nll, json_safe,
-                                      load_base_model, rows_with_identity, run_dict, splits_for, tales_for,
-                                      text_metrics, true_completions)
+                                      load_base_model, rows_with_identity, run_dict, run_inputs, text_metrics)
 
 
 def finetune_with_trl(model, tokenizer, train_stories: list[dict], config: RealModelStudyConfig, run: RunSpec):
@@ -98,11 +97,7 @@ def compute_real_model_run(config: RealModelStudyConfig, run: RunSpec) -> dict:
     started, threads = time.time(), torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        tales = tales_for(config, run.seed)
-        splits = splits_for(config, tales)
-        prompts = [story["prompt"] for story in splits["test"][:config.num_prompts]]
-        reference = [s["completion"] for s in true_completions(tales, prompts, config.samples_per_prompt,
-                                                               seed=run.seed, stream="reference")]
+        tales, splits, prompts, reference = run_inputs(config, run)
         model, tokenizer = load_base_model(run.base_model)
         chat_splits = {name: chat_examples(tokenizer, stories) for name, stories in splits.items() if stories}
         model_row, history = {}, []
