@@ -1,6 +1,6 @@
 """Measuring formulaic text and model fit (the chapter "Measuring formulaic text", and the study).
 
-Five families of numbers, each a plain function, one submodule each (every name is importable from
+Six families of numbers, each a plain function, one submodule each (every name is importable from
 `dftlab.metrics` itself):
 
 1. `dftlab.metrics.text`, text statistics on lists of strings: n-gram counts, token L2 (Rosmine),
@@ -15,10 +15,13 @@ Five families of numbers, each a plain function, one submodule each (every name 
    answers): word overuse against modern English (wordfreq), phrases shared across prompts, repeated openings.
 5. `dftlab.metrics.exact`, exact-truth metrics for a generator whose probabilities we know (TinyTales):
    validity, choice frequencies with a chi-square test, and the sequence-level cross-entropy and KL.
+6. `dftlab.metrics.slop_score`, slop-score's list rates (Paech 2025): slop words and slop trigrams per 1,000 words,
+   computed by slop-score's own rules (its tokens, its joining of texts) so that they match its published
+   leaderboard; the data it needs (lists, outputs, published figures) is loaded by `dftlab.slop_score`.
 
-Conventions. A "token" in the text statistics is a whitespace-separated word, case and punctuation
-kept ("The" and "the." are different tokens), unless a `tokenizer` is passed: then the tokens are
-the ids of `tokenizer.encode(text)`. N-grams never cross from one text into the next.
+Conventions (except in `slop_score`, which follows slop-score's). A "token" in the text statistics is a
+whitespace-separated word, case and punctuation kept ("The" and "the." are different tokens), unless a `tokenizer`
+is passed: then the tokens are the ids of `tokenizer.encode(text)`. N-grams never cross from one text into the next.
 Entropies and log-probabilities are in nats.
 """
 from dftlab.metrics.text import (distinct_n, ngram_counts, overuse_table, repetition_rate, self_bleu,
@@ -32,6 +35,7 @@ from dftlab.metrics.formulaic import (formulaic_words, opening_table, phrase_spr
                                       word_overuse)
 from dftlab.metrics.two_sample import (MMDResult, embedding_projection, mmd, mmd_by_zipf_exponent,
                                        mmd_comparison_table, sentence_embeddings)
+from dftlab.metrics.slop_score import slop_list_rate, slop_score_tokens
 
 __all__ = [
     "ngram_counts", "token_l2_distance", "distinct_n", "self_bleu", "zipf_coefficient", "repetition_rate",
@@ -40,4 +44,5 @@ __all__ = [
     "top_predictions", "calibration_bins", "calibration_table", "expected_calibration_error",
     "MMDResult", "mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent", "embedding_projection",
     "ABSENT", "validity_rate", "choice_frequency_table", "choice_chi_square", "sequence_cross_entropy",
+    "slop_list_rate", "slop_score_tokens",
 ]
