@@ -150,11 +150,14 @@ def story_from_response(prompt: str, response: str) -> dict:
 
 
 def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1, *, temperature: float = 1.0,
-                       top_p: float = 1.0, max_new_tokens: int = 192, seed: int = 0) -> list[dict]:
+                       top_p: float = 1.0, max_new_tokens: int = 192, seed: int = 0,
+                       min_p: float | None = None) -> list[dict]:
     """Sample `responses_per_prompt` chat responses to each prompt in one left-padded batch.
 
     Returns [{"prompt", "response", "finished"}, ...] in prompt order; `finished` is False when the response was
     cut at `max_new_tokens`. The result depends on `seed` and on the batch (its prompts, padding and size).
+    `min_p` (default: off) keeps only tokens whose probability is at least `min_p` times the most likely token's,
+    after the temperature (transformers' min-p; slop-score's leaderboard samples at T = 0.7, min-p 0.1).
     """
     import torch
 
@@ -165,6 +168,7 @@ def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1,
     temperature = check_number(temperature, "temperature", 0.0, low_open=True)
     top_p = check_number(top_p, "top_p", 0.0, 1.0, low_open=True)
     seed = check_int(seed, "seed", minimum=0)
+    extra = {} if min_p is None else {"min_p": check_number(min_p, "min_p", 0.0, 1.0, low_open=True)}
     texts = [chat_prompt_text(tokenizer, prompt) for prompt in prompts for _ in range(responses_per_prompt)]
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
@@ -176,7 +180,7 @@ def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1,
     torch.manual_seed(seed)
     with torch.no_grad():
         output = model.generate(**batch, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
-                                max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+                                max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **extra)
     new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
     eos = tokenizer.eos_token_id
     rows = []
