@@ -191,19 +191,21 @@ def slop_responses_of(sample_set: dict, decoding: str = LEADERBOARD_DECODING) ->
 # --- the leaderboard table -------------------------------------------------------------------------------------
 
 def _per_text_counts(texts) -> np.ndarray:
-    """(words, slop-word hits, slop-trigram hits) of each text as the leaderboard counts them; texts it drops
-    (300 characters or fewer, or no words) count zero."""
-    from dftlab.metrics.slop_score import MIN_CHARS_EXCLUSIVE, slop_list_rate
+    """(words, slop-word hits, slop-trigram hits) of each text as the leaderboard counts them (slop_list_rate's
+    tokens and list entries, read as published); texts it drops (300 characters or fewer) count zero."""
+    from dftlab.metrics.slop_score import MIN_CHARS_EXCLUSIVE, _entries, slop_score_tokens
+    from dftlab.slop_score import slop_word_lists
 
+    lists = slop_word_lists()
+    listed = _entries(lists["words"], corrected=False)
+    trigrams = {tuple(entry.split(" ")) for entry in _entries(lists["trigrams"], corrected=False)}
     counts = np.zeros((len(texts), 3))
     for i, text in enumerate(texts):
         if len(text.encode("utf-16-le", "surrogatepass")) // 2 <= MIN_CHARS_EXCLUSIVE:
             continue
-        try:
-            rate = slop_list_rate([text])
-        except ValueError:  # no a-z words at all
-            continue
-        counts[i] = rate["words"], rate["slop_word_hits"], rate["slop_trigram_hits"]
+        tokens = slop_score_tokens(text)
+        counts[i] = (len(tokens), sum(token in listed for token in tokens),
+                     sum(window in trigrams for window in zip(tokens, tokens[1:], tokens[2:])))
     return counts
 
 
@@ -292,10 +294,11 @@ def _chat_texts_and_groups(sample_set: dict | None, decoding: str):
 
 def chat_habit_word_table(sample_set: dict | None = None, decoding: str = REAL_MODEL_DECODING,
                           bootstrap: int = 1000) -> pd.DataFrame:
-    """`dftlab.metrics.habit_word_evidence` for SmolLM2's committed chat sample set (`chat_samples.load_sample_set()`,
-    one decoding, grouped by prompt): each of its habit words (`chat_samples.formulaic_words_of`) with the split-half
-    topic control, slop-score's list, and the human baseline's rate."""
-    from dftlab.metrics import habit_word_evidence
+    """`dftlab.metrics.formulaic.habit_word_evidence` for SmolLM2's committed chat sample set
+    (`chat_samples.load_sample_set()`, one decoding, grouped by prompt): each of its habit words
+    (`chat_samples.formulaic_words_of`) with the split-half topic control, slop-score's list, and the human
+    baseline's rate."""
+    from dftlab.metrics.formulaic import habit_word_evidence
 
     texts, groups = _chat_texts_and_groups(sample_set, decoding)
     return habit_word_evidence(texts, groups, bootstrap=bootstrap)
@@ -303,8 +306,8 @@ def chat_habit_word_table(sample_set: dict | None = None, decoding: str = REAL_M
 
 def chat_slop_list_enrichment(sample_set: dict | None = None, decoding: str = REAL_MODEL_DECODING,
                               bootstrap: int = 1000) -> pd.DataFrame:
-    """`dftlab.metrics.slop_list_enrichment` for SmolLM2's committed chat sample set (one decoding)."""
-    from dftlab.metrics import slop_list_enrichment
+    """`dftlab.metrics.formulaic.slop_list_enrichment` for SmolLM2's committed chat sample set (one decoding)."""
+    from dftlab.metrics.formulaic import slop_list_enrichment
 
     texts, groups = _chat_texts_and_groups(sample_set, decoding)
     return slop_list_enrichment(texts, groups, bootstrap=bootstrap)

@@ -9,7 +9,16 @@ shows up in three ways this module measures:
 - `opening_table` and `same_opener_run_rate`: answers that open the same way, and sentences that keep starting
   with the same word (Rosmine reports three in a row in 53% of SFT outputs at T=0.7, against 17.4% of human text).
 
-Words are wordfreq's English tokens: lower case, punctuation dropped, apostrophes kept ("it's").
+Words are wordfreq's English tokens: lower case, punctuation dropped, apostrophes kept ("it's"). For word
+overuse, a possessive counts as its word ("moon's" as "moon"), as slop-score and slop-forensics count them, while
+contractions stay whole ("it's", "don't"): see `words(text, merge_possessives=True)`.
+
+Whether a habit word is a habit or a topic, and whether others found it too:
+
+- `controlled_habit_words`: a split-half control: words found on half of the prompts must pass the same rule on
+  the other half, so a word tied to the topics of one half cannot pass;
+- `habit_word_evidence` and `slop_list_enrichment`: the habit words against slop-score's independent list of
+  LLM-overused words and its human baseline (`dftlab.slop_score`).
 """
 from __future__ import annotations
 
@@ -27,11 +36,32 @@ REFERENCES = ("english",)
 ENGLISH_FREQUENCY_FLOOR = 1e-8
 
 
-def words(text: str) -> list[str]:
-    """The English words of `text`, as wordfreq counts them (lower case, no punctuation, no numbers)."""
+# The "'s" endings that are "is" or "us", not a possessive: slop-score's KNOWN_CONTRACTIONS_S (js/metrics.js) and
+# slop-forensics' (slop_forensics/constants.py), the same thirteen.
+CONTRACTIONS_S = frozenset({"it's", "that's", "what's", "who's", "he's", "she's", "there's", "here's", "where's",
+                            "when's", "why's", "how's", "let's"})
+_STRAIGHT_APOSTROPHE = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\uff07": "'"})
+
+
+def merge_possessive(word: str) -> str:
+    """`word` with a possessive "'s" removed ("moon's" -> "moon", "o'neill's" -> "o'neill"), curly apostrophes made
+    straight; contractions stay whole ("it's", "let's", "don't"), as slop-score and slop-forensics merge them.
+    (A plural possessive, "students'", is already "students": wordfreq drops a final apostrophe.)"""
+    word = word.translate(_STRAIGHT_APOSTROPHE)
+    if word.endswith("'s") and len(word) > 2 and word not in CONTRACTIONS_S:
+        return word[:-2]
+    return word
+
+
+def words(text: str, merge_possessives: bool = False) -> list[str]:
+    """The English words of `text`, as wordfreq counts them (lower case, no punctuation, no numbers).
+
+    With `merge_possessives`, each word goes through `merge_possessive`: "the moon's glow" gives "the", "moon",
+    "glow", while "it's" and "don't" stay whole. `word_overuse` counts words this way."""
     from wordfreq import tokenize
 
-    return [token for token in tokenize(text, "en") if any(ch.isalpha() for ch in token)]
+    tokens = [token for token in tokenize(text, "en") if any(ch.isalpha() for ch in token)]
+    return [merge_possessive(token) for token in tokens] if merge_possessives else tokens
 
 
 def english_frequency(word: str) -> float:
@@ -50,8 +80,13 @@ def _check_reference(reference) -> str:
 
 
 def word_overuse(texts, reference: str = "english", *, groups=None, min_count: int = 5, min_groups: int = 1,
-                 top: int | None = None, bootstrap: int = 0, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                 top: int | None = None, bootstrap: int = 0, confidence: float = 0.95, seed: int = 0,
+                 merge_possessives: bool = True) -> pd.DataFrame:
     """How much more often each word appears in `texts` than in modern English.
+
+    Words are `words(text, merge_possessives=True)`: a possessive counts as its word ("moon's" as "moon"), as in
+    slop-score and slop-forensics; contractions ("it's", "don't") stay whole. `merge_possessives=False` counts
+    "moon's" as a word of its own.
 
     overuse_ratio = (count / total words of `texts`) / english_frequency(word). Words seen fewer than `min_count`
     times are left out (a single odd word would otherwise top the table). Rows are sorted by overuse_ratio, highest
@@ -74,7 +109,9 @@ def word_overuse(texts, reference: str = "english", *, groups=None, min_count: i
     seed = check_int(seed, "seed", minimum=0)
     min_groups = check_int(min_groups, "min_groups")
     group_ids = _group_ids(groups, len(texts))
-    per_text = [Counter(words(text)) for text in texts]
+    if not isinstance(merge_possessives, bool):
+        raise ValueError(f"merge_possessives must be True or False, got {merge_possessives!r}.")
+    per_text = [Counter(words(text, merge_possessives)) for text in texts]
     lengths = np.array([sum(counts.values()) for counts in per_text], dtype=float)
     total = lengths.sum()
     if total == 0:
@@ -190,12 +227,229 @@ def formulaic_words(texts, groups, *, max_english_frequency: float = 1e-5, min_g
     """The words that are habits rather than topics: rare in English (frequency below `max_english_frequency`),
     used in answers to at least `min_group_share` of the prompts, and over-used beyond doubt (the bootstrap
     interval's lower end, resampling prompts, above `min_ratio`). A `word_overuse` table, filtered by that rule."""
-    max_english_frequency = check_number(max_english_frequency, "max_english_frequency", 0.0, 1.0, low_open=True)
-    min_group_share = check_number(min_group_share, "min_group_share", 0.0, 1.0, low_open=True)
-    min_ratio = check_number(min_ratio, "min_ratio", 0.0, low_open=True)
-    bootstrap = check_int(bootstrap, "bootstrap")
-    number_of_groups = len(set(_group_ids(groups, len(check_texts(texts))).tolist()))
-    min_groups = max(1, int(np.ceil(min_group_share * number_of_groups)))
+    max_english_frequency, min_group_share, min_ratio, bootstrap = _check_rule(
+        max_english_frequency, min_group_share, min_ratio, bootstrap)
+    min_groups = _min_groups(groups, len(check_texts(texts)), min_group_share)
     table = word_overuse(texts, groups=groups, min_groups=min_groups, bootstrap=bootstrap, seed=seed)
     keep = (table["english_frequency"] < max_english_frequency) & (table["ci_low"] > min_ratio)
     return table[keep].reset_index(drop=True)
+
+
+def _check_rule(max_english_frequency, min_group_share, min_ratio, bootstrap):
+    return (check_number(max_english_frequency, "max_english_frequency", 0.0, 1.0, low_open=True),
+            check_number(min_group_share, "min_group_share", 0.0, 1.0, low_open=True),
+            check_number(min_ratio, "min_ratio", 0.0, low_open=True), check_int(bootstrap, "bootstrap"))
+
+
+def _min_groups(groups, number_of_texts: int, min_group_share: float) -> int:
+    number_of_groups = len(set(_group_ids(groups, number_of_texts).tolist()))
+    return max(1, int(np.ceil(min_group_share * number_of_groups)))
+
+
+def _rule_table(texts, groups, max_english_frequency, min_group_share, min_ratio, bootstrap, seed) -> pd.DataFrame:
+    """`word_overuse` of every word of `texts` (no count or spread filter), indexed by word, with `passes`: whether
+    `formulaic_words` with these settings keeps the word. (The bootstrap draws depend only on the number of groups
+    and the seed, so each word's interval is the one `formulaic_words` computes.)"""
+    table = word_overuse(texts, groups=groups, min_count=1, min_groups=1, bootstrap=bootstrap, seed=seed)
+    table["passes"] = ((table["count"] >= 5) & (table["groups"] >= _min_groups(groups, len(texts), min_group_share))
+                       & (table["english_frequency"] < max_english_frequency) & (table["ci_low"] > min_ratio))
+    return table.set_index("word")
+
+
+def _word_list(chosen, name: str = "words") -> list[str]:
+    if isinstance(chosen, str) or not hasattr(chosen, "__iter__"):
+        raise ValueError(f"{name} must be a list of words, got {chosen!r:.60}.")
+    chosen = list(chosen)
+    if not all(isinstance(word, str) and word for word in chosen):
+        raise ValueError(f"{name} must hold non-empty strings, got {chosen!r:.80}.")
+    return chosen
+
+
+def controlled_habit_words(texts, groups, *, words=None, halves=None, max_english_frequency: float = 1e-5,
+                           min_group_share: float = 0.1, min_ratio: float = 10.0, bootstrap: int = 1000,
+                           seed: int = 0) -> pd.DataFrame:
+    """Habit words that survive a topic control: found on half of the prompts, confirmed on the other half.
+
+    The prompts (`groups`, one per text) are split in two: by default the 1st, 3rd, 5th, ... prompt in order of
+    first appearance form the discovery half and the 2nd, 4th, ... the held-out half (for the committed chat set,
+    whose prompts come in blocks of a kind, even and odd prompt indices: each half gets every kind). `halves`
+    (one 0 or 1 per text, 0 = discovery) sets another split, e.g. by kind of writing. `formulaic_words`' rule, with
+    these settings, is applied to each half on its own (the share of prompts counts that half's prompts); a word
+    survives when it passes on both. A word that one prompt, or a few prompts of one half, call for has no excess
+    in the other half and fails there. As the rule is the same on both halves, the survivors are the words that
+    pass on each half: swapping the halves changes nothing.
+
+    Rows: the words that pass on the discovery half, by their discovery overuse ratio; or, with `words`, those
+    words in that order (e.g. the habit words of all texts, to see which survive). Columns: word,
+    english_frequency, discovery_count, discovery_groups, discovery_ratio, discovery_ci_low, discovered,
+    held_out_count, held_out_groups, held_out_ratio, held_out_ci_low, confirmed, survives (discovered and
+    confirmed). A word absent from a half has count, groups and ratio 0 there.
+    """
+    texts = check_texts(texts)
+    rule = _check_rule(max_english_frequency, min_group_share, min_ratio, bootstrap)
+    group_ids = _group_ids(groups, len(texts))
+    if halves is None:
+        half = group_ids % 2
+    else:
+        if isinstance(halves, str) or not hasattr(halves, "__len__") or len(halves) != len(texts):
+            raise ValueError(f"halves must give 0 (discovery) or 1 (held out) for each of the {len(texts)} texts.")
+        half = np.array(list(halves))
+        if not set(half.tolist()) <= {0, 1}:
+            raise ValueError(f"halves must hold only 0 (discovery) and 1 (held out), got {sorted(set(half.tolist()))}.")
+    tables = {}
+    for name, side in (("discovery", 0), ("held_out", 1)):
+        mask = half == side
+        if len(set(group_ids[mask].tolist())) < 2:
+            raise ValueError(f"the {name.replace('_', '-')} half has fewer than 2 prompts; the split-half control "
+                             f"needs at least 4 prompts (groups) in all.")
+        tables[name] = _rule_table([t for t, m in zip(texts, mask) if m], group_ids[mask].tolist(), *rule, seed)
+    if words is None:
+        discovered = tables["discovery"]
+        chosen = discovered.index[discovered["passes"]].tolist()
+    else:
+        chosen = _word_list(words)
+    rows = []
+    for word in chosen:
+        row = {"word": word, "english_frequency": english_frequency(word)}
+        for name, table in tables.items():
+            found = word in table.index
+            row.update({f"{name}_count": int(table.at[word, "count"]) if found else 0,
+                        f"{name}_groups": int(table.at[word, "groups"]) if found else 0,
+                        f"{name}_ratio": float(table.at[word, "overuse_ratio"]) if found else 0.0,
+                        f"{name}_ci_low": float(table.at[word, "ci_low"]) if found else 0.0,
+                        "discovered" if name == "discovery" else "confirmed":
+                            bool(table.at[word, "passes"]) if found else False})
+        rows.append(row)
+    columns = ["word", "english_frequency", "discovery_count", "discovery_groups", "discovery_ratio",
+               "discovery_ci_low", "discovered", "held_out_count", "held_out_groups", "held_out_ratio",
+               "held_out_ci_low", "confirmed"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["survives"] = table["discovered"] & table["confirmed"]
+    return table
+
+
+# --- the habit words against slop-score's list and its human baseline ------------------------------------------
+
+def slop_list_words() -> frozenset[str]:
+    """slop-score's list of LLM-overused words (data/slop_list.json, vendored in dftlab.slop_score), each entry read
+    as slop-score's current code reads it (lower case; an inner apostrophe kept)."""
+    from dftlab.metrics.slop_score import _entries
+    from dftlab.slop_score import slop_word_lists
+
+    return frozenset(_entries(slop_word_lists()["words"], corrected=True))
+
+
+def _human_word_rates() -> tuple[dict[str, float], float]:
+    """The human baseline's published rate per 1,000 words of each of its 50 most frequent slop-list words, and the
+    rate of the 50th (every other list word is rarer in the human texts)."""
+    from dftlab.slop_score import HUMAN_BASELINE, published_slop_figures, published_slop_hits
+
+    total = float(published_slop_figures().loc[HUMAN_BASELINE, "words"])
+    hits = published_slop_hits(HUMAN_BASELINE)["words"]
+    rates = {word: count / total * 1000 for word, count in hits}
+    return rates, min(rates.values())
+
+
+def habit_word_evidence(texts, groups, *, max_english_frequency: float = 1e-5, min_group_share: float = 0.1,
+                        min_ratio: float = 10.0, bootstrap: int = 1000, confidence: float = 0.95,
+                        seed: int = 0) -> pd.DataFrame:
+    """Each habit word of `texts` (`formulaic_words` with these settings) with three outside checks.
+
+    1. survives: whether it passes the split-half topic control (`controlled_habit_words`, default split).
+    2. on_slop_list: whether slop-score's independently built list of LLM-overused words has it
+       (`slop_list_words`; built from other models' writing, so it is an outside check).
+    3. The human baseline: slop-score publishes, for its 17.2M words of human fiction and essays, the counts of
+       its 50 most frequent slop-list words only (the leaderboard's slop_word_hits; the texts themselves and a
+       per-word profile are not published). human_per_1k is that word's human rate per 1,000 words; for another
+       list word it is unknown but below human_max_per_1k, the 50th word's rate; for a word not on the list there
+       is no human figure. text_per_1k is the word's rate in `texts`, counted as slop-score counts (its tokens, no
+       possessive merging), with a `confidence` interval over `bootstrap` resamples of the prompts (text_low,
+       text_high). vs_human says "above", "within" or "below" the human rate (the interval is wholly above it,
+       contains it, or is wholly below), "above" where the interval is above the bound of an unlisted-in-top-50
+       word, "unknown" where it is not, and "no human figure" off the list. It compares against one pooled
+       figure (fiction and essays together), not a range over human authors.
+
+    Columns: word, overuse_ratio, ci_low (from `formulaic_words`), survives, on_slop_list, text_per_1k, text_low,
+    text_high, human_per_1k, human_max_per_1k, vs_human.
+    """
+    from dftlab.metrics.slop_score import slop_score_tokens
+
+    texts = check_texts(texts)
+    confidence = check_number(confidence, "confidence", 0.0, 1.0, low_open=True, high_open=True)
+    settings = {"max_english_frequency": max_english_frequency, "min_group_share": min_group_share,
+                "min_ratio": min_ratio, "bootstrap": bootstrap, "seed": seed}
+    habits = formulaic_words(texts, groups, **settings)
+    chosen = habits["word"].tolist()
+    control = controlled_habit_words(texts, groups, words=chosen, **settings).set_index("word")
+    listed = slop_list_words()
+    human, human_floor = _human_word_rates()
+    # each word's rate in slop-score's tokens, with a bootstrap over the prompts
+    group_ids = _group_ids(groups, len(texts))
+    tokens = [slop_score_tokens(text) for text in texts]
+    lengths = np.array([len(t) for t in tokens], dtype=float)
+    matrix = np.array([[t.count(word) for word in chosen] for t in tokens], dtype=float).reshape(len(texts), -1)
+    rate = matrix.sum(0) / max(lengths.sum(), 1.0) * 1000
+    number_of_groups = int(group_ids.max()) + 1
+    rng = np.random.default_rng(seed)
+    drawn = rng.multinomial(number_of_groups, np.full(number_of_groups, 1 / number_of_groups),
+                            size=max(bootstrap, 1))[:, group_ids].astype(float)
+    resampled = (drawn @ matrix) / np.maximum(drawn @ lengths, 1.0)[:, None] * 1000
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(resampled, [alpha, 1 - alpha], axis=0) if chosen else (np.zeros(0), np.zeros(0))
+    rows = []
+    for i, word in enumerate(chosen):
+        on_list = word in listed
+        human_rate = human.get(word, np.nan)
+        human_max = human_rate if word in human else (human_floor if on_list else np.nan)
+        if not on_list:
+            verdict = "no human figure"
+        elif word in human:
+            verdict = "above" if low[i] > human_rate else ("below" if high[i] < human_rate else "within")
+        else:
+            verdict = "above" if low[i] > human_floor else "unknown"
+        rows.append({"word": word, "overuse_ratio": habits.at[i, "overuse_ratio"], "ci_low": habits.at[i, "ci_low"],
+                     "survives": bool(control.at[word, "survives"]), "on_slop_list": on_list,
+                     "text_per_1k": rate[i], "text_low": low[i], "text_high": high[i], "human_per_1k": human_rate,
+                     "human_max_per_1k": human_max, "vs_human": verdict})
+    return pd.DataFrame(rows, columns=["word", "overuse_ratio", "ci_low", "survives", "on_slop_list", "text_per_1k",
+                                       "text_low", "text_high", "human_per_1k", "human_max_per_1k", "vs_human"])
+
+
+def slop_list_enrichment(texts, groups, *, min_count: int = 5, max_english_frequency: float = 1e-5,
+                         min_group_share: float = 0.1, min_ratio: float = 10.0, bootstrap: int = 1000,
+                         seed: int = 0) -> pd.DataFrame:
+    """How much more often the habit words of `texts` are on slop-score's list than words of `texts` in general.
+
+    Rows: "habit words" (`formulaic_words`), "split-half survivors" (those of them that pass
+    `controlled_habit_words`), and two bases: "candidate words" (every word counted at least `min_count` times,
+    the words `word_overuse` ranks) and "rare candidate words" (those of them with an English frequency below
+    `max_english_frequency`, as every habit word is: the list is mostly of rare words, so this base is the fairer
+    one). Columns: words, on_slop_list, share (on_slop_list / words), enrichment (share / the base's share) and
+    p_value (hypergeometric, one-sided: the chance that as many words drawn at random from the base would be on
+    the list) against each base: enrichment_vs_candidates, p_vs_candidates, enrichment_vs_rare, p_vs_rare.
+    """
+    from scipy.stats import hypergeom
+
+    texts = check_texts(texts)
+    min_count = check_int(min_count, "min_count")
+    settings = {"max_english_frequency": max_english_frequency, "min_group_share": min_group_share,
+                "min_ratio": min_ratio, "bootstrap": bootstrap, "seed": seed}
+    listed = slop_list_words()
+    candidates = word_overuse(texts, groups=groups, min_count=min_count)
+    habits = formulaic_words(texts, groups, **settings)["word"].tolist()
+    control = controlled_habit_words(texts, groups, words=habits, **settings)
+    sets = {"habit words": habits, "split-half survivors": control.loc[control["survives"], "word"].tolist(),
+            "candidate words": candidates["word"].tolist(),
+            "rare candidate words": candidates.loc[candidates["english_frequency"] < max_english_frequency,
+                                                   "word"].tolist()}
+    counts = {name: (len(chosen), sum(word in listed for word in chosen)) for name, chosen in sets.items()}
+    rows = []
+    for name, (n, k) in counts.items():
+        row = {"set": name, "words": n, "on_slop_list": k, "share": k / n if n else np.nan}
+        for base, suffix in (("candidate words", "candidates"), ("rare candidate words", "rare")):
+            base_n, base_k = counts[base]
+            base_share = base_k / base_n if base_n else np.nan
+            row[f"enrichment_vs_{suffix}"] = row["share"] / base_share if base_share else np.nan
+            row[f"p_vs_{suffix}"] = float(hypergeom.sf(k - 1, base_n, base_k, n)) if n and n <= base_n else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("set")
