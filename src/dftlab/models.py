@@ -90,8 +90,14 @@ def _hub_reachable(timeout_s: float = 1.0) -> bool:
         return False
 
 
-def load_model(name: str | None = None, *, device: str = "cpu"):
+def load_model(name: str | None = None, *, device: str = "cpu", dtype=None):
     """Return `(model, tokenizer)` for `name` (default: `default_model_name()`), in eval mode.
+
+    `dtype` (None: the stored float32) casts the weights, e.g. `torch.float64`. The chapters that train load the
+    tiny models in float64 so that every CPU prints the same digits: torch picks its
+    vector kernels (AVX-512, AVX2, NEON, generic) by the CPU it finds, and their results differ in the last bit,
+    about 1e-7 in float32 but 1e-16 in float64. A few hundred training steps amplify the float32 difference into
+    the printed digits and the float64 one nowhere near them (measured in bench/RESULTS.md, "Any CPU").
 
     Offline names:
     - "tiny-gpt2" (the default, the strong prior: it already writes TinyTales stories) and "tiny-gpt2-english"
@@ -105,6 +111,7 @@ def load_model(name: str | None = None, *, device: str = "cpu"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = default_model_name() if name is None else name
+    dtype = _check_dtype(dtype)
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"load_model(name=...) needs a model name string, got {name!r}. "
                          f"Use {DEFAULT_MODEL!r} for the embedded model.")
@@ -144,7 +151,20 @@ def load_model(name: str | None = None, *, device: str = "cpu"):
         raise
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device).eval(), tokenizer
+    model = model.to(device) if dtype is None else model.to(device=device, dtype=dtype)
+    return model.eval(), tokenizer
+
+
+def _check_dtype(dtype):
+    """`dtype` as a floating torch dtype (a name such as "float64" is accepted), or None; anything else is refused."""
+    import torch
+
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return dtype
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype) and getattr(torch, dtype).is_floating_point:
+        return getattr(torch, dtype)
+    raise ValueError(f"load_model(dtype=...) must be a floating torch dtype such as torch.float64 (or its name "
+                     f"'float64'), or None for the stored float32; got {dtype!r}.")
 
 
 @contextmanager
