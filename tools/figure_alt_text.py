@@ -98,15 +98,15 @@ ALT_TEXT = {
         "plots.plot_simplex_trajectories(paths, target)": (
             "Triangle whose corners are the three one-hot distributions over tokens 0, 1 and 2, with the data "
             "distribution q = (0.6, 0.3, 0.1) marked by a star. From the uniform centre, cross-entropy walks to the "
-            "star, Dynamic Fine-Tuning runs on to the corner of token 0, and the half-and-half mix stops between "
-            "the star and that corner. The title gives each path's final probability of token 0."),
+            "star, Dynamic Fine-Tuning runs on to the corner of token 0, and the power loss with alpha = 0.5 stops "
+            "between the star and that corner. The title gives each path's final probability of token 0."),
         "plots.plot_training_history(result.history)": (
             "Line chart of the validation negative log-likelihood and the validation predictive entropy, in nats "
             "per token, against the training step of Dynamic Fine-Tuning on TinyTales. The NLL rises steeply in the "
             "first 50 steps and keeps rising; the entropy falls to nearly zero by step 50 and stays there."),
         "plots.plot_target_probability_histograms(": (
             "Step histogram, on a logarithmic vertical axis, of the probability each model gives the target token "
-            "on validation stories, for the base model, SFT and DFT, three seeds pooled. Base and SFT keep some mass "
+            "on validation stories, for the base model, SFT and DFT, five seeds pooled. Base and SFT keep some mass "
             "at every probability; DFT puts almost all of it in the lowest and highest bins and leaves the middle "
             "nearly empty."),
         "plots.plot_choice_frequencies(": (
