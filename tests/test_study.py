@@ -90,7 +90,9 @@ def test_t_test_p_value_by_hand():
     assert study.t_test_p_value([1.0, 1.5, 2.0]) == pytest.approx(0.0351, abs=1e-4)
     assert study.t_test_p_value([1.0, 1.5, float("nan"), 2.0]) == study.t_test_p_value([1.0, 1.5, 2.0])
     assert math.isnan(study.t_test_p_value([3.0])) and math.isnan(study.t_test_p_value([]))
-    assert study.t_test_p_value([0.2, 0.2, 0.2]) == 0.0 and study.t_test_p_value([0.0, 0.0]) == 1.0
+    # no spread: the exact sign-flip test answers, never p = 0 (2 of the 2^3 sign patterns reach |sum| = 0.6)
+    assert study.t_test_p_value([0.2, 0.2, 0.2]) == 0.25 == study.minimum_p_value(3)
+    assert study.t_test_p_value([0.0, 0.0]) == 1.0
 
 
 def test_holm_by_hand():
@@ -148,11 +150,15 @@ def fake_results(values: dict, seeds=(0, 1, 2), decodings=("T=1", "T=0.7,top-p=0
 
 
 def test_compare_pairs_by_seed():
-    # a - b is 1.0 in every seed although the seeds themselves differ a lot: the paired CI is tight.
+    # a - b is 1.0 in every seed although the seeds themselves differ a lot: the paired CI is tight, and with no
+    # spread the exact sign-flip test gives the smallest p-value 3 seeds allow (2 / 2^3), not significant.
     table = fake_results({"a": {"m": [10.0, 20.0, 30.0]}, "b": {"m": [9.0, 19.0, 29.0]}})
     result = compare(table, "m", "a", "b")
     assert result.difference == pytest.approx(1.0) and result.low == pytest.approx(1.0)
-    assert result.above and not result.below and result.n == 3 and result.p_value == pytest.approx(0.0, abs=1e-9)
+    assert result.n == 3 and result.test == "exact" and result.p_value == study.minimum_p_value(3) == 0.25
+    assert not result.above and not result.below and "p = 0.25" in result.text()
+    spread = compare(fake_results({"a": {"m": [10.0, 20.2, 30.0]}, "b": {"m": [9.0, 19.0, 29.1]}}), "m", "a", "b")
+    assert spread.test == "t" and spread.above and spread.p_value < 0.05  # paired: 1.0, 1.2, 0.9
     against_constant = compare(table, "m", "a", 15.0)
     assert against_constant.difference == pytest.approx(5.0) and not against_constant.above
     assert against_constant.p_value == pytest.approx(study.t_test_p_value([-5.0, 5.0, 15.0]))
@@ -178,10 +184,11 @@ def test_compare_reads_the_headline_runs_unless_told_otherwise():
 
 def test_compare_by_distance_to_the_truth_reads_further_on_either_side_as_larger():
     truth = [1.0, 2.0, 3.0]
+    jitter = [0.0, 0.01, -0.01]  # some spread over seeds, so that the t-test applies
     table = fake_results({"truth": {"m": truth},
-                          "above": {"m": [t + 0.5 for t in truth]},         # 0.5 above the truth
+                          "above": {"m": [t + 0.5 + j for t, j in zip(truth, jitter)]},   # 0.5 above the truth
                           "slightly_below": {"m": [t - 0.2 for t in truth]},  # 0.2 below: the closest
-                          "far_below": {"m": [t - 0.8 for t in truth]}})     # 0.8 below: the furthest
+                          "far_below": {"m": [t - 0.8 + j for t, j in zip(truth, [0.0, -0.02, 0.02])]}})  # the furthest
     above_vs_below = compare(table, "m", "above", "slightly_below", distance_to_truth=True)
     assert above_vs_below.difference == pytest.approx(0.3) and above_vs_below.above
     assert above_vs_below.mean_a == pytest.approx(0.5) and above_vs_below.mean_b == pytest.approx(0.2)
@@ -207,7 +214,7 @@ def claims_table(dft_kl, dft_l2, dft_distinct, nll_share=(0.33, 0.34, 0.32)):
     dft = dict(base, kl=dft_kl, token_l2_1=dft_l2, distinct_2=dft_distinct, predictive_entropy=[0.5, 0.6, 0.55],
                distinct_1=[0.2, 0.21, 0.2], distinct_3=[0.5, 0.52, 0.5], self_bleu=[0.7, 0.72, 0.71],
                mmd2=[0.05, 0.06, 0.05], top_opener_share=[0.6, 0.62, 0.61], prob_p50=[0.8, 0.82, 0.81],
-               loss_scale=[0.1] * 3)
+               loss_scale=[0.1] * 3, seq_rep_4=[0.05, 0.06, 0.055])
     truth = dict(base, token_l2_1=[0.04, 0.041, 0.039], top_opener_share=[0.33, 0.33, 0.33])
     return fake_results({"nll": base, "dft": dft, "truth": truth, "base": dict(base, cross_entropy=[25.0] * 3)})
 
@@ -217,6 +224,7 @@ CLEAR = dict(dft_kl=[3.0, 3.2, 2.9], dft_l2=[0.09, 0.1, 0.095], dft_distinct=[0.
 
 def test_claims_follow_the_numbers():
     clear = {v.number: v for v in judge_claims(claims_table(**CLEAR))}
+    # claim 1 is decided at T=1: dft's share (0.61) is above the truth's 0.33, nll's is not
     assert clear[1].verdict == "true" and "dft" in clear[1].reason and "does not over-use" in clear[1].reason
     assert clear[2].verdict == "true for Dynamic FT, but not what the original post said"
     assert clear[3].verdict == "true for Dynamic FT, but not what the original post said"
@@ -231,8 +239,10 @@ def test_claims_follow_the_numbers():
 
 def test_the_judgement_adjusts_every_decisive_comparison_as_one_family():
     judgement = study.judge(claims_table(**CLEAR))
-    # claim 1: nll and dft at 2 decodings; claim 2: 2; claim 3: 2; claim 4: 3; claim 5: 6; no weak prior, no lambdas
-    assert judgement.family_size == 4 + 2 + 2 + 3 + 6
+    # claim 1: nll and dft at T=1; claims 2 and 3: 2 each, but dft's KL against nll decides both and counts once;
+    # claim 4: 3; claim 5: 6; no weak prior, no lambdas
+    assert judgement.family_size == 2 + 2 + 2 - 1 + 3 + 6
+    assert judgement.shared_tests == [("kl: dft vs nll", ["claim 2", "claim 3"])]
     assert "Holm-adjusted" in judgement.claims[1].evidence[0] and "(context, not adjusted)" in judgement.claims[1].evidence[-1]
     assert judgement.regime[0] == "not testable here" and judgement.reconstruction == []
 
@@ -245,13 +255,13 @@ def test_claims_without_a_significant_difference_are_not_supported():
 
 
 def test_claim_two_is_false_when_dft_matches_better():
-    better = {v.number: v for v in judge_claims(claims_table(dft_kl=[0.5, 0.6, 0.4], dft_l2=[0.02, 0.021, 0.02],
+    better = {v.number: v for v in judge_claims(claims_table(dft_kl=[0.5, 0.55, 0.45], dft_l2=[0.02, 0.021, 0.02],
                                                              dft_distinct=[0.5, 0.52, 0.51]))}
     assert better[2].verdict == "false"
 
 
 def test_a_difference_significant_alone_is_not_counted_after_the_holm_adjustment():
-    # dft - nll is 1, 1.5, 2 (x the scale) in the three seeds: p = 0.035 on its own, not after adjusting 17 tests.
+    # dft - nll is 1, 1.5, 2 (x the scale) in the three seeds: p = 0.035 on its own, not after adjusting 14 tests.
     table = claims_table(dft_kl=[1.0 + 1.0, 1.1 + 1.5, 0.9 + 2.0], dft_l2=[0.05 + 0.01, 0.05 + 0.015, 0.05 + 0.02],
                          dft_distinct=[0.3, 0.31, 0.3])
     for metric in ("kl", "token_l2_1"):
@@ -307,8 +317,8 @@ def test_claim_five_judges_variety_by_the_distance_to_the_truth():
              "self_bleu": [0.50, 0.51, 0.52], "zipf_coefficient": [1.0, 1.01, 1.02], "seq_rep_4": [0.1, 0.11, 0.12]}
     nll = {m: [v - 0.02 if m in ("distinct_1", "distinct_2", "distinct_3") else v + 0.02 for v in values]
            for m, values in truth.items()}
-    dft = {m: [v + 0.2 if m in ("distinct_1", "distinct_2", "distinct_3") else v - 0.09 for v in values]
-           for m, values in truth.items()}
+    dft = {m: [v + (0.2 if m in ("distinct_1", "distinct_2", "distinct_3") else -0.09) + j
+               for v, j in zip(values, (0.0, 0.01, -0.005))] for m, values in truth.items()}  # some spread over seeds
     table = variety_table(dft, nll, truth)
     for metric in ("distinct_1", "distinct_2", "distinct_3"):
         assert compare(table, metric, "dft", "nll").above  # DFT is more varied ...
@@ -321,20 +331,28 @@ def test_claim_five_judges_variety_by_the_distance_to_the_truth():
     assert verdict.verdict == "false"
 
 
-def test_claim_five_verdict_counts_closer_and_further_measures():
+def test_claim_five_verdict_counts_groups_of_correlated_measures_once():
     from dftlab.study.claims import Decision, claim_5_verdict, context_of
 
     ctx = context_of(claims_table(**CLEAR))
+    assert study.claims.VARIETY_MEASURES == ("distinct_1", "distinct_2", "distinct_3", "self_bleu", "seq_rep_4",
+                                             "zipf_coefficient")
 
-    def decision(differences):
+    def decision(differences):  # one signed difference per measure, in VARIETY_MEASURES order; 0: not significant
         return Decision({m: study.Comparison(f"|{m} - truth|", "nll", "dft", "T=1", 0.0, 0.0, d, d, d, 3,
-                                             p_value=0.0 if d else 1.0)
+                                             p_value=0.001 if d else 1.0)
                          for m, d in zip(study.claims.VARIETY_MEASURES, differences)})
 
-    assert claim_5_verdict(decision([-1, -1, -1, -1, 0, 0]), ctx)[0] == study.VERDICTS[2]
-    assert claim_5_verdict(decision([-1, -1, -1, -1, 1, 0]), ctx)[0] == study.VERDICTS[3]  # one loss: no winner
-    assert claim_5_verdict(decision([-1, -1, -1, 0, 0, 0]), ctx)[0] == study.VERDICTS[3]  # only 3 wins
-    assert claim_5_verdict(decision([1, 1, -1, 0, 0, 0]), ctx)[0] == "false"
+    # groups: lexical (distinct 1-3), repetition (self-BLEU, seq-rep-4), Zipf
+    assert claim_5_verdict(decision([-1, -1, -1, -1, -1, 0]), ctx)[0] == study.VERDICTS[2]  # 2 of 3 groups
+    assert claim_5_verdict(decision([-1, -1, 0, 0, 0, -1]), ctx)[0] == study.VERDICTS[2]  # lexical by 2 of 3, Zipf
+    # four measures closer, as the old rule counted them, but all in one group and half of another: 1 group
+    assert claim_5_verdict(decision([-1, -1, -1, -1, 0, 0]), ctx)[0] == study.VERDICTS[3]
+    assert claim_5_verdict(decision([-1, -1, -1, -1, -1, 1]), ctx)[0] == study.VERDICTS[3]  # further in one group
+    assert claim_5_verdict(decision([-1, 1, -1, -1, -1, 0]), ctx)[0] == study.VERDICTS[3]  # lexical split: undecided
+    assert claim_5_verdict(decision([1, 1, 0, 0, 0, 1]), ctx)[0] == "false"
+    sides = study.claims.variety_group_sides(decision([-1, -1, 0, 1, 1, 0]))
+    assert sides == {"lexical diversity": "closer", "repetition": "further", "word-frequency shape": "undecided"}
 
 
 def regime_table(strong_dft_validity, weak_dft_validity, weak=True):
@@ -358,7 +376,7 @@ def test_the_regime_verdict_is_consistent_with_li_when_nll_beats_dft_only_under_
     judgement = study.judge(regime_table([0.9, 0.9, 0.9], [0.5, 0.51, 0.53]))
     assert judgement.context.weak_model == WEAK and judgement.context.base_model == STRONG
     assert judgement.regime[0] == "consistent with Li et al."
-    assert judgement.family_size == 17 + 2 and len(judgement.regime_evidence) == 2 + 5
+    assert judgement.family_size == 14 + 2 and len(judgement.regime_evidence) == 2 + 5
     # nll beats dft by as much under both priors: only partly consistent
     assert study.judge(regime_table([0.6, 0.61, 0.63], [0.5, 0.51, 0.53])).regime[0] == \
         "partly consistent with Li et al."
@@ -390,7 +408,7 @@ def test_the_reconstruction_is_judged_on_gains_and_costs():
             frames.append(rows)
         return pd.concat(frames, ignore_index=True)
 
-    lower_l2 = {"token_l2_1": [0.04, 0.04, 0.04]}
+    lower_l2 = {"token_l2_1": [0.04, 0.041, 0.0395]}
     less_valid = dict(lower_l2, validity=[0.5, 0.52, 0.51])
     results = with_lambdas({"distribution_matching_3": less_valid, "distribution_matching_0.3": {},
                             "distribution_matching_1": lower_l2})
@@ -400,7 +418,7 @@ def test_the_reconstruction_is_judged_on_gains_and_costs():
     verdicts = {label: verdict for label, verdict, _, _ in judgement.reconstruction}
     assert verdicts == {"distribution_matching_0.3": "no measurable effect", "distribution_matching_1": "helps",
                         "distribution_matching_3": "hurts"}
-    assert judgement.family_size == 17 + 3 * 4  # four decisive tests per lambda join the family
+    assert judgement.family_size == 14 + 3 * 4  # four decisive tests per lambda join the family
     table_view = study.reconstruction_comparison(results)
     assert list(table_view.columns) == ["objective", "verdict", "reason"]
     assert dict(zip(table_view["objective"], table_view["verdict"])) == verdicts
@@ -415,7 +433,7 @@ def test_claims_markdown_states_every_rule_and_verdict():
     text = study.claims_markdown(results, study_payload)
     assert all(f"## Claim {n}" in text for n in range(1, 6)) and "regime question" in text
     assert "**consistent with Li et al." in text and "study-full-abc123abc123.json" in text
-    assert "19 decisive tests" in text and f"{WEAK} 111111111111" in text
+    assert "16 decisive tests" in text and f"{WEAK} 111111111111" in text
     assert "10.0x smaller" in text  # dft's loss_scale 0.1
     no_dft = study.claims_markdown(results[results["objective"] != "dft"], study_payload)
     assert "No verdicts" in no_dft and "'dft'" in no_dft
@@ -541,7 +559,9 @@ def test_every_objective_every_column(every_column):
     config, out, results = every_column
     objectives = study.DEFAULT_OBJECTIVES
     strong, weak = "strong0", "weak0"  # the folders' names
-    assert list(results.columns) == list(study.ID_COLUMNS + study.METRIC_COLUMNS)
+    # the stored columns, and `samples` (samples per run and decoding, from the config) that the Wilson intervals use
+    assert list(results.columns) == list(study.ID_COLUMNS + study.METRIC_COLUMNS) + ["samples"]
+    assert (results["samples"] == config.num_prompts * config.samples_per_prompt).all()
     finetuned = results[results["kind"] == "finetuned"]
     assert set(finetuned["objective"]) == {o.label for o in objectives}
     # per seed: the truth (one row), two base models and 9 + 2 (sweep) + 2 (weak prior) fine-tunings (two decodings)
@@ -625,7 +645,7 @@ def test_the_judgement_of_a_tiny_study_covers_both_priors_and_the_lambda_sweep(e
         "distribution_matching_0.3", "distribution_matching_1", "distribution_matching_3"]
     assert all(verdict in ("helps", "hurts", "no measurable effect") for _, verdict, _, _ in judgement.reconstruction)
     assert judgement.regime[0] != "not testable here" and len(judgement.regime_evidence) == 7
-    assert 0 < judgement.family_size <= 17 + 2 + 3 * 4
+    assert 0 < judgement.family_size <= 14 + 2 + 3 * 4
     assert [c.verdict for c in judgement.claims] == [c.verdict for c in judge_claims(results)]
     regime = study.regime_comparison(results)
     assert list(regime["prior"]) == ["strong"] * 3 + ["weak"] * 3 and set(regime["base_model"]) == {"strong0", "weak0"}

@@ -3,6 +3,7 @@
     python -m dftlab.study            # the full study, about 45 minutes on 2 cores; resumes if interrupted
     python -m dftlab.study --quick    # every column on tiny budgets, under 3 minutes
     python -m dftlab.study claims     # rewrite CLAIMS.md from the cached results
+    python -m dftlab.study --replication   # nll and dft on new seeds 5-9 under the frozen rules
     python -m dftlab.study --real-model   # the same experiment on SmolLM2-135M-Instruct (TRL, LoRA), about an hour
 
 The package, in the order data flows through it:
@@ -10,24 +11,34 @@ The package, in the order data flows through it:
 - `measurement`: one run, trained and measured (`compute_run`), and what every column means;
 - `cache`: where results live, how runs are keyed and cached;
 - `run`: `run_study`, which runs (or resumes) the study and writes its results;
-- `results`: reading the results (`load_results`, ...) and comparing them (`compare`, `holm`);
-- `claims`: one small function per claim, and CLAIMS.md;
+- `stats`: comparing them (`compare`, the t-test and the exact sign-flip test, Wilson intervals, `holm`);
+- `results`: reading the results (`load_results`, ...);
+- `rules`: one evidence and one verdict function per claim (with `stats`, the frozen rules);
+- `control`: the negative control, second samples of the truth in place of the models;
+- `history`: when each rule was fixed relative to the data, and why it changed;
+- `claims`: the judgement (`judge`), the rules' hash, the replication and CLAIMS.md;
 - `real_model`: one run of the real-model study (SmolLM2 through TRL and LoRA, measured in its chat format);
 - `carry_over`: the real model's results beside the tiny models' (chapter 7);
 - `cli`: the command line.
 """
 from dftlab.study.cache import (config_hash, fingerprints, model_fingerprint, read_cached_run, results_dir, run_hash,
                                 run_path, study_path)
-from dftlab.study.claims import (CLAIM_PROVENANCE, CLAIM_TEXTS, ROSMINE_REPORTED, VERDICTS, ClaimVerdict,
-                                 claim_provenance_table, claims_markdown, judge, judge_claims,
-                                 reconstruction_comparison, regime_comparison, write_claims)
+from dftlab.study.claims import (CLAIM_PROVENANCE, CLAIM_TEXTS, FROZEN_SOURCES, NULL_VERDICTS, REPLICATED_CLAIMS,
+                                 ROSMINE_REPORTED, VARIETY_GROUPS, VERDICTS, ClaimVerdict, Judgement,
+                                 claim_provenance_table, claims_markdown, judge, judge_claims, read_replication,
+                                 reconstruction_comparison, regime_comparison, rules_sha256, write_claims)
+from dftlab.study.control import control_table, load_control
+from dftlab.study.history import RULE_HISTORY, STATISTICS_HISTORY, RuleChange
 from dftlab.study.cli import build_parser, main
 from dftlab.study.config import (DEFAULT_DECODINGS, DEFAULT_OBJECTIVES, FORMULAIC_PHRASES, REAL_MODEL, STRONG_PRIOR,
-                                 TOP_OPENER, TRUTH_DECODING, WEAK_PRIOR, Decoding, ObjectiveSpec, RealModelStudyConfig,
-                                 RunSpec, StudyConfig, default_config, plan_runs, real_model_config)
+                                 REPLICATION_SEEDS, TOP_OPENER, TRUTH_DECODING, WEAK_PRIOR, Decoding, ObjectiveSpec,
+                                 RealModelStudyConfig, RunSpec, StudyConfig, default_config, plan_runs,
+                                 real_model_config, replication_config)
 from dftlab.study.measurement import (COLUMN_DESCRIPTIONS, ID_COLUMNS, METRIC_COLUMNS, MODEL_METRICS, SUMMARY_METRICS,
                                       TEXT_METRICS, compute_run, load_base_model, true_completions)
 from dftlab.study.results import (Comparison, compare, format_summary, holm, load_choice_tables, load_histograms,
                                   load_histories, load_opener_probabilities, load_previews, load_results, load_study, results_readme,
                                   summary_table, t_interval, t_test_p_value)
+from dftlab.study.stats import (BOUNDED_SHARES, format_p, minimum_p_value, seed_test, share_interval,
+                                sign_flip_p_value)
 from dftlab.study.run import run_study

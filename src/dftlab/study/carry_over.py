@@ -6,7 +6,8 @@ Both studies are read with the same loaders and judged by the same claims code; 
   difference with its 95% interval, and whether the two studies agree on its sign;
 - `verdicts_side_by_side`: the claims code's verdict on each claim, from each study's table;
 - `open_prompt_habits`: the real model's answers to open prompts before and after fine-tuning with each
-  objective: their most common opening, variety, and formulaic habit words (REAL_MODEL_RULE).
+  objective: their most common opening, variety, and formulaic habit words (the habit rule of
+  `metrics.formulaic_words`, without the split-half topic control of `rules.REAL_MODEL_RULE`).
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def verdicts_side_by_side(studies: dict) -> pd.DataFrame:
     """The claims code's verdict on each claim of science.md section 2, from each study (one column per study).
 
     Each study's verdicts are Holm-adjusted within its own family, exactly as its claims file states them. The
-    real chat model's sample set enters claim 1 for both (it is one piece of evidence about that model).
+    real chat model's habit words are reported beside claim 1 in both and decide it in neither (`rules.CLAIM_1_RULE`).
     """
     from dftlab.study.claims import CLAIM_TEXTS, judge
 
@@ -74,7 +75,7 @@ def open_prompt_habits(study: dict, top: int = 6, bootstrap: int = 1000) -> pd.D
     commonest first two words; `top_opening_share` is the mean of that share over seeds and `top_openings` lists
     each seed's opening, because a model can collapse onto a different opening in each seed. Over the answers of
     every seed pooled: `distinct_2`, `same_opener_runs` (three sentences in a row opening with the same word), and
-    the formulaic habit words of REAL_MODEL_RULE (`habit_words` counts them, `top_words` lists the `top` most
+    the formulaic habit words of `metrics.formulaic_words` (`habit_words` counts them, `top_words` lists the `top` most
     over-used), grouped by prompt for the bootstrap. `study` is the real-model study payload
     (`load_study(config=real_model_config())`).
     """

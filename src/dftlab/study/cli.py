@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the study on a real LLM: SmolLM2-135M-Instruct fine-tuned with nll and dft through TRL "
                              "and LoRA (about an hour on 2 cores; with --quick, a few minutes); results go to "
                              "study-smollm2-*.json and CLAIMS-smollm2-*.md")
+    parser.add_argument("--replication", action="store_true",
+                        help="the frozen-rule replication: nll and dft at the headline budget from the strong prior on "
+                             "new seeds (5-9), judged on claims 2, 3 and 5 alone; records the rules' sha256 and the "
+                             "wall time, then rewrites CLAIMS.md (about 20-40 minutes on 2 shared cores)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="seeds to run for every objective (default: 0 1 2, and 0-4 for nll and dft; 0 with "
                              "--quick); the config gets the name 'custom'")
@@ -60,6 +64,11 @@ def main(argv=None) -> int:
         except (FileNotFoundError, CorruptFileError) as error:
             raise SystemExit(f"dftlab.study claims: {error}") from None
         return 0
+    if args.replication:
+        if args.quick or args.real_model or args.seeds or args.objectives:
+            raise SystemExit("--replication runs its own seeds and objectives on the full study's settings; drop "
+                             "--quick, --real-model, --seeds and --objectives.")
+        return _replicate(out, args)
     config = real_model_config(args.quick) if args.real_model else default_config(args.quick)
     custom = "smollm2-custom" if args.real_model else "custom"
     if args.seeds is not None:
@@ -78,6 +87,41 @@ def main(argv=None) -> int:
     model_fingerprints = fingerprints(config)
     print(f"dftlab.study: {len(results)} rows in {time.time() - started:.0f} s -> "
           f"{study_path(out, config, model_fingerprints)}; claims in {claims_path(out, config, model_fingerprints)}")
+    return 0
+
+
+def _replicate(out: Path, args) -> int:
+    """Run the replication study, record the rules' hash and the wall time, and rewrite CLAIMS.md."""
+    from datetime import datetime, timezone
+
+    from dftlab.storage import write_json_with_hash
+    from dftlab.study.cache import config_hash
+    from dftlab.study.claims import FROZEN_SOURCES, replication_record_path, rules_sha256
+    from dftlab.study.config import replication_config
+
+    config = replication_config()
+    frozen = rules_sha256()  # the rules the replication is judged under, read before it starts
+    started, clock = datetime.now(timezone.utc), time.time()
+    results = run_study(config, out, force=args.force, workers=args.workers,
+                        progress=False if args.no_progress else None)
+    seconds = time.time() - clock
+    if rules_sha256() != frozen:
+        raise SystemExit("dftlab.study --replication: the rules changed while it ran; nothing recorded.")
+    model_fingerprints = fingerprints(config)
+    record = {"rules_sha256": frozen, "frozen_sources": [f"src/dftlab/study/{name}" for name in FROZEN_SOURCES],
+              "seeds": list(config.headline_seeds), "objectives": list(config.headline_objectives),
+              "config_hash": config_hash(config, model_fingerprints), "wall_seconds": round(seconds, 1),
+              "started_utc": started.isoformat(timespec="seconds"),
+              "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "workers": args.workers,
+              "command": "python -m dftlab.study --replication"}
+    path = replication_record_path(out, config)
+    write_json_with_hash(path, record)
+    try:
+        claims = write_claims(False, out)
+    except (FileNotFoundError, CorruptFileError) as error:
+        claims = f"not rewritten ({error})"
+    print(f"dftlab.study --replication: {len(results)} rows in {seconds:.0f} s -> "
+          f"{study_path(out, config, model_fingerprints)}; record {path}; claims in {claims}")
     return 0
 
 

@@ -172,6 +172,22 @@ def default_config(quick: bool = False) -> StudyConfig:
                        mmd_permutations=50, self_bleu_texts=16)
 
 
+# The frozen-rule replication (CLAIMS.md): nll and dft again at the headline budget from the strong prior, on seeds
+# that no study run had used (the full study's are 0-4, the real-model study's 0-2), and judged on them alone.
+REPLICATION_SEEDS = (5, 6, 7, 8, 9)
+REPLICATION_NAME = "replication"
+
+
+def replication_config(seeds: tuple = REPLICATION_SEEDS) -> StudyConfig:
+    """The replication study (`python -m dftlab.study --replication`): the full study's settings, nll and dft only,
+    the strong prior only, no budget sweep, on `seeds` (default REPLICATION_SEEDS)."""
+    full = default_config()
+    headline = tuple(o for o in full.objectives if o.label in full.headline_objectives)
+    return StudyConfig(name=REPLICATION_NAME, model=full.model, weak_model=None, objectives=headline,
+                       seeds=tuple(seeds), headline_objectives=full.headline_objectives, headline_seeds=tuple(seeds),
+                       budget_sweep=())
+
+
 REAL_MODEL = "smollm2-135m-instruct"
 
 

@@ -95,6 +95,9 @@ SUMMARY_METRICS = ("validity", "cross_entropy", "true_entropy", "kl", "predictiv
                    "top_opener_share", "top_opener_true_prob", "overuse_formulaic", "overuse_top_phrases",
                    "mmd2", "mmd_p_value", "loss_scale", "prob_character", "prob_other")
 _REFERENCE_STREAM_OFFSET = 5_000  # the reference stories' draws never overlap the truth row's
+# Where each stream of true stories starts among a seed's draws (seed * 10,000 + offset + chunk, chunk < 400):
+# the control's two samples sit between the truth row's and the reference's, overlapping neither.
+_STREAM_OFFSETS = {"samples": 0, "control_b": 1_000, "control_c": 2_000, "reference": _REFERENCE_STREAM_OFFSET}
 # Temperatures at which each model's exact opener distribution is computed: training the power family at alpha
 # should look like sampling the maximum-likelihood model at T = 1 - alpha (chapter 5).
 OPENER_TEMPERATURES = (1.0, 0.75, 0.5)
@@ -154,11 +157,12 @@ def true_completions(tales, prompts: list[str], per_prompt: int, seed: int, chun
 
     The truth row of the study is sampled for the very prompts the models are sampled for, so the two are
     compared like for like. `stream="reference"` draws an independent second sample (the matched reference
-    every row is compared with). Returned in prompt order, like `sample_completions`.
+    every row is compared with); "control_b" and "control_c" draw the two further samples of the negative control
+    (`dftlab.study.control`). Returned in prompt order, like `sample_completions`.
     """
-    if stream not in ("samples", "reference"):
-        raise ValueError(f"true_completions(stream={stream!r}) must be 'samples' or 'reference'.")
-    offset = _REFERENCE_STREAM_OFFSET if stream == "reference" else 0
+    if stream not in _STREAM_OFFSETS:
+        raise ValueError(f"true_completions(stream={stream!r}) must be one of {sorted(_STREAM_OFFSETS)}.")
+    offset = _STREAM_OFFSETS[stream]
     wanted = {prompt: [] for prompt in prompts}
     needed = {prompt: per_prompt * prompts.count(prompt) for prompt in wanted}
     for index in range(max_chunks):

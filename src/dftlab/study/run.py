@@ -81,7 +81,10 @@ def run_study(config: StudyConfig | None = None, out=None, *, force: bool = Fals
     results = study_table(study)
     atomic_write_text(path.with_name(path.stem.replace("study-", "summary-") + ".csv"),
                       summary_table(results).to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(claims_path(out, config, model_fingerprints), claims_markdown(results, study))
+    from dftlab.study.control import ensure_control
+
+    ensure_control(config, out, results)  # the negative control of every rule: second samples of the truth
+    atomic_write_text(claims_path(out, config, model_fingerprints), claims_markdown(results, study, out))
     atomic_write_text(out / "README.md", results_readme())
     return results
 
