@@ -11,7 +11,7 @@ import torch
 
 import dftlab.checks as checks
 from dftlab import metrics, objectives, toy
-from dftlab.checks import ch03, ch04, ch06, engine
+from dftlab.checks import ch03, ch04, ch05, ch06, engine
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dftlab"
 CHECKS = PACKAGE / "checks"
@@ -69,7 +69,10 @@ def test_the_import_graph_is_one_way():
 def test_reference_answers_call_the_package_instead_of_copying_it():
     assert ch03.CH03_SHIFT.reference is objectives.causal_shift
     assert ch06._ngrams is metrics.text._ngrams
-    for name in ["_causal_shift", "_dft_logit_gradient", "_ngrams"]:
+    # k-NN coverage and the preference-tuning optimum are package functions that chapters 5 and 6 call too
+    assert ch06.CH06_COVERAGE.reference is metrics.knn_coverage
+    assert ch05.CH05_PREFERENCE_OPTIMUM.reference is toy.preference_optimum
+    for name in ["_causal_shift", "_dft_logit_gradient", "_ngrams", "_coverage", "_preference_optimum"]:
         assert f"def {name}(" not in "".join(p.read_text() for p in CHECKS.glob("*.py"))
     probs = torch.tensor([0.5, 0.25, 0.25])
     expected = toy.logit_gradient(probs, [0.0, 1.0, 0.0], "dft")

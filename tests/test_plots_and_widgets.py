@@ -198,3 +198,25 @@ def test_every_public_plot_function_draws_in_the_course_style():
     for name, function in inspect.getmembers(plots, inspect.isfunction):
         if name.startswith("plot_") and function.__module__ == plots.__name__:
             assert hasattr(function, "__wrapped__"), f"plots.{name} is not decorated with @_course_style"
+
+
+def test_slop_leaderboard_draws_each_model_once_and_reads_at_phone_width():
+    import io
+    import re
+
+    table = pd.DataFrame({"source": ["slop-score outputs", "dftlab sample", "published figures"],
+                          "slop_words_per_1k": [5.0, 14.0, 6.9], "slop_words_low": [4.0, 10.0, np.nan],
+                          "slop_words_high": [6.0, 18.0, np.nan]},
+                         index=["a-model", "SmolLM2-135M-Instruct, T=1", "human-baseline"])
+    ax = plots.plot_slop_leaderboard(table)
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["a-model", "SmolLM2, T=1"]
+    assert ax.get_xlabel() and "human baseline (6.9" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    buffer = io.StringIO()
+    with matplotlib.rc_context(plots.COURSE_STYLE):  # text kept as text, as the chapters' figures are
+        ax.figure.savefig(buffer, format="svg", bbox_inches="tight")
+    svg = buffer.getvalue()
+    width = float(re.search(r'<svg[^>]*width="([\d.]+)pt"', svg).group(1))
+    smallest = min(float(size) for size in re.findall(r'font(?:-size)?:[^;"]*?([\d.]+)px', svg))
+    assert smallest * 390 / width >= 9, (smallest, width)  # text of at least 9 px when shown 390 px wide
+    with pytest.raises(ValueError, match="no row named"):
+        plots.plot_slop_leaderboard(table.drop(index="human-baseline"))

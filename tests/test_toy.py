@@ -166,3 +166,20 @@ def test_target_view_of_dft_is_the_model_mixed_with_the_target():
     target = np.array([0.0, 0.0, 1.0])
     assert toy.target_view(p, target, "nll") == pytest.approx(target)
     assert toy.target_view(p, target, "dft") == pytest.approx((1 - 0.1) * p + 0.1 * target)
+
+
+def test_preference_optimum_tilts_the_reference_and_a_typicality_reward_is_a_temperature():
+    reference = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    tuned = toy.preference_optimum(reference, torch.tensor([0.0, 1.0, 0.0]), beta=0.5)
+    expected = reference * torch.exp(torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(tuned, expected / expected.sum())
+    # r = gamma log p_ref with gamma = 3 beta: the reference at T = 1/4, the power fixed point at alpha = 3/4
+    typical = toy.preference_optimum(reference, 3.0 * torch.log(reference), beta=1.0)
+    np.testing.assert_allclose(typical.numpy(), toy.power_fixed_point(reference.numpy(), 0.75), rtol=1e-12)
+    assert toy.preference_optimum(torch.tensor([0.7, 0.3, 0.0]), torch.zeros(3), 1.0)[2] == 0  # never given, never
+    batch = toy.preference_optimum(torch.full((4, 3), 1 / 3), torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), 2.0)
+    torch.testing.assert_close(batch.sum(-1), torch.ones(4))
+    with pytest.raises(ValueError, match="beta"):
+        toy.preference_optimum(reference, torch.zeros(3), 0.0)
+    with pytest.raises(ValueError, match="one reward per answer"):
+        toy.preference_optimum(reference, torch.zeros(4), 1.0)

@@ -71,3 +71,33 @@ def test_the_clouds_plot_draws_one_panel_per_set_over_the_reference():
     with pytest.raises(ValueError, match="no set named"):
         plots.plot_embedding_clouds(projection, "nothing")
     plt.close("all")
+
+
+# --- Precision and recall by k-nearest-neighbour coverage (chapter 6) ---------------------------------------------
+
+def test_knn_coverage_by_hand():
+    line = np.array([[0.0], [1.0], [2.0], [10.0]])
+    samples = np.array([[0.5], [5.0], [13.0], [30.0]])
+    # k = 1: the balls around 0, 1 and 2 have radius 1, the ball around 10 radius 8 (its nearest other point is 2):
+    # 0.5, 5 and 13 are covered, 30 is not
+    assert metrics.knn_coverage(line, samples, k=1) == 0.75
+    assert metrics.knn_coverage(line, line, k=1) == 1.0  # every point lies in its own ball
+
+
+def test_a_narrow_cloud_inside_a_wide_one_has_precision_without_recall():
+    rng = np.random.default_rng(0)
+    wide, narrow = rng.normal(size=(200, 2)), 0.2 * rng.normal(size=(100, 2))
+    result = metrics.knn_precision_recall(wide, narrow, k=5)
+    assert result["precision"] > 0.9 and result["recall"] < 0.5
+    same = metrics.knn_precision_recall(wide[::2], wide[1::2], k=5)
+    assert same["precision"] > 0.7 and same["recall"] > 0.7
+
+
+def test_knn_coverage_refuses_bad_arguments():
+    line = np.array([[0.0], [1.0], [2.0], [10.0]])
+    with pytest.raises(ValueError, match="k must be"):
+        metrics.knn_coverage(line, line, k=4)  # only 3 other reference points
+    with pytest.raises(ValueError, match="as wide as reference"):
+        metrics.knn_coverage(line, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.knn_coverage(line, np.array([[np.nan]]), k=1)

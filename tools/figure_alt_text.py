@@ -26,14 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # Alt text says what the figure shows and what to see in it, for a reader who cannot see it.
 ALT_TEXT = {
     "chapters/00_formulaic_writing.ipynb": {
+        "plots.plot_slop_leaderboard(": (
+            "Dot-and-interval chart of slop-list words per 1,000 words, one row per model in leaderboard order, "
+            "lowest at the top, with a dashed vertical line for the published human baseline. gemma-3-27b-it-antislop "
+            "sits just below the line and SmolLM2 at T = 1 on it; claude-sonnet-4-5, SmolLM2 at T = 0.7 with min-p "
+            "0.1 and gpt-5-mini come next, at about one and a half to two and a quarter times the baseline, SmolLM2's "
+            "interval the widest; qwen3-4b, llama-4-maverick, mistral-nemo, gemma-3-27b-it and deepseek-r1 lie far to "
+            "the right, deepseek-r1 about six times the baseline."),
         "plots.plot_next_token_comparison(": (
-            "Two bar charts of SmolLM2-135M-Instruct's eight most probable next tokens after 'a rich'. In plain text "
-            "(left) ' history' leads and ' tapestry' is a minor option; inside a chat answer that opens with "
-            "'Nestled in the heart of the countryside' (right), ' tapestry' takes almost all the probability."),
-        "plots.plot_word_overuse(": (
-            "Horizontal bar chart, log scale, of the twelve most over-used words in SmolLM2-135M-Instruct's answers "
-            "at T=0.7 with top-p 0.9, with 95% bootstrap intervals, and beside four of them their smaller ratio at "
-            "T=1. Every ratio is far above 1, the dotted line where a word is as common as in English."),
+            "Two bar charts, one above the other, of SmolLM2-135M-Instruct's eight most probable next tokens in plain "
+            "text. After 'The old market town has a rich' (top), ' history' leads with most of the probability and "
+            "' tapestry' is a minor option; after 'The old market town is a rich' (bottom), ' tapestry' takes about "
+            "three quarters of the probability and ' history' is small."),
     },
     "chapters/01_token_distributions.ipynb": {
         "plots.plot_top_tokens(": (

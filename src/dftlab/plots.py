@@ -774,3 +774,27 @@ def plot_embedding_clouds(projection: pd.DataFrame, reference: str, others=None,
         ax.set_ylabel("second" + (f" ({ratios[1]:.0%})" if len(ratios) > 1 else ""), fontsize=8)
     fig.tight_layout()
     return axes
+
+
+
+@_course_style
+def plot_slop_leaderboard(table: pd.DataFrame, reference: str = "human-baseline", highlight: str = "dftlab sample",
+                          rate: str = "slop_words_per_1k", ax=None):
+    """Chapter 0: slop_samples.leaderboard_table() as dots with intervals, `reference` a dashed line; phone-legible."""
+    if reference not in table.index:
+        raise ValueError(f"plot_slop_leaderboard: no row named {reference!r}; the rows are {list(table.index)}.")
+    models = table.drop(index=reference)
+    ax = ax or plt.subplots(figsize=(4.9, 0.34 * len(models) + 1.3))[1]
+    y, values, ours = np.arange(len(models)), models[rate].to_numpy(float), (models["source"] == highlight).to_numpy()
+    low, high = (np.asarray(models.get(rate[:-len("per_1k")] + end, values * np.nan), float) for end in ("low", "high"))
+    for mask, colour, marker, label in ((~ours, 0, "o", "slop-score's outputs of the model"),
+                                        (ours, 1, "D", "SmolLM2, sampled for this course")):
+        ax.errorbar(values[mask], y[mask], xerr=[values[mask] - low[mask], high[mask] - values[mask]], fmt=marker,
+                    color=sns.color_palette(PALETTE)[colour], ms=7, capsize=3, label=label) if mask.any() else None
+    ax.axvline(human := float(table.loc[reference, rate]), color="0.25", linestyle="--", linewidth=1.2,
+               label=f"{reference.replace('-', ' ')} ({human:.1f}, published)")
+    ax.set_yticks(y, [name.replace("SmolLM2-135M-Instruct, ", "SmolLM2, ") for name in models.index], fontsize=11)
+    ax.set(ylim=(len(models) - 0.5, -0.5), xlim=(0, None), xlabel="slop-list words per 1,000 words")  # first row on top
+    height = ax.get_position().height * ax.figure.get_size_inches()[1]  # inches: the legend sits below the label
+    ax.legend(loc="upper right", bbox_to_anchor=(1.0, -0.6 / height), frameon=False, fontsize=11)
+    return ax

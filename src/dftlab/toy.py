@@ -240,6 +240,33 @@ def power_fixed_point(target, alpha: float) -> np.ndarray:
     return sharpened / sharpened.sum()
 
 
+def preference_optimum(reference_probs, rewards, beta: float) -> torch.Tensor:
+    """Where KL-regularised preference tuning (RLHF, DPO) takes one prompt's distribution over answers (chapter 5).
+
+    The distribution pi that maximises E_pi[reward] - beta KL(pi || reference) is
+    pi(y) = reference(y) exp(reward(y) / beta) / sum_y' reference(y') exp(reward(y') / beta): the reference,
+    tilted towards high reward, less the larger beta is. Computed over the last axis as
+    softmax(log reference_probs + rewards / beta), so a batch of prompts [..., answers] works too, and an answer the
+    reference never gives keeps probability 0. A reward that adds gamma * log reference (raters who prefer the
+    familiar) makes pi proportional to reference ** (1 + gamma / beta): the reference at temperature
+    beta / (beta + gamma), which is `power_fixed_point(reference, gamma / (beta + gamma))`.
+    """
+    from dftlab.distributions import check_probs
+
+    reference_probs = check_probs(reference_probs, "reference_probs")
+    rewards = torch.as_tensor(rewards, dtype=reference_probs.dtype)
+    if torch.isnan(rewards).any() or torch.isinf(rewards).any():
+        raise ValueError("rewards must be finite numbers, one per answer.")
+    try:
+        torch.broadcast_shapes(reference_probs.shape, rewards.shape)
+    except RuntimeError:
+        raise ValueError(f"rewards (shape {tuple(rewards.shape)}) must match reference_probs "
+                         f"(shape {tuple(reference_probs.shape)}): one reward per answer.") from None
+    beta = check_number(beta, "beta", 0.0, low_open=True,
+                        hint="beta is the price of moving away from the reference; it must be positive.")
+    return torch.softmax(torch.log(reference_probs) + rewards / beta, dim=-1)
+
+
 def _gradient_weight(loss_fn, probs, objective_kwargs):
     """w(p_y) for each token y, for the objectives of dftlab.objectives; None for any other function."""
     if loss_fn is nll:

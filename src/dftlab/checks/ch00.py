@@ -1,17 +1,13 @@
-"""Chapter 0, what formulaic writing looks like: the exercises on the overuse ratio, the optimum of preference
-tuning, precision and recall of distributions (k-nearest-neighbour coverage), and what decoding and a
-typicality-biased reward do to a distribution.
+"""Chapter 0, what formulaic writing looks like: the exercises on the overuse ratio, what decoding does to one
+model's repetitions, slop-score's rate by kind of writing, and how many habit words survive the split-half topic
+control in another model's outputs.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is
-one; the preference-tuning optimum and k-NN coverage are computed in the chapter's cells, so their references are
-written out here.
+one. (The optimum of preference tuning moved to chapter 5's checks, k-NN coverage to chapter 6's.)
 """
 from __future__ import annotations
 
-import torch
-
-from dftlab.checks.engine import (_float_result, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
-                                  _near, _probs_of, _random_corpus, _random_logits)
+from dftlab.checks.engine import _float_result, FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _random_corpus
 from dftlab.metrics import formulaic, word_overuse
 
 
@@ -85,134 +81,7 @@ CH00_OVERUSE_RATIO = FunctionExercise(
 )
 
 
-# ---------------------------------------------------------------------------------------------
-# 0.3 The optimum of KL-regularised preference tuning.
-# ---------------------------------------------------------------------------------------------
-
-def _preference_optimum(reference_probs, rewards, beta):
-    return torch.softmax(torch.log(reference_probs) + rewards / beta, dim=-1)
-
-
-def _preference_cases(g):
-    hand = _probs_of([0.5, 0.3, 0.2])
-    return [
-        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [0, 1, 0], beta = 1",
-              (hand, torch.tensor([0.0, 1.0, 0.0]), 1.0)),
-        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [0, 1, 0], beta = 0.25",
-              (hand, torch.tensor([0.0, 1.0, 0.0]), 0.25)),
-        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [2, 2, 2] (all answers equally good), beta = 0.5",
-              (hand, torch.tensor([2.0, 2.0, 2.0]), 0.5)),
-        _Case("reference_probs = [0.4, 0.25, 0.15, 0.12, 0.08], rewards = log(reference_probs) (a typicality "
-              "reward), beta = 1",
-              (_probs_of([0.4, 0.25, 0.15, 0.12, 0.08]), torch.log(_probs_of([0.4, 0.25, 0.15, 0.12, 0.08])), 1.0)),
-        _Case("a batch: reference_probs of shape (3, 6), rewards of shape (3, 6), beta = 2",
-              (torch.softmax(_random_logits(g, 3, 6), -1), torch.randn(3, 6, generator=g), 2.0)),
-    ]
-
-
-def _normalised(weights):
-    return weights / weights.sum(-1, keepdim=True)
-
-
-CH00_PREFERENCE_OPTIMUM = FunctionExercise(
-    "ch00.preference_optimum", "preference_optimum(reference_probs, rewards, beta)",
-    "The distribution that maximises E[reward] - beta KL(pi || reference): pi proportional to "
-    "reference_probs * exp(rewards / beta), over the last axis.",
-    reference=_preference_optimum, cases=_preference_cases,
-    mistakes=(
-        _Mistake("you did not normalise: pi is proportional to reference * exp(reward / beta), so divide by the sum "
-                 "over the answers (the last axis).",
-                 lambda ref, r, beta: ref * torch.exp(r / beta)),
-        _Mistake("you multiplied the rewards by beta: beta is the price of moving away from the reference, so the "
-                 "rewards are divided by it (a large beta keeps pi close to the reference).",
-                 lambda ref, r, beta: _normalised(ref * torch.exp(r * beta))),
-        _Mistake("you left out the reference model: softmax(rewards / beta) is the optimum without the KL anchor's "
-                 "starting point. Multiply by reference_probs (or add log reference_probs to the logits).",
-                 lambda ref, r, beta: torch.softmax(r / beta, dim=-1)),
-        _Mistake("the sign of the rewards is flipped: a higher reward must raise an answer's probability, "
-                 "exp(+reward / beta).",
-                 lambda ref, r, beta: _normalised(ref * torch.exp(-r / beta))),
-        _Mistake("you normalised over the wrong axis: each row is one prompt's distribution over answers, so "
-                 "normalise over the last axis (dim=-1).",
-                 lambda ref, r, beta: (ref * torch.exp(r / beta)) / (ref * torch.exp(r / beta)).sum(0, keepdim=True)),
-    ),
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# 0.5 Precision and recall: k-nearest-neighbour coverage.
-# ---------------------------------------------------------------------------------------------
-
-def _coverage(reference, samples, k):
-    reference, samples = torch.as_tensor(reference, dtype=torch.float64), torch.as_tensor(samples, dtype=torch.float64)
-    radius = torch.cdist(reference, reference).sort(dim=1).values[:, k]  # column 0: each point's distance to itself
-    return float((torch.cdist(samples, reference) <= radius[None, :]).any(dim=1).double().mean())
-
-
-def _coverage_self_counted(reference, samples, k):
-    reference = torch.as_tensor(reference, dtype=torch.float64)
-    return _coverage_radius(reference, samples, torch.cdist(reference, reference).sort(dim=1).values[:, k - 1])
-
-
-def _coverage_radius(reference, samples, radius):
-    samples, reference = torch.as_tensor(samples, dtype=torch.float64), torch.as_tensor(reference, dtype=torch.float64)
-    distances = torch.cdist(samples, reference)
-    return float((distances <= radius[None, :]).any(dim=1).double().mean())
-
-
-def _coverage_one_radius(reference, samples, k):
-    reference = torch.as_tensor(reference, dtype=torch.float64)
-    radius = torch.cdist(reference, reference).sort(dim=1).values[:, k].mean()
-    return _coverage_radius(reference, samples, radius.expand(len(reference)))
-
-
-def _coverage_count(reference, samples, k):
-    return _coverage(reference, samples, k) * len(samples)
-
-
-def _coverage_cases(g):
-    line = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
-    return [
-        _Case("reference = points 0, 1, 2, 10 on a line, samples = 0.5, 5, 13, 30, k = 1",
-              (line, torch.tensor([[0.5], [5.0], [13.0], [30.0]]), 1)),
-        _Case("reference = points 0, 1, 2, 10 on a line, samples = 0.5, 5, 13, 30, k = 2",
-              (line, torch.tensor([[0.5], [5.0], [13.0], [30.0]]), 2)),
-        _Case("reference = 30 random points in 2-D, samples = 20 points drawn from a narrower cloud, k = 3",
-              (torch.randn(30, 2, generator=g, dtype=torch.float64),
-               0.5 * torch.randn(20, 2, generator=g, dtype=torch.float64), 3)),
-        _Case("reference = 20 points from a narrow cloud, samples = 30 from a wide one, k = 3",
-              (0.5 * torch.randn(20, 2, generator=g, dtype=torch.float64),
-               torch.randn(30, 2, generator=g, dtype=torch.float64), 3)),
-        _Case("reference = 40 random points in 8-D, samples = 25 random points in 8-D, k = 5",
-              (torch.randn(40, 8, generator=g, dtype=torch.float64),
-               torch.randn(25, 8, generator=g, dtype=torch.float64), 5)),
-    ]
-
-
-CH00_COVERAGE = FunctionExercise(
-    "ch00.coverage", "coverage(reference, samples, k)",
-    "The share of `samples` [M, d] that lie within at least one `reference` point's k-nearest-neighbour ball "
-    "(radius: its distance to its k-th nearest *other* reference point). Precision is coverage(real, generated), "
-    "recall is coverage(generated, real).",
-    reference=_coverage, cases=_coverage_cases, convert=_float_result,
-    mutating_hint="sort a copy (`torch.sort` or `np.sort` return new arrays), not the input",
-    mistakes=(
-        _Mistake("you counted each reference point as its own nearest neighbour: its distance to itself is 0, so "
-                 "after sorting, column k (not k - 1) holds the k-th nearest *other* point.",
-                 _coverage_self_counted),
-        _Mistake("you swapped the roles: the balls are drawn around the *reference* points, and you count the "
-                 "*samples* that fall inside one.",
-                 lambda reference, samples, k: _coverage(samples, reference, k)),
-        _Mistake("you gave every reference point the same radius (the mean k-NN distance): each point has its own "
-                 "radius, so that dense regions get small balls and sparse regions large ones.",
-                 _coverage_one_radius),
-        _Mistake("you returned how many samples are covered: return their share (divide by the number of samples).",
-                 _coverage_count),
-    ),
-)
-
-
-FUNCTIONS = (CH00_OVERUSE_RATIO, CH00_PREFERENCE_OPTIMUM, CH00_COVERAGE)
+FUNCTIONS = (CH00_OVERUSE_RATIO,)
 
 PREDICTIONS = (
     PredictionExercise(
@@ -228,19 +97,34 @@ PREDICTIONS = (
                "small model that turns into loops: the chat decoding repeats several per cent of its 4-grams inside "
                "an answer, sampling at T = 1 almost none. The same weights, two styles."),
     PredictionExercise(
-        "ch00.typicality_top_share",
-        "A reference model answers with probabilities [0.5, 0.3, 0.2]. All three answers are equally good, but the "
-        "reward adds alpha log p_ref (raters prefer the familiar) with alpha = beta. Predict the tuned model's "
-        "probability of the first answer.",
-        kind="number", tolerance=0.05,
-        misconceptions=((_near(0.5, 0.02), "A reward that prefers typical answers does not leave the distribution "
-                                           "alone: the optimum is p_ref^(1 + alpha/beta), which sharpens it."),
-                        (_near(1.0, 0.05), "The KL term keeps every answer: the optimum is a sharpened reference "
-                                           "(p_ref squared, renormalised), not the single most typical answer. "
-                                           "Only beta -> 0 would give the argmax."),
-                        (_near(0.25, 0.02), "0.5 squared is right, but a distribution must be renormalised: divide "
-                                            "by 0.5^2 + 0.3^2 + 0.2^2.")),
-        lesson="pi* is proportional to p_ref exp(r / beta) = p_ref^(1 + alpha/beta): here p_ref squared, renormalised, "
-               "the reference decoded at temperature 1/2. A reward that merely likes familiar text acts on the "
-               "trained model like a lower sampling temperature, even when every answer is equally good."),
+        "ch00.slop_rate_by_genre",
+        "Predict which half of slop-score's prompts makes gemma-3-27b-it use more slop-list words per 1,000 words: "
+        "the 'creative' writing prompts or the 'essay' prompts.",
+        kind="choice", choices=("creative", "essay"),
+        misconceptions=((lambda v: v == "creative",
+                         "Stories feel like the home of purple prose, and the list does hold story words (tapestry, "
+                         "whispered). But much of it is the vocabulary of explanation and argument (crucially, "
+                         "nuanced, fostering, navigate), which essays call for at every turn."),),
+        lesson="Every vendored model that answered both halves uses more list words per 1,000 in its essays than in "
+               "its stories. A rate on slop-score's scale depends on the kind of writing asked for as well as on the "
+               "model, which is why a fair comparison uses the same prompts, or the same mix of them: SmolLM2's "
+               "subset keeps slop-score's half-and-half mix."),
+    PredictionExercise(
+        "ch00.habit_word_survival",
+        "gemma-3-27b-it answered 300 different prompts, about a thousand words each. Apply the chapter's rule for "
+        "habit words to its outputs (each prompt a group), then the split-half control: predict the share of its "
+        "habit words that survive the control (a number between 0 and 1).",
+        kind="number", tolerance=0.15,
+        misconceptions=((lambda v: v < 0.45,
+                         "SmolLM2 kept about a third of its habit words, but its sample is small: 60 prompts, about a "
+                         "hundred words per answer, so each half holds little evidence and the control fails words "
+                         "for lack of data as well as for being topics. gemma-3-27b-it's outputs give each half "
+                         "150 prompts and far more words."),
+                        (lambda v: v > 0.95,
+                         "The control is not a formality even with plenty of text: words that a few prompts of one "
+                         "half call for, or that are just rare, still fail on the other half.")),
+        lesson="About two thirds of gemma-3-27b-it's habit words survive, against a third of SmolLM2's. How many "
+               "survive depends on how much evidence each half holds, not only on how habitual the words are: a word "
+               "that fails the control is unconfirmed, not shown to be a topic word. The survivors, such as "
+               "'crucially', 'meticulously' and 'unsettling', are habits by any reading."),
 )

@@ -1,6 +1,7 @@
 """Chapter 5, Dynamic Fine-Tuning in the study: the exercises on the power family's fixed point, DFT's logit step
 (one bar for every token), the temperature that training at alpha aims at, the fine-tuned models' opener
-distributions, and what DFT does from a weak prior.
+distributions, what DFT does from a weak prior, and the optimum of preference tuning with a reward that likes the
+familiar.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -15,7 +16,7 @@ import torch
 from dftlab import toy
 from dftlab.checks.ch04 import DFT_TOY_TARGET, _one_number
 from dftlab.checks.engine import (FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _probs_of,
-                                  _random_probs)
+                                  _random_logits, _random_probs)
 
 # --- The power family's fixed point --------------------------------------------------------------------------------
 
@@ -207,7 +208,56 @@ CH05_TEMPERATURE_MATCH = FunctionExercise(
 )
 
 
-FUNCTIONS = (CH05_POWER_FIXED_POINT, CH05_DFT_LOGIT_STEP, CH05_TEMPERATURE_MATCH)
+# --- The optimum of KL-regularised preference tuning -----------------------------------------------------------------
+
+
+def _preference_cases(g):
+    hand = _probs_of([0.5, 0.3, 0.2])
+    return [
+        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [0, 1, 0], beta = 1",
+              (hand, torch.tensor([0.0, 1.0, 0.0]), 1.0)),
+        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [0, 1, 0], beta = 0.25",
+              (hand, torch.tensor([0.0, 1.0, 0.0]), 0.25)),
+        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [2, 2, 2] (all answers equally good), beta = 0.5",
+              (hand, torch.tensor([2.0, 2.0, 2.0]), 0.5)),
+        _Case("reference_probs = [0.4, 0.25, 0.15, 0.12, 0.08], rewards = log(reference_probs) (a typicality "
+              "reward), beta = 1",
+              (_probs_of([0.4, 0.25, 0.15, 0.12, 0.08]), torch.log(_probs_of([0.4, 0.25, 0.15, 0.12, 0.08])), 1.0)),
+        _Case("a batch: reference_probs of shape (3, 6), rewards of shape (3, 6), beta = 2",
+              (torch.softmax(_random_logits(g, 3, 6), -1), torch.randn(3, 6, generator=g), 2.0)),
+    ]
+
+
+def _tilted(weights):
+    return weights / weights.sum(-1, keepdim=True)
+
+
+CH05_PREFERENCE_OPTIMUM = FunctionExercise(
+    "ch05.preference_optimum", "preference_optimum(reference_probs, rewards, beta)",
+    "The distribution that maximises E[reward] - beta KL(pi || reference): pi proportional to "
+    "reference_probs * exp(rewards / beta), over the last axis.",
+    reference=toy.preference_optimum, cases=_preference_cases,
+    mistakes=(
+        _Mistake("you did not normalise: pi is proportional to reference * exp(reward / beta), so divide by the sum "
+                 "over the answers (the last axis).",
+                 lambda ref, r, beta: ref * torch.exp(r / beta)),
+        _Mistake("you multiplied the rewards by beta: beta is the price of moving away from the reference, so the "
+                 "rewards are divided by it (a large beta keeps pi close to the reference).",
+                 lambda ref, r, beta: _tilted(ref * torch.exp(r * beta))),
+        _Mistake("you left out the reference model: softmax(rewards / beta) is the optimum without the KL anchor's "
+                 "starting point. Multiply by reference_probs (or add log reference_probs to the logits).",
+                 lambda ref, r, beta: torch.softmax(r / beta, dim=-1)),
+        _Mistake("the sign of the rewards is flipped: a higher reward must raise an answer's probability, "
+                 "exp(+reward / beta).",
+                 lambda ref, r, beta: _tilted(ref * torch.exp(-r / beta))),
+        _Mistake("you normalised over the wrong axis: each row is one prompt's distribution over answers, so "
+                 "normalise over the last axis (dim=-1).",
+                 lambda ref, r, beta: (ref * torch.exp(r / beta)) / (ref * torch.exp(r / beta)).sum(0, keepdim=True)),
+    ),
+)
+
+
+FUNCTIONS = (CH05_POWER_FIXED_POINT, CH05_DFT_LOGIT_STEP, CH05_TEMPERATURE_MATCH, CH05_PREFERENCE_OPTIMUM)
 
 PREDICTIONS = (
     PredictionExercise(
@@ -236,4 +286,21 @@ PREDICTIONS = (
                "the model's own guess, and every logit moves at a rate proportional to its probability. The tokens "
                "the weak prior half-predicts grow and take the mass; the name, which it does not predict, ends lower "
                "than where it started. NLL, whose step is q - p, raises it."),
+    PredictionExercise(
+        "ch05.typicality_top_share",
+        "A reference model answers with probabilities [0.5, 0.3, 0.2]. All three answers are equally good, but the "
+        "reward adds gamma log p_ref (raters prefer the familiar) with gamma = beta. Predict the tuned model's "
+        "probability of the first answer.",
+        kind="number", tolerance=0.05,
+        misconceptions=((_near(0.5, 0.02), "A reward that prefers typical answers does not leave the distribution "
+                                           "alone: the optimum is p_ref^(1 + gamma/beta), which sharpens it."),
+                        (_near(1.0, 0.05), "The KL term keeps every answer: the optimum is a sharpened reference "
+                                           "(p_ref squared, renormalised), not the single most typical answer. "
+                                           "Only beta -> 0 would give the argmax."),
+                        (_near(0.25, 0.02), "0.5 squared is right, but a distribution must be renormalised: divide "
+                                            "by 0.5^2 + 0.3^2 + 0.2^2.")),
+        lesson="pi* is proportional to p_ref exp(r / beta) = p_ref^(1 + gamma/beta): here p_ref squared, "
+               "renormalised, the reference decoded at temperature 1/2, and the power family's fixed point at "
+               "alpha = 1/2. A reward that merely likes familiar text acts on the trained model like a lower sampling "
+               "temperature, even when every answer is equally good."),
 )

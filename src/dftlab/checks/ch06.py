@@ -1,5 +1,5 @@
-"""Chapter 6, distribution matching: the exercises on distinct-n, token-L2 and the MMD permutation test, and on
-what they cannot see.
+"""Chapter 6, distribution matching: the exercises on distinct-n, token-L2, the MMD permutation test and precision
+and recall by k-nearest-neighbour coverage, and on what they cannot see.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -219,7 +219,76 @@ CH06_PERMUTATION = FunctionExercise(
 )
 
 
-FUNCTIONS = (CH06_DISTINCT_N, CH06_TOKEN_L2, CH06_PERMUTATION)
+# --- Precision and recall: k-nearest-neighbour coverage ------------------------------------------------------------
+
+
+def _coverage_radius(reference, samples, radius):
+    samples, reference = torch.as_tensor(samples, dtype=torch.float64), torch.as_tensor(reference, dtype=torch.float64)
+    distances = torch.cdist(samples, reference)
+    return float((distances <= radius[None, :]).any(dim=1).double().mean())
+
+
+def _sorted_distances(reference):
+    reference = torch.as_tensor(reference, dtype=torch.float64)
+    return torch.cdist(reference, reference).sort(dim=1).values
+
+
+def _coverage_self_counted(reference, samples, k):
+    return _coverage_radius(reference, samples, _sorted_distances(reference)[:, k - 1])
+
+
+def _coverage_one_radius(reference, samples, k):
+    radius = _sorted_distances(reference)[:, k].mean()
+    return _coverage_radius(reference, samples, radius.expand(len(reference)))
+
+
+def _coverage_count(reference, samples, k):
+    return metrics.knn_coverage(reference, samples, k) * len(samples)
+
+
+def _coverage_cases(g):
+    line = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    return [
+        _Case("reference = points 0, 1, 2, 10 on a line, samples = 0.5, 5, 13, 30, k = 1",
+              (line, torch.tensor([[0.5], [5.0], [13.0], [30.0]]), 1)),
+        _Case("reference = points 0, 1, 2, 10 on a line, samples = 0.5, 5, 13, 30, k = 2",
+              (line, torch.tensor([[0.5], [5.0], [13.0], [30.0]]), 2)),
+        _Case("reference = 30 random points in 2-D, samples = 20 points drawn from a narrower cloud, k = 3",
+              (torch.randn(30, 2, generator=g, dtype=torch.float64),
+               0.5 * torch.randn(20, 2, generator=g, dtype=torch.float64), 3)),
+        _Case("reference = 20 points from a narrow cloud, samples = 30 from a wide one, k = 3",
+              (0.5 * torch.randn(20, 2, generator=g, dtype=torch.float64),
+               torch.randn(30, 2, generator=g, dtype=torch.float64), 3)),
+        _Case("reference = 40 random points in 8-D, samples = 25 random points in 8-D, k = 5",
+              (torch.randn(40, 8, generator=g, dtype=torch.float64),
+               torch.randn(25, 8, generator=g, dtype=torch.float64), 5)),
+    ]
+
+
+CH06_COVERAGE = FunctionExercise(
+    "ch06.coverage", "coverage(reference, samples, k)",
+    "The share of `samples` [M, d] that lie within at least one `reference` point's k-nearest-neighbour ball "
+    "(radius: its distance to its k-th nearest *other* reference point). Precision is coverage(real, generated), "
+    "recall is coverage(generated, real).",
+    reference=metrics.knn_coverage, cases=_coverage_cases, convert=_float_result,
+    mutating_hint="sort a copy (`torch.sort` or `np.sort` return new arrays), not the input",
+    mistakes=(
+        _Mistake("you counted each reference point as its own nearest neighbour: its distance to itself is 0, so "
+                 "after sorting, column k (not k - 1) holds the k-th nearest *other* point.",
+                 _coverage_self_counted),
+        _Mistake("you swapped the roles: the balls are drawn around the *reference* points, and you count the "
+                 "*samples* that fall inside one.",
+                 lambda reference, samples, k: metrics.knn_coverage(samples, reference, k)),
+        _Mistake("you gave every reference point the same radius (the mean k-NN distance): each point has its own "
+                 "radius, so that dense regions get small balls and sparse regions large ones.",
+                 _coverage_one_radius),
+        _Mistake("you returned how many samples are covered: return their share (divide by the number of samples).",
+                 _coverage_count),
+    ),
+)
+
+
+FUNCTIONS = (CH06_DISTINCT_N, CH06_TOKEN_L2, CH06_PERMUTATION, CH06_COVERAGE)
 
 PREDICTIONS = (
     PredictionExercise(

@@ -10,7 +10,7 @@ Six families of numbers, each a plain function, one submodule each (every name i
    completion given its prompt, exact option probabilities, target probabilities by role, and calibration
    (confidence against accuracy, expected calibration error; Guo et al. 2017).
 3. `dftlab.metrics.two_sample`, MMD: a kernel two-sample test over sentence embeddings (Gretton et al. 2012),
-   and the chapter-5 comparisons built on it.
+   the chapter-6 comparisons built on it, and precision and recall by k-nearest-neighbour coverage.
 4. `dftlab.metrics.formulaic`, formulaic writing in free text where no truth is known (a real chat model's
    answers): word overuse against modern English (wordfreq), phrases shared across prompts, repeated openings.
 5. `dftlab.metrics.exact`, exact-truth metrics for a generator whose probabilities we know (TinyTales):
@@ -33,8 +33,8 @@ from dftlab.metrics.exact import (ABSENT, choice_chi_square, choice_frequency_ta
                                   validity_rate)
 from dftlab.metrics.formulaic import (formulaic_words, opening_table, phrase_spread, same_opener_run_rate,
                                       word_overuse)
-from dftlab.metrics.two_sample import (MMDResult, embedding_projection, mmd, mmd_by_zipf_exponent,
-                                       mmd_comparison_table, sentence_embeddings)
+from dftlab.metrics.two_sample import (MMDResult, embedding_projection, knn_coverage, knn_precision_recall, mmd,
+                                       mmd_by_zipf_exponent, mmd_comparison_table, sentence_embeddings)
 from dftlab.metrics.slop_score import slop_list_rate, slop_score_tokens
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "predictive_entropy", "completion_log_probs", "option_probabilities", "target_probabilities_by_role",
     "top_predictions", "calibration_bins", "calibration_table", "expected_calibration_error",
     "MMDResult", "mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent", "embedding_projection",
+    "knn_coverage", "knn_precision_recall",
     "ABSENT", "validity_rate", "choice_frequency_table", "choice_chi_square", "sequence_cross_entropy",
     "slop_list_rate", "slop_score_tokens",
 ]

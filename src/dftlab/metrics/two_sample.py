@@ -1,5 +1,6 @@
 """MMD, a kernel two-sample test over sentence embeddings (Gretton et al. 2012), the chapter-6
-comparisons of sets of stories built on it, and a 2-D picture of the embeddings it compares.
+comparisons of sets of stories built on it, a 2-D picture of the embeddings it compares, and precision and
+recall by k-nearest-neighbour coverage (Kynkaanniemi et al. 2019), which say in which way two sets differ.
 """
 from __future__ import annotations
 
@@ -87,6 +88,40 @@ def mmd(x_emb, y_emb, num_permutations: int = 200, seed: int = 0) -> MMDResult:
     as_extreme = int((permuted >= observed - 1e-12).sum())
     p_value = (1 + as_extreme) / (1 + num_permutations)
     return MMDResult(mmd2=observed, p_value=p_value, bandwidth=bandwidth, num_permutations=num_permutations)
+
+
+def knn_coverage(reference, samples, k: int = 5) -> float:
+    """The share of `samples` [M, d] that fall inside at least one `reference` point's k-nearest-neighbour ball
+    (chapter 6; Kynkaanniemi et al. 2019).
+
+    Each reference point's ball has as its radius the distance to its k-th nearest *other* reference point (after
+    sorting each point's distances to the reference set, column 0 is the point itself, so column k is its k-th
+    neighbour). A sample is covered when its distance to some reference point is at most that point's radius.
+    Precision is knn_coverage(real, generated): are the generated points where real ones are? Recall is
+    knn_coverage(generated, real): do the generated points reach all of the real ones? See `knn_precision_recall`.
+    """
+    from scipy.spatial.distance import cdist
+
+    reference = _check_embeddings(reference, "reference")
+    samples = np.asarray(samples.detach().cpu() if isinstance(samples, torch.Tensor) else samples, dtype=np.float64)
+    if samples.ndim != 2 or samples.shape[0] < 1 or samples.shape[1] != reference.shape[1]:
+        raise ValueError(f"samples must be a 2-D array [M, {reference.shape[1]}], as wide as reference, "
+                         f"got shape {samples.shape}.")
+    if not np.isfinite(samples).all():
+        raise ValueError("samples contains NaN or infinite values; check the embedding step.")
+    k = check_int(k, "k", maximum=len(reference) - 1,
+                  hint=f"k counts neighbours among the other {len(reference) - 1} reference points.")
+    radius = np.sort(cdist(reference, reference), axis=1)[:, k]
+    return float((cdist(samples, reference) <= radius[None, :]).any(axis=1).mean())
+
+
+def knn_precision_recall(real, generated, k: int = 5) -> dict:
+    """Precision and recall of `generated` against `real` (two embedding arrays of the same width), by k-NN coverage:
+    {"precision": knn_coverage(real, generated, k), "recall": knn_coverage(generated, real, k)}.
+
+    High precision with low recall is the signature of formulaic text: nothing outlandish, a narrow range.
+    """
+    return {"precision": knn_coverage(real, generated, k), "recall": knn_coverage(generated, real, k)}
 
 
 @functools.lru_cache(maxsize=1)  # a success is kept; a failure is not, so the next call tries again
