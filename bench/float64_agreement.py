@@ -55,7 +55,7 @@ def main():
                 env.update(capability_env(capability))
             out = os.path.join(folder, f"{dtype}-{capability}.json")
             subprocess.run([sys.executable, "-c", RUN, dtype, str(args.steps), args.objective, out], env=env, check=True)
-            runs[capability] = (json.load(open(out)), torch.load(out + ".pt"))
+            runs[capability] = (json.load(open(out)), torch.load(out + ".pt", weights_only=True))
         (a, wa), (b, wb) = runs["native"], runs["default"]
         relative = max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-300) for k in a)
         weights = max((wa[name] - wb[name]).abs().max().item() for name in wa)
