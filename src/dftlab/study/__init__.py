@@ -26,7 +26,8 @@ from dftlab.study.cache import (config_hash, fingerprints, model_fingerprint, re
 from dftlab.study.claims import (CLAIM_PROVENANCE, CLAIM_TEXTS, FROZEN_SOURCES, NULL_VERDICTS, REPLICATED_CLAIMS,
                                  ROSMINE_REPORTED, VARIETY_GROUPS, VERDICTS, ClaimVerdict, Judgement,
                                  claim_provenance_table, claims_markdown, judge, judge_claims, read_replication,
-                                 reconstruction_comparison, regime_comparison, rules_sha256, write_claims)
+                                 reconstruction_comparison, regime_comparison, replication_judgement, rules_sha256,
+                                 write_claims)
 from dftlab.study.control import control_table, load_control
 from dftlab.study.history import RULE_HISTORY, STATISTICS_HISTORY, RuleChange
 from dftlab.study.cli import build_parser, main

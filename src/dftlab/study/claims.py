@@ -308,21 +308,31 @@ def _habit_control_line(habit: list) -> str:
             "a narrow register has too, so it cannot decide the claim.")
 
 
-def _replication_section(main: Judgement, out) -> list[str]:
-    lines = ["## The frozen-rule replication: claims 2, 3 and 5 on new seeds", ""]
+def replication_judgement(out=None) -> tuple[Judgement, dict] | None:
+    """Claims 2, 3 and 5 judged on the replication's new seeds alone, with its control, and the replication's record
+    and study (`read_replication`); None if `python -m dftlab.study --replication` has not been run. Chapter 7 and
+    CLAIMS.md both read it."""
     replication = read_replication(out)
-    current = rules_sha256()
     if replication is None:
-        return lines + ["Not run: `python -m dftlab.study --replication` trains nll and dft on the new seeds and records "
-                        "the rules' hash it ran under.", ""]
-    record, study = replication["record"], replication["study"]
+        return None
     from dftlab.study.results import study_table
 
-    results = study_table(study)
+    results = study_table(replication["study"])
     control = replication["control"]
     if control is not None and control.get("truth_sha256") != truth_fingerprint(results):
         control = None
-    judgement = judge(results, real_model_words=None, control=control, claims=REPLICATED_CLAIMS)
+    return judge(results, real_model_words=None, control=control, claims=REPLICATED_CLAIMS), replication
+
+
+def _replication_section(main: Judgement, out) -> list[str]:
+    lines = ["## The frozen-rule replication: claims 2, 3 and 5 on new seeds", ""]
+    judged = replication_judgement(out)
+    current = rules_sha256()
+    if judged is None:
+        return lines + ["Not run: `python -m dftlab.study --replication` trains nll and dft on the new seeds and records "
+                        "the rules' hash it ran under.", ""]
+    judgement, replication = judged
+    record, study = replication["record"], replication["study"]
     config = study["config"]
     frozen = record["rules_sha256"] == current
     lines += [f"After the changes above the rules were frozen (sha256 `{record['rules_sha256']}`) and nll and dft were "
