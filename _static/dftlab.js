@@ -1,4 +1,5 @@
-/* dftlab website: the explorers, enlargeable figures, tables that show they scroll, and search excerpts.
+/* dftlab website: the explorers, enlargeable figures, tables that show they scroll, search excerpts, and the
+   menu and page-contents buttons (a fix for the theme, see below).
    Jupyter Book loads every _static/*.js on every page; this one loads Vega only on a page with an explorer. */
 (function () {
   "use strict";
@@ -99,14 +100,16 @@
   // --- Search: the excerpt shows the sentence that matched -----------------------------------------------------
   // Sphinx's excerpt starts at the first *exact* keyword it finds in the page's [role=main] text. The keywords are
   // stems ("entropi" for "entropy"), which often occur nowhere, and the text then starts with the article header
-  // ("Binder", "Colab", ...). Here the header is dropped and a stem matches any word it begins.
+  // ("Binder", "Colab", ...) or the print-only title and "Contents". Here both are dropped and a stem matches any
+  // word it begins.
   function betterSearchExcerpts() {
     // searchtools.js declares `const Search`: a global binding that is not a property of window
     if (typeof Search === "undefined" || !Search.makeSearchSummary) return;
     Search.makeSearchSummary = (htmlText, keywords, anchor) => {
       const page = new DOMParser().parseFromString(htmlText, "text/html");
       const removals = [".headerlink", "script", "style", ".bd-header-article", ".header-article-items",
-                        ".prev-next-area", ".bd-sidebar-secondary", ".dftlab-explorer", ".cell_input", "nav"];
+                        ".prev-next-area", ".bd-sidebar-secondary", ".dftlab-explorer", ".cell_input", "nav",
+                        "#jb-print-docs-body"];  // the print-only title and "Contents" list
       for (const selector of removals) page.querySelectorAll(selector).forEach((el) => el.remove());
       const main = (anchor && page.querySelector(`[role="main"] ${anchor}`)) || page.querySelector('[role="main"]');
       if (!main) return null;
@@ -123,6 +126,84 @@
       return summary;
     };
   }
+
+  // --- The menu and page-contents buttons open and close their drawers --------------------------------------
+  // Why this is here: pydata-sphinx-theme 0.17.1 (the version sphinx-book-theme 1.3.0 requires; both pinned in
+  // pyproject.toml) wires its drawers to `document.querySelector(".primary-toggle")` and ".secondary-toggle": the
+  // FIRST such button, its own header's, which sphinx-book-theme's layout hides. The buttons a reader sees (in the
+  // article header) get no handler, so on a phone a tap on the menu shows only its tooltip and the page-contents
+  // button does nothing (upstream: pydata/pydata-sphinx-theme#2451, open; sphinx-book-theme#988 and #917, PR #991).
+  // sphinx-book-theme's own wide-screen handler (collapse the chapter list) makes the same query, so the desktop
+  // menu button did nothing either. No theme release fixes it, and none newer suits Jupyter Book 1.x (Sphinx 7):
+  // sphinx-book-theme 1.4.0 needs Sphinx 8.2.
+  // Here one listener, on the window in the capture phase, takes every activation of any .primary-toggle or
+  // .secondary-toggle (a tap, a click, Enter or Space on the focused button) before the theme's handlers see it:
+  // - below 960 px (the theme's breakpoint) the menu opens the chapter list as a drawer (the theme's <dialog>), as
+  //   the page-contents button does below 1200 px; a tap or click outside the drawer, a link in it, or Escape
+  //   closes it, and the sidebar's content goes back where it was (what the theme's own code does);
+  // - from 960 px up, where the chapter list sits beside the page, the menu hides it and shows it again.
+  // When a theme release fixes it and the pins move, this section can go; tests/test_browser.py checks the drawers
+  // either way (the handler stops the theme's own, so the two never both act on one tap).
+  const DRAWERS = {
+    "primary-toggle": {sidebar: "pst-primary-sidebar", dialog: "pst-primary-sidebar-modal", besideFrom: "(min-width: 960px)"},
+    "secondary-toggle": {sidebar: "pst-secondary-sidebar", dialog: "pst-secondary-sidebar-modal", besideFrom: null},
+  };
+  function moveContent(from, to) {  // the theme's cutAndPasteNodesAndClasses: content and classes travel together
+    to.append(...from.childNodes);
+    for (const name of [...from.classList]) { from.classList.remove(name); to.classList.add(name); }
+  }
+  function quietTooltip(button) {  // Bootstrap's tooltip shows on focus and touch; it must not sit on the drawer
+    window.bootstrap?.Tooltip?.getInstance?.(button)?.hide();
+  }
+  function setExpanded(kind, expanded) {
+    document.querySelectorAll("." + kind).forEach((button) => button.setAttribute("aria-expanded", String(expanded)));
+  }
+  function prepareDrawer(kind, sidebar, dialog) {
+    if (dialog.dataset.dftlabDrawer) return;
+    dialog.dataset.dftlabDrawer = kind;
+    dialog.setAttribute("aria-label", kind === "primary-toggle" ? "Chapters" : "On this page");
+    dialog.addEventListener("click", (event) => {
+      const link = event.target.closest?.("a[href]");
+      const box = dialog.getBoundingClientRect();
+      const outside = event.target === dialog && (event.clientX < box.left || event.clientX > box.right ||
+                                                  event.clientY < box.top || event.clientY > box.bottom);
+      if (link || outside) dialog.close();  // a link: follow it with the drawer out of the way
+    });
+    dialog.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") { event.preventDefault(); event.stopPropagation(); dialog.close(); }
+    });
+    dialog.addEventListener("close", () => {
+      moveContent(dialog, sidebar);  // whatever is still in the drawer (the theme may have moved it back already)
+      setExpanded(kind, false);
+      const opener = dialog.dftlabOpener;
+      dialog.dftlabOpener = null;
+      if (opener?.keyboard) opener.button.focus();  // back to the button for a keyboard reader; no tooltip after a tap
+    });
+  }
+  function toggleDrawer(event) {
+    const button = event.target.closest?.(".primary-toggle, .secondary-toggle");
+    if (!button) return;
+    const kind = button.classList.contains("primary-toggle") ? "primary-toggle" : "secondary-toggle";
+    const sidebar = document.getElementById(DRAWERS[kind].sidebar);
+    const dialog = document.getElementById(DRAWERS[kind].dialog);
+    if (!sidebar || !dialog || typeof dialog.showModal !== "function") return;  // leave it to the theme
+    event.preventDefault();
+    event.stopPropagation();  // the theme's handlers would act a second time (or on the wrong button)
+    quietTooltip(button);
+    if (event.detail !== 0) button.blur();  // a tap or a click, not the keyboard
+    prepareDrawer(kind, sidebar, dialog);
+    if (DRAWERS[kind].besideFrom && window.matchMedia(DRAWERS[kind].besideFrom).matches) {
+      const hidden = sidebar.classList.toggle("pst-sidebar-hidden");  // sphinx-book-theme's class and CSS
+      setExpanded(kind, !hidden);
+      return;
+    }
+    if (dialog.open) { dialog.close(); return; }
+    moveContent(sidebar, dialog);
+    dialog.dftlabOpener = {button, keyboard: event.detail === 0};
+    dialog.showModal();
+    setExpanded(kind, true);
+  }
+  window.addEventListener("click", toggleDrawer, true);
 
   function ready() {
     keepPunctuationWithMaths();

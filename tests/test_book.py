@@ -6,7 +6,9 @@ same site in Chromium. These tests read the HTML and the sources, so they need n
 import html
 import importlib.util
 import re
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import nbformat
 import pytest
@@ -34,11 +36,131 @@ def test_every_toc_page_is_rendered(built_site, toc_pages):
         assert (built_site / f"{name}.html").exists(), name
 
 
-def test_chapters_are_numbered_in_toc_order(built_site, toc_pages):
-    numbered = [name for name in toc_pages if re.match(r"chapters/0[1-9]", name)]
-    for number, name in enumerate(numbered, start=1):
-        page = (built_site / f"{name}.html").read_text()
-        assert re.search(rf'<h1><span class="section-number">{number}\. </span>', page), name
+class _LinksAndText(HTMLParser):
+    """Collects every href/src of a page, and the text of its h1s, h2s, <title> and sidebar (nav.bd-docs-nav) links."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []   # (tag, address)
+        self.texts: dict[str, list[str]] = {"title": [], "h1": [], "h2": [], "sidebar": []}
+        self._open: list[list[str]] = []          # [kind, tag, text so far] of the elements being read
+        self._in_sidebar = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = (attrs.get("class") or "").split()
+        self.links += [(tag, attrs[name]) for name in ("href", "src") if attrs.get(name) is not None]
+        if tag == "nav":
+            self._in_sidebar = "bd-docs-nav" in classes
+        if "headerlink" in classes:  # the "#" after a heading is not part of its text
+            self._open.append(["skip", tag, ""])
+        elif tag in ("title", "h1", "h2") or (tag == "a" and self._in_sidebar):
+            self._open.append([tag if tag != "a" else "sidebar", tag, ""])
+
+    def handle_endtag(self, tag):
+        if tag == "nav":
+            self._in_sidebar = False
+        if self._open and self._open[-1][1] == tag:
+            kind, _, text = self._open.pop()
+            if kind != "skip":
+                self.texts[kind].append(" ".join(text.split()))
+
+    def handle_data(self, data):
+        if self._open and self._open[-1][0] != "skip":
+            for element in self._open:
+                element[2] += data
+
+
+def read_page(path: Path) -> _LinksAndText:
+    parser = _LinksAndText()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def chapter_titles(toc_pages) -> dict[str, str]:
+    """Each numbered chapter page -> the title it must carry: "Chapter N: <the notebook's own heading>", N from
+    the file name (chapters/03_sft -> 3); the preface comes before chapter 0 and has no number."""
+    titles = {}
+    for name in toc_pages:
+        match = re.match(r"chapters/(\d\d)_", name)
+        if match and name != "chapters/00_preface":
+            heading = next(line for cell in nbformat.read(ROOT / f"{name}.ipynb", as_version=4).cells
+                           if cell.cell_type == "markdown" for line in cell.source.splitlines() if line.startswith("# "))
+            titles[name] = f"Chapter {int(match.group(1))}: {heading.removeprefix('# ').strip()}"
+    return titles
+
+
+def test_one_chapter_numbering_on_every_page_title_sidebar_and_the_home_page(built_site, toc_pages):
+    """The chapters carry their notebooks' numbers (0-7), as the prose and the checks (`ch03.*`) do: the page's heading,
+    its browser title, the sidebar and the home page's route all say "Chapter 3: ..." for chapters/03_sft, the
+    exercise pages "Exercises 3: ..." with "Exercise 3.N: ..." under them, and no automatic number ("1.11.") is left."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert "numbered" not in str(toc), "Sphinx's own numbering counts toc entries, not the notebooks' numbers"
+    titles = chapter_titles(toc_pages)
+    assert [title.split(":")[0] for title in titles.values()] == [f"Chapter {n}" for n in range(len(titles))]
+    route = read_page(built_site / "index.html").texts["sidebar"]  # the home page's sidebar; every page's is the same
+    for name, title in titles.items():
+        page = read_page(built_site / f"{name}.html")
+        assert title in page.texts["h1"], (name, page.texts["h1"])
+        assert page.texts["title"][0].startswith(title + " \u2014 "), (name, page.texts["title"])
+    for name in toc_pages:
+        page = read_page(built_site / f"{name}.html")
+        sidebar = [text for text in page.texts["sidebar"] if text.startswith(("Chapter", "Exercises"))]
+        assert sidebar == [text for text in route if text.startswith(("Chapter", "Exercises"))], name
+        assert "section-number" not in (built_site / f"{name}.html").read_text(), f"{name}: an automatic number"
+        if name not in titles:
+            assert not any(text.startswith("Chapter") for text in page.texts["h1"] + page.texts["title"]), name
+        exercises = re.match(r"exercises/(\d\d)_", name)
+        if exercises:
+            number = int(exercises.group(1))
+            assert page.texts["h1"][0].startswith(f"Exercises {number}: "), (name, page.texts["h1"])
+            assert page.texts["title"][0].startswith(f"Exercises {number}: "), (name, page.texts["title"])
+            headings = [text for text in page.texts["h2"] if text.startswith("Exercise ")]
+            assert headings and all(text.startswith(f"Exercise {number}.") for text in headings), (name, headings)
+    assert [text for text in route if text.startswith("Chapter")] == list(titles.values())
+    # the home page's route through the book: every chapter, in toc order, under the same title
+    body = (built_site / "index.html").read_text()
+    main = body[body.index('<main'):]
+    linked = [html.unescape(re.sub(r"<[^>]+>", "", text)) for href, text in
+              re.findall(r'<a class="reference internal" href="([^"]+)"[^>]*>(.*?)</a>', main, re.S)
+              if href.removesuffix(".html") in titles]
+    assert linked == list(titles.values()), linked
+
+
+def test_every_internal_link_resolves_to_a_file(built_site):
+    """Every href and src of every page of the built site that points into the site (a relative address, or one
+    that starts with /) names a file that is there: no dead link such as a PDF that only `make pdf` writes."""
+    missing = []
+    pages = sorted(built_site.rglob("*.html"))
+    assert len(pages) > 20
+    for page in pages:
+        if page.relative_to(built_site).parts[0] in ("_static", "_sources"):
+            continue  # templates and copies of sources, not pages
+        for tag, address in read_page(page).links:
+            parts = urlsplit(address)
+            if parts.scheme or parts.netloc or not parts.path:  # another site, mailto:, data:, or "#anchor" only
+                continue
+            path = unquote(parts.path)
+            target = (built_site / path.lstrip("/")) if path.startswith("/") else (page.parent / path)
+            target = target.resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_relative_to(built_site.resolve()) or not target.is_file():
+                missing.append(f"{page.relative_to(built_site)}: <{tag}> {address}")
+    assert not missing, f"{len(missing)} internal links lead nowhere:\n" + "\n".join(sorted(set(missing))[:40])
+
+
+def test_every_page_has_a_favicon_and_a_footer_with_licence_version_and_build_date(site_pages):
+    from dftlab import __version__
+
+    for page in site_pages:
+        text = page.read_text()
+        assert re.search(r'<link rel="icon" href="[^"]*_static/favicon\.svg"', text), page.name
+        footer = text[text.index('<footer class="bd-footer-content">'):]
+        footer = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", footer[:footer.index("</footer>")])))
+        assert "CC BY 4.0" in footer and "MIT" in footer, (page.name, footer)
+        assert f"dftlab {__version__}" in footer, (page.name, footer)
+        assert re.search(r"on \d{4}-\d{2}-\d{2}\.", footer), (page.name, footer)
 
 
 def test_every_image_file_exists_and_has_alt_text(site_pages):

@@ -5,8 +5,10 @@ Headless Chromium (Debian's, installed by `python tools/site.py browser-deps`) o
 127.0.0.1 is blocked and reported, so the site must bring its own scripts (Vega, MathJax).
 Every explorer (dftlab.widgets) is driven: each control is moved and the figure must change, and the
 decoding explorer's entropy readout must agree with dftlab's own computation. Every chapter page must fit a
-390 px phone screen and weigh at most 3 MB. Screenshots land in _build/screenshots/ for a human to look at:
-each page, and each explorer before and after its controls move.
+390 px phone screen and weigh at most 3 MB. On a phone (390 px, touch) and on a desktop (1280 px), in light and
+dark mode, the menu button opens and closes the chapter list and the page-contents button its drawer, on every
+page. Screenshots land in _build/screenshots/ for a human to look at: each page, each explorer before and after its
+controls move, and the drawers open.
 """
 import functools
 import http.server
@@ -98,8 +100,11 @@ def browser():
 class WatchedPage:
     """A browser tab that records console errors, uncaught exceptions, failed loads and any off-site request."""
 
-    def __init__(self, browser, site_url: str):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser, site_url: str, mode: str | None = None, **context_options):
+        context_options.setdefault("viewport", {"width": 1280, "height": 900})
+        self.context = browser.new_context(**context_options)
+        if mode:  # the reader's choice of light or dark, as pydata-sphinx-theme stores it
+            self.context.add_init_script(f"localStorage.setItem('mode', '{mode}')")
         self.context.route("**/*", self._only_this_site)
         self.page = self.context.new_page()
         self.problems: list[str] = []
@@ -305,7 +310,13 @@ def test_previous_and_next_links_walk_the_book_in_toc_order(site_url, tab, toc_p
 
 
 def test_search_finds_the_chapter_on_entropy(site_url, tab):
-    tab.page.goto(site_url + "search.html?q=entropy", wait_until="load")
+    # from a chapter's search button (the page carries no search index: search.html loads it, see _templates/layout.html)
+    tab.page.goto(site_url + "chapters/03_sft.html", wait_until="load")
+    tab.page.locator(".search-button-field:visible, .search-button:visible").first.click()
+    tab.page.locator("#pst-search-dialog input[name=q]").fill("entropy")
+    with tab.page.expect_navigation(wait_until="load"):
+        tab.page.keyboard.press("Enter")
+    assert urlsplit(tab.page.url).path.endswith("/search.html") and "q=entropy" in tab.page.url, tab.page.url
     tab.page.wait_for_selector("#search-results li", timeout=20_000)
     results = tab.page.eval_on_selector_all("#search-results li a", "links => links.map(a => a.getAttribute('href'))")
     assert any("01_token_distributions" in href for href in results), results
@@ -315,4 +326,165 @@ def test_search_finds_the_chapter_on_entropy(site_url, tab):
     excerpts = tab.page.eval_on_selector_all("#search-results li p.context", "ps => ps.map(p => p.textContent)")
     assert excerpts and all("entrop" in text.lower() for text in excerpts[:5]), excerpts[:5]
     assert not any("Binder" in text or "Colab" in text for text in excerpts), excerpts[:5]
+    # nor the print-only copy of the title and its "Contents" heading
+    assert not any(re.search(r"\bContents\b", text) for text in excerpts), excerpts[:5]
+    # the magnifying glass sits before the query, not on its first letter
+    tab.page.locator("form.bd-search input[name=q]:visible").first.fill("entropy")
+    overlap = tab.page.evaluate("""() => {
+        const form = [...document.querySelectorAll('form.bd-search')].find(f => f.checkVisibility());
+        const icon = form.querySelector('.fa-magnifying-glass').getBoundingClientRect();
+        const input = form.querySelector('input[name=q]');
+        const textStarts = input.getBoundingClientRect().left + parseFloat(getComputedStyle(input).paddingLeft);
+        return icon.right - textStarts;
+    }""")
+    assert overlap <= 0, f"the search icon covers the query's first {overlap:.0f} px"
     assert not tab.take_problems()
+
+
+def test_the_simplex_explorers_draw_the_whole_triangle(site_url, tab):
+    """Chapters 2 and 4: the simplex's outline is a closed triangle, its bottom side (token 0 to token 1) included."""
+    outlines = 0
+    for name in ("chapters/02_maximum_likelihood.html", "chapters/04_dft.html"):
+        tab.page.goto(site_url + name, wait_until="load")
+        settle(tab.page)
+        paths = tab.page.evaluate("""() => [...document.querySelectorAll('.dftlab-explorer[data-explorer=simplex]')]
+            .map(e => e.querySelector('svg.marks g.mark-line path').getAttribute('d'))""")
+        assert paths, f"{name}: no simplex explorer"
+        for path in paths:
+            points = [tuple(map(float, xy.split(","))) for xy in re.findall(r"[ML]([-\d.]+,[-\d.]+)", path)]
+            sides = {frozenset((a, b)) for a, b in zip(points, points[1:]) if a != b}
+            corners = set(points)
+            assert len(corners) == 3 and len(sides) == 3, f"{name}: the outline {path} is not a closed triangle"
+            bottom = max(y for _, y in corners)
+            assert frozenset(c for c in corners if c[1] == bottom) in sides, f"{name}: no bottom side in {path}"
+            outlines += 1
+    assert outlines >= 2
+    assert not tab.take_problems()
+
+
+# --- Navigation: the menu (chapter list) and page-contents buttons, on a phone and on a desktop ---------------------
+# The theme binds them to hidden copies (pydata/pydata-sphinx-theme#2451); _static/dftlab.js binds the visible ones.
+
+PHONE_CONTEXT = {"viewport": PHONE, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+DESKTOP = {"width": 1280, "height": 900}
+CHAPTER_LINKS = "nav.bd-docs-nav a"      # the chapter list (left sidebar, or its drawer)
+PAGE_LINKS = "#pst-page-toc-nav a"       # the page's contents (right sidebar, or its drawer)
+# How many of a selector's links a reader sees: laid out, not hidden (visibility, opacity), and on the screen.
+SHOWN = """selector => [...document.querySelectorAll(selector)].filter(a => {
+    const box = a.getBoundingClientRect();
+    return a.checkVisibility({opacityProperty: true, visibilityProperty: true}) && box.width > 0 && box.height > 0
+        && box.right > 0 && box.left < innerWidth && box.bottom > 0 && box.top < innerHeight;
+}).length"""
+DRAWER_OPEN = "kind => document.getElementById(`pst-${kind}-sidebar-modal`).open"
+
+
+def wait_until(page, what: str, expression: str, arg=None, timeout: int = 5_000):
+    try:
+        page.wait_for_function(expression, arg=arg, timeout=timeout)
+    except Exception as error:
+        raise AssertionError(f"{page.url}: {what} (waited {timeout / 1000:g} s)") from error
+
+
+def shown(count: str) -> str:
+    """A wait_for_function expression: the links of `selector` (the argument) shown, "> 0" or "=== 0"."""
+    return f"selector => ({SHOWN})(selector) {count}"
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+@pytest.mark.parametrize("screen", ["390px-touch", "1280px"])
+def test_menu_and_page_contents_buttons_open_and_close_their_drawers(built_site, site_pages, site_url, browser,
+                                                                    screen, mode):
+    """On every page. A phone (390 px, touch): a tap on the menu button opens the chapter list as a drawer and a tap
+    beside it closes it; the page-contents button does the same for the page's sections. A desktop (1280 px, mouse):
+    the chapter list sits beside the page and the menu button hides it and shows it again; the page's contents sit
+    in the right column (the theme shows no page-contents button that wide)."""
+    phone = screen.startswith("390")
+    watched = WatchedPage(browser, site_url, mode=mode, **(PHONE_CONTEXT if phone else {"viewport": DESKTOP}))
+    page, problems, drawn = watched.page, [], 0
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in [path.relative_to(built_site).as_posix() for path in site_pages]:
+            shot = name == "chapters/01_token_distributions.html"
+            # the theme's scripts and ours have run by DOMContentLoaded; the screenshot waits for figures and maths
+            page.goto(site_url + name, wait_until="load" if shot else "domcontentloaded")
+            assert page.evaluate("() => document.documentElement.dataset.theme") == mode, name
+            has_contents = page.locator(PAGE_LINKS).count() > 0
+            menu = page.locator(".primary-toggle:visible")
+            assert menu.count() == 1, f"{name}: {menu.count()} visible menu buttons"
+            if phone:
+                assert page.evaluate(SHOWN, CHAPTER_LINKS) == 0, f"{name}: the chapter list shows before any tap"
+                menu.tap()
+                wait_until(page, "a tap on the menu button did not open the chapter list", f"""() =>
+                    ({DRAWER_OPEN})('primary') && ({shown('> 0')})('{CHAPTER_LINKS}')""")
+                if shot:
+                    page.screenshot(path=str(SCREENSHOTS / f"drawer-{screen}-{mode}-chapters.png"))
+                page.touchscreen.tap(PHONE["width"] - 12, PHONE["height"] // 2)  # beside the drawer, on the right
+                wait_until(page, "a tap beside the chapter list did not close it", f"""() =>
+                    !({DRAWER_OPEN})('primary') && ({shown('=== 0')})('{CHAPTER_LINKS}')""")
+                contents = page.locator(".secondary-toggle:visible")
+                assert contents.count() == (1 if has_contents else 0), f"{name}: {contents.count()} page-contents buttons"
+                if has_contents:
+                    assert page.evaluate(SHOWN, PAGE_LINKS) == 0, f"{name}: the page's contents show before any tap"
+                    contents.tap()
+                    wait_until(page, "a tap on the page-contents button did not open its drawer", f"""() =>
+                        ({DRAWER_OPEN})('secondary') && ({shown('> 0')})('{PAGE_LINKS}')""")
+                    if shot:
+                        page.screenshot(path=str(SCREENSHOTS / f"drawer-{screen}-{mode}-contents.png"))
+                    page.touchscreen.tap(12, PHONE["height"] // 2)  # beside the drawer, on the left
+                    wait_until(page, "a tap beside the page's contents did not close them", f"""() =>
+                        !({DRAWER_OPEN})('secondary') && ({shown('=== 0')})('{PAGE_LINKS}')""")
+            else:
+                assert page.evaluate(SHOWN, CHAPTER_LINKS) > 0, f"{name}: no chapter list beside the page"
+                menu.click()
+                wait_until(page, "the menu button did not hide the chapter list", f"() => ({shown('=== 0')})('{CHAPTER_LINKS}')")
+                if shot:
+                    page.screenshot(path=str(SCREENSHOTS / f"drawer-{screen}-{mode}-chapters-hidden.png"))
+                menu.click()
+                wait_until(page, "the menu button did not show the chapter list again",
+                           f"() => ({shown('> 0')})('{CHAPTER_LINKS}')")
+                assert not page.evaluate(DRAWER_OPEN, "primary"), f"{name}: a drawer opened beside the chapter list"
+                if has_contents:
+                    assert page.evaluate(SHOWN, PAGE_LINKS) > 0, f"{name}: the page's contents are not in the right column"
+                if shot:
+                    page.screenshot(path=str(SCREENSHOTS / f"drawer-{screen}-{mode}-chapters-shown.png"))
+            drawn += shot
+            problems += [f"{name} ({screen}, {mode}): {problem}" for problem in watched.take_problems()]
+    finally:
+        watched.close()
+    assert drawn == 1, "chapters/01_token_distributions.html is not among the pages"
+    assert not problems, "\n".join(problems)
+
+
+def test_the_drawers_answer_the_keyboard_and_a_link_closes_them(site_url, browser):
+    """A narrow desktop window (900 px, mouse and keyboard): Enter on the focused menu button opens the chapter list,
+    Escape closes it and gives the focus back to the button; a click on a section in the page-contents drawer
+    closes the drawer and goes to that section; a chapter in the chapter list opens that chapter."""
+    watched = WatchedPage(browser, site_url, viewport={"width": 900, "height": 800})
+    page = watched.page
+    try:
+        page.goto(site_url + "chapters/01_token_distributions.html", wait_until="load")
+        menu = page.locator(".primary-toggle:visible")
+        menu.focus()
+        page.keyboard.press("Enter")
+        wait_until(page, "Enter on the menu button did not open the chapter list",
+                   f"() => ({DRAWER_OPEN})('primary') && ({shown('> 0')})('{CHAPTER_LINKS}')")
+        page.keyboard.press("Escape")
+        wait_until(page, "Escape did not close the chapter list",
+                   f"() => !({DRAWER_OPEN})('primary') && ({shown('=== 0')})('{CHAPTER_LINKS}')")
+        assert page.evaluate("() => document.activeElement.classList.contains('primary-toggle')"), "focus not restored"
+        page.locator(".secondary-toggle:visible").click()
+        wait_until(page, "a click on the page-contents button did not open its drawer",
+                   f"() => ({DRAWER_OPEN})('secondary') && ({shown('> 0')})('{PAGE_LINKS}')")
+        section = page.locator(f"{PAGE_LINKS}:visible").nth(2)
+        anchor = section.get_attribute("href")
+        section.click()
+        wait_until(page, "a click on a section did not close the drawer", f"() => !({DRAWER_OPEN})('secondary')")
+        assert urlsplit(page.url).fragment == anchor.removeprefix("#"), (page.url, anchor)
+        page.locator(".primary-toggle:visible").click()
+        wait_until(page, "the menu button did not open the chapter list", f"() => ({DRAWER_OPEN})('primary')")
+        with page.expect_navigation(wait_until="load"):
+            page.locator(f"{CHAPTER_LINKS}:visible", has_text="Chapter 2:").first.click()
+        assert page.url.endswith("chapters/02_maximum_likelihood.html"), page.url
+        assert not watched.take_problems()
+    finally:
+        watched.close()

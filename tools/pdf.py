@@ -6,8 +6,9 @@
    stored outputs (nothing is executed: `make test` has checked that they reproduce), warning-free as the site.
 2. Chromium, the browser the tests already drive through Playwright (Debian's /usr/bin/chromium), opens that page
    from a server on localhost, waits for the explorers to draw, and prints it to PDF. Nothing leaves the machine.
-3. If the website has been built (`make book`), the PDF is copied to `_build/html/dftlab.pdf`, where the home
-   page's link points.
+
+The website does not link the PDF (`make book` does not build it: a second whole build); its home page says that
+`make pdf` prints it, and tests/test_book.py fails on any link of the site that leads to no file.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import functools
 import http.server
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-SITE_PDF = ROOT / "_build" / "html" / "dftlab.pdf"
 
 
 def _site_tool():
@@ -52,8 +51,7 @@ def build_single_page(output: Path) -> Path:
     config_path.write_text(config)
     command = [sys.executable, "-c", site.JUPYTER_BOOK, "build", str(ROOT), "--builder", "singlehtml", "-W", "-n",
                "--keep-going", "--config", str(config_path), "--path-output", str(output)]
-    env = dict(os.environ, **site.install_module().NOTEBOOK_ENV)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tools"), env.get("PYTHONPATH")]))
+    env = site.build_env()  # tools/ on the path: dftlab_book (as the website) and pdf_fold
     status = subprocess.call(command, env=env, cwd=ROOT)
     if status != 0:
         sys.exit(f"the single-page build failed (exit {status}); see the warnings above")
@@ -103,9 +101,6 @@ def main(argv=None) -> int:
     page = build_single_page(ROOT / "_build" / "pdf-html")
     pdf = print_to_pdf(page, args.output)
     print(f"wrote {pdf} ({pdf.stat().st_size / 1e6:.1f} MB)")
-    if SITE_PDF.parent.exists():
-        shutil.copyfile(pdf, SITE_PDF)
-        print(f"copied it to {SITE_PDF}, where the website's home page links it")
     return 0
 
 

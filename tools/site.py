@@ -6,6 +6,10 @@
     python tools/site.py browser-deps                           # install Debian's chromium if it is missing (tests need it)
     python tools/site.py sync-install [--check]                 # rewrite every install line from _config.yml's repository
 
+The build puts tools/ on the Python path for the course's Sphinx extension, tools/dftlab_book.py (listed in
+_config.yml): it writes "Chapter N: " before each chapter's title (the notebooks' numbers, 0 to 7) and gives the
+footer (_templates/extra-footer.html) dftlab's version and the build date.
+
 `sync-install` writes the one install command (`dftlab._install`, built from `repository.url` and `branch` in
 _config.yml) into the hidden Colab cell of every chapter, solution and exercise notebook and into README.md's
 install block; the student zip's README is generated from the same function. `--check` only lists what is out
@@ -148,7 +152,15 @@ def build(execute: bool = True, output: Path | None = None, instructor: bool = F
         command += ["--config", str(config_path)]
     if output is not None:
         command += ["--path-output", str(output)]
-    return subprocess.call(command, env=dict(os.environ, **install_module().NOTEBOOK_ENV), cwd=ROOT)
+    return subprocess.call(command, env=build_env(), cwd=ROOT)
+
+
+def build_env() -> dict[str, str]:
+    """The environment of a book build: the notebooks' (PYTHONHASHSEED, ...), and tools/ on the path for the
+    course's own Sphinx extension, tools/dftlab_book.py (listed in _config.yml), which tools/pdf.py's build uses too."""
+    env = dict(os.environ, **install_module().NOTEBOOK_ENV)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tools"), env.get("PYTHONPATH")]))
+    return env
 
 
 def install_module():

@@ -209,7 +209,10 @@ def simplex_spec(paths: pd.DataFrame, steps: int, weight_0: float = 0.6, weight_
              "y": {"field": "y", "type": "quantitative", "scale": scale_y, "axis": None}}
     colour = {"field": "objective", "type": "nominal", "title": None, "sort": [readable(n) for n in names],
               "scale": {"range": ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc"]}}
-    corners = [{"x": 0, "y": 0}, {"x": 1, "y": 0}, {"x": 0.5, "y": math.sqrt(3) / 2}, {"x": 0, "y": 0}]
+    # the triangle's outline, corner by corner back to the start; `i` keeps that order (a line mark left to itself
+    # sorts its points by x, which joins (0, 0) to itself and leaves the bottom side out)
+    corners = [{"x": 0, "y": 0, "i": 0}, {"x": 1, "y": 0, "i": 1}, {"x": 0.5, "y": math.sqrt(3) / 2, "i": 2},
+               {"x": 0, "y": 0, "i": 3}]
     labels = [{"x": 0.02, "y": -0.07, "label": "token 0"}, {"x": 0.98, "y": -0.07, "label": "token 1"},
               {"x": 0.5, "y": math.sqrt(3) / 2 + 0.05, "label": "token 2"}]
     return _spec(
@@ -220,7 +223,7 @@ def simplex_spec(paths: pd.DataFrame, steps: int, weight_0: float = 0.6, weight_
         width=320, height=300,
         layer=[
             {"data": {"values": corners}, "mark": {"type": "line", "color": "grey", "strokeWidth": 1},
-             "encoding": {**plane, "order": {"value": 0}}},
+             "encoding": {**plane, "order": {"field": "i", "type": "quantitative"}}},
             {"data": {"values": labels}, "mark": {"type": "text", "fontSize": 12},
              "encoding": {**plane, "text": {"field": "label"}}},
             {"data": {"values": values},
