@@ -28,7 +28,10 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 # tiny-gpt2: the strong prior (pretrained on English and on TinyTales stories from a flatter grammar; it writes
 # valid stories before any fine-tuning). tiny-gpt2-english: the weak prior (the same English only, and the same
 # tokenizer). Both are built by `python -m dftlab.pretrain`; see their model cards.
-EMBEDDED_MODELS = {"tiny-gpt2": ASSETS_DIR / "tiny-gpt2", "tiny-gpt2-english": ASSETS_DIR / "tiny-gpt2-english"}
+# tiny-gpt2-medium: the weak prior after a short fine-tuning on TinyTales, the study's medium prior
+# (dftlab.study.followups.build_medium_prior).
+EMBEDDED_MODELS = {"tiny-gpt2": ASSETS_DIR / "tiny-gpt2", "tiny-gpt2-english": ASSETS_DIR / "tiny-gpt2-english",
+                   "tiny-gpt2-medium": ASSETS_DIR / "tiny-gpt2-medium"}
 DEFAULT_MODEL = "tiny-gpt2"
 HUB_EXAMPLES = ("gpt2", "distilgpt2")
 

@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the frozen-rule replication: nll and dft at the headline budget from the strong prior on "
                              "new seeds (5-9), judged on claims 2, 3 and 5 alone; records the rules' sha256 and the "
                              "wall time, then rewrites CLAIMS.md (about 20-40 minutes on 2 shared cores)")
+    parser.add_argument("--followups", action="store_true",
+                        help="run the two follow-ups of dftlab.study.followups: nll and dft from the medium prior on "
+                             "new seeds, and the distribution_matching lambda sweep at 50 steps")
+    parser.add_argument("--build-medium-prior", action="store_true",
+                        help="(re)build the medium prior tiny-gpt2-medium by its recipe (dftlab.study.followups)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="seeds to run for every objective (default: 0 1 2, and 0-4 for nll and dft; 0 with "
                              "--quick); the config gets the name 'custom'")
@@ -64,6 +69,11 @@ def main(argv=None) -> int:
         except (FileNotFoundError, CorruptFileError) as error:
             raise SystemExit(f"dftlab.study claims: {error}") from None
         return 0
+    if args.build_medium_prior or args.followups:
+        if args.quick or args.real_model or args.replication or args.seeds or args.objectives:
+            raise SystemExit("--followups and --build-medium-prior run their own settings; drop --quick, --real-model, "
+                             "--replication, --seeds and --objectives.")
+        return _followups(out, args)
     if args.replication:
         if args.quick or args.real_model or args.seeds or args.objectives:
             raise SystemExit("--replication runs its own seeds and objectives on the full study's settings; drop "
@@ -87,6 +97,21 @@ def main(argv=None) -> int:
     model_fingerprints = fingerprints(config)
     print(f"dftlab.study: {len(results)} rows in {time.time() - started:.0f} s -> "
           f"{study_path(out, config, model_fingerprints)}; claims in {claims_path(out, config, model_fingerprints)}")
+    return 0
+
+
+def _followups(out: Path, args) -> int:
+    from dftlab.study.followups import FOLLOWUP_CONFIGS, build_medium_prior
+
+    if args.build_medium_prior:
+        print(f"wrote {build_medium_prior()}")
+        return 0
+    for which, make_config in FOLLOWUP_CONFIGS.items():
+        config, started = make_config(), time.time()
+        results = run_study(config, out, force=args.force, workers=args.workers,
+                            progress=False if args.no_progress else None)
+        print(f"dftlab.study --followups ({which}): {len(results)} rows in {time.time() - started:.0f} s -> "
+              f"{study_path(out, config, fingerprints(config))}", flush=True)
     return 0
 
 
