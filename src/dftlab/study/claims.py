@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dftlab.storage import CorruptFileError
 from dftlab.study import history
 from dftlab.study.config import REPLICATION_NAME, default_config
 from dftlab.study.control import control_table, find_control, read_control, truth_fingerprint
@@ -387,7 +388,7 @@ def claims_markdown(results: pd.DataFrame, study: dict, out=None) -> str:
              if len(config["objectives"]) > len(config["headline_objectives"]) else
              f"{' and '.join(config['headline_objectives'])} with seeds {config['headline_seeds']}")
     shared = "; ".join(f"{text} decides {' and '.join(names)}" for text, names in judgement.shared_tests)
-    lines += [f"Setting: the strong-prior base {ctx.base_model} fine-tuned on TinyTales (zipf_exponent="
+    lines += [f"Setting: {_base_description(ctx, config)} fine-tuned on TinyTales (zipf_exponent="
               f"{config['zipf_exponent']}) for {ctx.steps} steps of {config['batch_size']} stories at lr "
               f"{config['lr']:g}; {seeds}; {config['num_prompts'] * config['samples_per_prompt']} samples per model and "
               f"decoding ({config['num_prompts']} prompts), each compared with true stories for the same prompts. "
@@ -426,8 +427,90 @@ def claims_markdown(results: pd.DataFrame, study: dict, out=None) -> str:
                   f"- Does NLL go up under DFT? Sequence cross-entropy of dft minus the base model's: " + nll_up.text(),
                   ""]
         if config["name"] == "full":
-            lines += _replication_section(judgement, out)
+            lines += _replication_section(judgement, out) + _followups_section(out, results)
+        if "lora_rank" in config:
+            lines += _learning_curve_section(out, results)
     return "\n".join(lines)
+
+
+def _base_description(ctx, config: dict) -> str:
+    """How the setting names the headline base model: the tiny study's strong prior, or the real model's regime as
+    its own measurements before fine-tuning give it (a weak prior for the grammar, a strong one for English)."""
+    if "lora_rank" not in config:
+        return f"the strong-prior base {ctx.base_model}"
+    base = ctx.results[(ctx.results["objective"] == "base") & (ctx.results["decoding"] == ctx.first)]
+    return (f"the base {ctx.base_model}, a weak prior for the TinyTales grammar (before fine-tuning it writes "
+            f"{base['validity'].mean():.0%} valid stories and its KL to the true stories is {base['kl'].mean():.1f} "
+            f"nats per story) though a strong one for English,")
+
+
+def _learning_curve_section(out, results: pd.DataFrame) -> list[str]:
+    from dftlab.study.learning_curve import BUDGET_RULE, CURVE_SEED, headline_budget, load_learning_curve
+
+    lines = ["## The budget: SFT's learning curve on this model", "", f"Rule: {BUDGET_RULE}", "",
+             "How the rule came to be:", ""] + _history_lines(history.RULE_HISTORY["real-model budget"]) + [""]
+    try:
+        curve = load_learning_curve(out)
+    except (FileNotFoundError, CorruptFileError) as error:
+        return lines + [f"Not measured yet: {error}", ""]
+    base = results[(results["objective"] == "base") & (results["seed"] == CURVE_SEED)]
+    base_kl = float(base["kl"].iloc[0])
+    rows = curve["rows"]
+    lines += [f"One SFT run (nll, seed {CURVE_SEED}), measured along the way ({curve['wall_seconds'] / 60:.0f} minutes "
+              f"on one core; its learning rate decays over all {int(rows['step'].max())} steps). The base model's KL "
+              f"on the same test stories: {base_kl:.1f} nats per story, so a tenth of it is {base_kl / 10:.2f}.", "",
+              "| steps | KL (nats per story) | validity | share of 'Once upon a time,' | p(character) | training loss |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r.step} | {r.kl:.2f} ± {1.96 * r.kl_standard_error:.2f} | {r.validity:.3f} | "
+              f"{r.top_opener_share:.3f} | {r.prob_character:.3f} | {r.train_loss:.3f} |" for r in rows.itertuples()]
+    budget = headline_budget(rows, base_kl)
+    study_steps = int(results.loc[results["kind"] == "finetuned", "steps"].mode().iloc[0])
+    if budget is None:
+        lines += ["", f"**No checkpoint meets the rule**: the study's {study_steps} steps are short of the budget the "
+                      "rule asks for, by more than the curve measured."]
+    else:
+        lines += ["", f"**The rule's budget: {budget} steps.** The study above ran {study_steps}"
+                      + (", so it measures an unconverged model: its verdicts on claims that need a model close to "
+                         "its data (2, 3, 4 and 5, and the prior question) cannot be read as tests of them."
+                         if study_steps < budget else ".")]
+    return lines + [""]
+
+
+def _followups_section(out, full: pd.DataFrame) -> list[str]:
+    from dftlab.study.followups import (EXPECTED_OUTCOMES, LAMBDA_50_RULE, MEDIUM_PRIOR_RULE, judge_followups,
+                                        load_followup)
+
+    lines = ["## Follow-ups: the regime question's other half, and the lambda sweep at 50 steps", "",
+             "Two experiments added in review, each rule committed before its runs started, on runs of their own; "
+             "their tests form a Holm family of their own (`dftlab.study.followups`).", ""]
+    try:
+        judged = judge_followups(load_followup("medium prior", out), load_followup("lambda sweep at 50 steps", out),
+                                 full)
+    except (FileNotFoundError, CorruptFileError) as error:
+        return lines + [f"Not run yet: {error}", ""]
+    medium = judged["medium prior"]
+    gap, growth = medium["gap"], medium["growth"]
+    lines += ["### The medium prior", "", f"Rule: {MEDIUM_PRIOR_RULE}", "", "How the rule came to be:", ""]
+    lines += _history_lines(history.RULE_HISTORY["medium prior"])
+    lines += ["", f"Expected before the runs: {EXPECTED_OUTCOMES['medium prior']}", "",
+              f"**{medium['verdict']}.** {gap.text()}", "",
+              f"- the gap against the weak prior's (Welch): {growth[0]:+.3f} [{growth[1]:+.3f}, {growth[2]:+.3f}], "
+              f"Holm-adjusted p {growth_p(medium['growth_adjusted_p'])}: "
+              + ("the gap grows with the prior." if medium["gap_grows_with_prior"] else "not significant.")]
+    lines += [f"- context: {c.text()}" for c in medium["context"].values()]
+    lines += ["", "### The lambda sweep at 50 steps", "", f"Rule: {LAMBDA_50_RULE}", "", "How the rule came to be:", ""]
+    lines += _history_lines(history.RULE_HISTORY["lambda sweep at 50 steps"])
+    lines += ["", f"Expected before the runs: {EXPECTED_OUTCOMES['lambda sweep at 50 steps']}", ""]
+    for label, item in judged["lambda sweep at 50 steps"].items():
+        verdict, reason = item["verdict"]
+        lines += [f"**{label}: {verdict}** ({reason})."]
+        lines += [f"- {c.text()}" for c in item["decision"].decisive.values()] + [""]
+    lines += [f"The family: {judged['family_size']} tests.", ""]
+    return lines
+
+
+def growth_p(p: float) -> str:
+    return "not computable (no spread)" if p != p else f"{p:.3g}"
 
 
 def _summary_table(judgement: Judgement, out, replication: bool) -> list[str]:

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--followups", action="store_true",
                         help="run the two follow-ups of dftlab.study.followups: nll and dft from the medium prior on "
                              "new seeds, and the distribution_matching lambda sweep at 50 steps")
+    parser.add_argument("--learning-curve", action="store_true",
+                        help="SmolLM2's SFT learning curve (dftlab.study.learning_curve): one run measured at 64, 128, "
+                             "192 and 256 steps (about 45 minutes on one core; with --quick, 2 steps)")
     parser.add_argument("--build-medium-prior", action="store_true",
                         help="(re)build the medium prior tiny-gpt2-medium by its recipe (dftlab.study.followups)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
@@ -68,6 +71,16 @@ def main(argv=None) -> int:
             print(f"wrote {write_claims(args.quick, out, real_model=args.real_model)}")
         except (FileNotFoundError, CorruptFileError) as error:
             raise SystemExit(f"dftlab.study claims: {error}") from None
+        return 0
+    if args.learning_curve:
+        if args.real_model or args.replication or args.followups or args.seeds or args.objectives:
+            raise SystemExit("--learning-curve runs its own settings (the real-model study's, one nll run); drop "
+                             "--real-model, --replication, --followups, --seeds and --objectives.")
+        from dftlab.study.learning_curve import run_learning_curve
+
+        started = time.time()
+        path = run_learning_curve(out, quick=args.quick)
+        print(f"dftlab.study --learning-curve: {time.time() - started:.0f} s -> {path}")
         return 0
     if args.build_medium_prior or args.followups:
         if args.quick or args.real_model or args.replication or args.seeds or args.objectives:

@@ -205,6 +205,14 @@ RULE_HISTORY = {
                    "al. that says -p-like objectives win under a strong prior was never tested. The medium prior's "
                    "recipe was chosen by its p(character) before fine-tuning, before any nll or dft run from it."),
     ),
+    "real-model budget": (
+        RuleChange(*FOLLOWUPS, BEFORE_ITS_DATA,
+                   "The real-model study's budget: the smallest number of SFT steps at which validity reaches 0.5 or "
+                   "KL falls below a tenth of the base model's, read from one SFT run measured at 64, 128, 192 and 256 "
+                   "steps.",
+                   "Review (issue 25): at 64 steps SFT's KL was 18.7 nats per story (tiny SFT: 0.36) and its validity "
+                   "0, so the study measured an unconverged model."),
+    ),
     "lambda sweep at 50 steps": (
         RuleChange(*FOLLOWUPS, BEFORE_ITS_DATA,
                    "The reconstruction rule unchanged, at 50 steps on seeds 0-2; in the follow-ups' Holm family.",
