@@ -43,8 +43,11 @@ COLUMN_DESCRIPTIONS = {
     "run_id": "<base model>-<objective>-<steps>steps-seed<seed>, <base model>-base-seed<seed> or truth-seed<seed>",
     "kind": "truth (stories drawn from TinyTales), base (no fine-tuning) or finetuned",
     "base_model": f"the base model the run started from: {STRONG_PRIOR} (strong prior) or {WEAK_PRIOR} (weak prior); "
-                  "empty for the truth",
-    "prior": "strong or weak (the base model's prior for the stories); empty for the truth",
+                  "in the follow-ups also tiny-gpt2-medium (the medium prior), in the real-model study "
+                  "smollm2-135m-instruct; empty for the truth",
+    "prior": "strong for the study's headline base model, weak for its weak-prior base; a study with one base model "
+             "(the medium-prior follow-up, the real-model study) labels it strong whatever its prior: read base_model; "
+             "empty for the truth",
     "steps": "the fine-tuning budget in optimiser steps (0 for the base and the truth)",
     "zipf_exponent": "the TinyTales distribution fine-tuned on and measured against (1.1: the formulaic data)",
     "objective": "the row label, e.g. power_0.5 (see objective_name and objective_kwargs)",

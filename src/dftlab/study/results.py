@@ -179,7 +179,20 @@ def results_readme() -> str:
              "the config and `dftlab.__version__`, wrapped with its sha256. `<hash>` is that of the config and the "
              "base models' weights. Read it with `dftlab.study.load_results()` (`quick=True` for the --quick study).",
              "- `summary-<name>-<hash>.csv`: mean and 95% t-interval over seeds of the main metrics.",
-             "- `CLAIMS.md` (full study) and `CLAIMS-quick.md`: the verdicts on the claims, generated from the numbers.",
+             "- `CLAIMS.md` (full study) and `CLAIMS-quick.md`: the verdicts on the claims, generated from the numbers; "
+             "`CLAIMS-<name>-<hash>.md` for every other study (the real model's `smollm2`, the `replication`).",
+             "- `control-<name>-<hash>.json`: each rule's negative control for that study: second and third samples of "
+             "the truth, measured like a model's samples (`dftlab.study.control`), keyed by the truth rows' sha256.",
+             "- `study-replication-<hash>.json` and `replication-record-<hash>.json`: the frozen-rule replication (nll "
+             "and dft on new seeds 5-9) and its record: the sha256 of the rules it was judged under, its seeds, times "
+             "and command (`python -m dftlab.study --replication`).",
+             "- `study-medium-prior-<hash>.json` and `study-lambda-50-<hash>.json`: the follow-ups "
+             "(`dftlab.study.followups`, `python -m dftlab.study --followups`): nll and dft from the medium prior "
+             "tiny-gpt2-medium on seeds 10-14, and the distribution_matching lambda sweep at 50 steps.",
+             "- `learning-curve-smollm2-curve-<hash>.json`: SmolLM2's SFT learning curve, one run measured at 64, 128, "
+             "192 and 256 steps (`dftlab.study.learning_curve`, `python -m dftlab.study --learning-curve`).",
+             "- `chat-samples-<name>-<hash>.json` and `slop-samples-<hash>.json`: the real chat model's answers to open "
+             "prompts (`python -m dftlab.chat_samples`) and to slop-score's prompts (`python -m dftlab.slop_samples`).",
              "- `runs/` (not in git, not in the wheel): one cache file per run; an interrupted study resumes from them.",
              "", "Licence: CC BY 4.0, like the course's prose and figures (see LICENSE).", "",
              "## Columns of the table", "", "| column | meaning |", "|---|---|"]
