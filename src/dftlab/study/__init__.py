@@ -5,6 +5,8 @@
     python -m dftlab.study claims     # rewrite CLAIMS.md from the cached results
     python -m dftlab.study --replication   # nll and dft on new seeds 5-9 under the frozen rules
     python -m dftlab.study --real-model   # the same experiment on SmolLM2-135M-Instruct (TRL, LoRA), about an hour
+    python -m dftlab.study --followups    # the medium prior and the 50-step lambda sweep, about 30 minutes
+    python -m dftlab.study --learning-curve   # SmolLM2's SFT learning curve, about 45 minutes on one core
 
 The package, in the order data flows through it:
 - `config`: what is trained and measured (`StudyConfig`, `plan_runs`); the design is in its docstring;
@@ -19,6 +21,9 @@ The package, in the order data flows through it:
 - `claims`: the judgement (`judge`), the rules' hash, the replication and CLAIMS.md;
 - `real_model`: one run of the real-model study (SmolLM2 through TRL and LoRA, measured in its chat format);
 - `carry_over`: the real model's results beside the tiny models' (chapter 7);
+- `cards`: each verdict as a short card a reader reads, its full evidence folded (chapter 7);
+- `followups`: the medium prior (the regime question's other half) and the lambda sweep at 50 steps;
+- `learning_curve`: SmolLM2's SFT learning curve and the budget it implies;
 - `cli`: the command line.
 """
 from dftlab.study.cache import (config_hash, fingerprints, model_fingerprint, read_cached_run, results_dir, run_hash,
@@ -28,6 +33,7 @@ from dftlab.study.claims import (CLAIM_PROVENANCE, CLAIM_TEXTS, FROZEN_SOURCES, 
                                  claim_provenance_table, claims_markdown, judge, judge_claims, read_replication,
                                  reconstruction_comparison, regime_comparison, replication_judgement, rules_sha256,
                                  write_claims)
+from dftlab.study.cards import VerdictCard, verdict_card
 from dftlab.study.control import control_table, load_control
 from dftlab.study.history import RULE_HISTORY, STATISTICS_HISTORY, RuleChange
 from dftlab.study.cli import build_parser, main

@@ -149,6 +149,7 @@ class Judgement:
     control: "Judgement | None" = None   # the same rules on the control table
     shared_tests: list = field(default_factory=list)  # (test text, [where it decides]) for tests deciding twice
     control_habit_words: list = field(default_factory=list)  # the habit rule on true stories, per seed
+    decisions: Decisions | None = None  # the decisive tests behind the verdicts, Holm-adjusted (rules.decide)
 
 
 def _evidence_lines(decision: Decision) -> list[str]:
@@ -192,7 +193,7 @@ def judge(results: pd.DataFrame, real_model_words: pd.DataFrame | None | str = "
              for label, decision in decisions.reconstruction.items()]
     judgement = Judgement(verdicts, regime_verdict(decisions.regime, ctx),
                           _evidence_lines(decisions.regime) if decisions.regime else [], recon,
-                          decisions.family_size, ctx, shared_tests=_shared_tests(decisions))
+                          decisions.family_size, ctx, shared_tests=_shared_tests(decisions), decisions=decisions)
     if isinstance(control, str):
         control = find_control(results) if control == "auto" else None
     if control is not None:
