@@ -138,11 +138,57 @@ def test_no_solution_code_or_model_answer_reaches_the_exercises(topic):
 
 @pytest.mark.parametrize("topic", TOPICS)
 def test_exercise_outputs_show_no_solution(topic):
-    """The stored outputs were made by the stubs: every check is "not attempted yet"."""
-    for cell in read(EXERCISES_DIR / f"{topic}.ipynb").cells:
-        if cell.cell_type == "code" and "check(" in cell.source:
+    """The stored outputs were made by the stubs: every check is "not attempted yet" (a prediction's check cell
+    stores no output at all: test_every_prediction_keeps_its_answer_hidden)."""
+    notebook = read(EXERCISES_DIR / f"{topic}.ipynb")
+    answers = {index for _, cells in exercises.prediction_answers(notebook) for index in cells}
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code" and "check(" in cell.source and index not in answers:
             shown = [output["data"]["text/plain"] for output in cell.outputs if "data" in output]
             assert len(shown) == 1 and "not attempted yet" in shown[0], cell.source
+
+
+def test_every_prediction_keeps_its_answer_hidden():
+    """Every "predict, then run" exercise: the cells that run the experiment and check the prediction are stored
+    without outputs (the committed notebook is what the website's download button and Colab open), tagged
+    hide-output (the website folds their output once `make book` has executed them) and nbval-ignore-output (nbval
+    runs them but has nothing to compare). Every prediction check of every chapter is among those cells."""
+    predictions = 0
+    for topic in TOPICS:
+        notebook = read(EXERCISES_DIR / f"{topic}.ipynb")
+        checked = []
+        for prediction, answers in exercises.prediction_answers(notebook):
+            where = f"{topic}, cell {prediction}"
+            assert answers, f"{where}: a prediction with no cell after it that runs the experiment"
+            for index in answers:
+                cell = notebook.cells[index]
+                assert cell.outputs == [] and cell.execution_count is None, f"{where}: cell {index} shows its answer"
+                assert set(exercises.ANSWER_TAGS) <= set(cell.metadata.get("tags", [])), f"{where}: cell {index}"
+            checked += check_ids(nbformat.v4.new_notebook(cells=[notebook.cells[i] for i in answers]))
+            assert checked, f"{where}: no check() of the prediction in the cells after it"
+            predictions += 1
+        expected = [exercise_id for exercise_id in check_ids(notebook)
+                    if not EXERCISES[exercise_id].startswith("implement")]
+        assert sorted(checked) == sorted(expected), topic
+    assert predictions >= 19
+
+
+def test_building_stores_no_answer_of_a_prediction():
+    """`build` executes every cell, then drops the answers' outputs; what it stores is what the test above reads."""
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("prediction = ...  # your answer"),
+        nbformat.v4.new_markdown_cell(exercises.hint_cell_source(["think"])),
+        nbformat.v4.new_code_cell("print(2 + 2)", outputs=[nbformat.v4.new_output("stream", text="4\n")]),
+        nbformat.v4.new_code_cell("check('x', prediction, measured=4)"),
+        nbformat.v4.new_markdown_cell("## Next exercise"),
+        nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")]),
+    ])
+    assert exercises.prediction_answers(notebook) == [(0, [2, 3])]
+    exercises.hide_answers(notebook)
+    assert [cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"][1:] == [[], [], [
+        nbformat.v4.new_output("stream", text="1\n")]]
+    assert notebook.cells[2].metadata["tags"] == list(exercises.ANSWER_TAGS)
+    assert "tags" not in notebook.cells[5].metadata
 
 
 @pytest.mark.parametrize("topic", TOPICS)

@@ -20,7 +20,14 @@ top to bottom. A model answer becomes "*Your answer here.*", and a title "# Solu
 "# Exercises N: ...". Every block needs a `# HINT:` line.
 
 Generated notebooks are committed executed (nbval compares their outputs), and `check` compares only
-cell sources, so re-running a notebook never makes the copies look out of date.
+cell sources and tags, so re-running a notebook never makes the copies look out of date.
+
+A prediction's answer stays hidden until the learner runs it. The cells after a predict-then-run cell (its hint
+aside) up to the next markdown cell run the experiment and check the prediction: `prediction_answers` finds them.
+The exercise copy tags them `hide-output` (the website folds their output, which the reader opens with a click)
+and `nbval-ignore-output`, and `build` stores them without outputs: the committed notebook, which the website's
+download button and Colab open, shows no answer before the learner runs the cell. nbval still executes those
+cells (an exception fails the test); it only does not compare their outputs, since none are stored.
 """
 from __future__ import annotations
 
@@ -45,6 +52,7 @@ SOLUTION_END = "### END SOLUTION"
 HINT_PREFIX = "# HINT:"
 ANSWER_MARKER = "<!-- BEGIN ANSWER -->"
 ANSWER_PLACEHOLDER = "*Your answer here.*"
+PREDICTION_LINE = "  # your answer"  # how a top-level stub line ends: `prediction = ...  # your answer`
 SOLUTION_TITLE, EXERCISE_TITLE = "# Solutions ", "# Exercises "  # "# Solutions 4: ..." -> "# Exercises 4: ..."
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 EXECUTION_TIMEOUT_SECONDS = 600  # per cell, as `make test` gives nbval: a guard against hangs, not a budget
@@ -93,7 +101,7 @@ def _stub(block_lines: list[str], indent: str, where: str) -> list[str]:
     if indent:
         return [f"{indent}raise NotImplementedError({json.dumps(STUB_MESSAGE)})"]
     names = _assigned_names("\n".join(block_lines), where)
-    return [f"{name} = ...  # your answer" for name in names]
+    return [f"{name} = ...{PREDICTION_LINE}" for name in names]
 
 
 def solution_hints(source: str, where: str = "cell") -> list[str]:
@@ -140,9 +148,55 @@ def is_answer_cell(cell) -> bool:
     return cell.cell_type == "markdown" and cell.source.lstrip().split("\n", 1)[0].strip() == ANSWER_MARKER
 
 
+ANSWER_TAGS = ("hide-output", "nbval-ignore-output")  # see the module's docstring
+
+
+def is_prediction_cell(cell) -> bool:
+    """A predict-then-run cell of an exercise copy: a code cell whose solution block became `name = ...`."""
+    return cell.cell_type == "code" and any(
+        line.endswith(" = ..." + PREDICTION_LINE) for line in cell.source.split("\n"))
+
+
+def is_hint_cell(cell) -> bool:
+    return cell.cell_type == "markdown" and cell.source.startswith("<details>\n<summary>Hint</summary>")
+
+
+def prediction_answers(notebook) -> list[tuple[int, list[int]]]:
+    """Each predict-then-run cell of an exercise notebook and the cells that reveal its answer: (the index of the
+    prediction cell, the indices of the code cells after it, its folded hint aside, up to the next markdown cell
+    or the next prediction)."""
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        if not is_prediction_cell(cell):
+            continue
+        answers = []
+        for later in range(index + 1, len(notebook.cells)):
+            following = notebook.cells[later]
+            if is_hint_cell(following):
+                continue
+            if following.cell_type != "code" or is_prediction_cell(following):
+                break
+            answers.append(later)
+        found.append((index, answers))
+    return found
+
+
+def hide_answers(notebook, keep_outputs: bool = False):
+    """Tag every prediction's answer cells `ANSWER_TAGS` and (unless `keep_outputs`) drop their outputs. In place."""
+    for _, answers in prediction_answers(notebook):
+        for index in answers:
+            cell = notebook.cells[index]
+            tags = list(cell.metadata.get("tags", []))
+            cell.metadata["tags"] = tags + [tag for tag in ANSWER_TAGS if tag not in tags]
+            if not keep_outputs:
+                cell.outputs, cell.execution_count = [], None
+    return notebook
+
+
 def exercise_notebook(solution, name: str = "notebook"):
     """The exercise copy of a solution notebook: stubs for solution blocks, placeholders for model answers,
-    no outputs. Cell ids and metadata are kept, so a regenerated copy differs only where the solution did."""
+    no outputs, every prediction's answer cells tagged to stay hidden (`hide_answers`). Cell ids and metadata
+    are kept, so a regenerated copy differs only where the solution did."""
     notebook = copy.deepcopy(solution)
     cells = []
     for number, cell in enumerate(notebook.cells):
@@ -164,7 +218,7 @@ def exercise_notebook(solution, name: str = "notebook"):
             raise ValueError(f"{where}: solution markers are only understood in code cells, and "
                              f"`{ANSWER_MARKER}` only as the first line of a markdown cell.")
     notebook.cells = cells
-    return notebook
+    return hide_answers(notebook)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +315,7 @@ def build(solutions_dir: Path, exercises_dir: Path, execute: bool = True, force:
         if execute:
             log(f"executing {path.name} ...")
             execute_notebook(notebook, exercises_dir.resolve())
+            hide_answers(notebook)  # executed, so that every cell ran; stored without the answers' outputs
         target = exercises_dir / path.name
         nbformat.write(notebook, target)
         written.append(target)
