@@ -34,12 +34,16 @@ MEASURE_WORDS = {
     "top_opener_gap": "gap between the top opener's share and its true probability",
     "distinct_1": "distinct-1", "distinct_2": "distinct-2", "distinct_3": "distinct-3", "self_bleu": "self-BLEU",
     "seq_rep_4": "repeated 4-grams within a story", "zipf_coefficient": "Zipf coefficient",
+    "prob_character": "p(target) at the character-name tokens", "cross_entropy": "cross-entropy on true stories",
 }
 MODEL_WORDS = {"nll": "SFT", "dft": "Dynamic FT", "truth": "the truth", "base": "the base model"}
 
 
 def _model(name: str) -> str:
-    return MODEL_WORDS.get(str(name), str(name))
+    name = str(name)
+    if name.startswith("distribution_matching_"):
+        return f"distribution matching (lambda {name.rsplit('_', 1)[1]})"
+    return MODEL_WORDS.get(name, name)
 
 
 def _number(value: float) -> str:

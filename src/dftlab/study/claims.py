@@ -471,8 +471,10 @@ def _learning_curve_section(out, results: pd.DataFrame) -> list[str]:
                       "rule asks for, by more than the curve measured."]
     else:
         lines += ["", f"**The rule's budget: {budget} steps.** The study above ran {study_steps}"
-                      + (", so it measures an unconverged model: its verdicts on claims that need a model close to "
-                         "its data (2, 3, 4 and 5, and the prior question) cannot be read as tests of them."
+                      + (", so it measures an unconverged model. Claims 2 and 3 compare the two objectives at the "
+                         "same budget and can be read as that comparison, not as one between converged models; claims "
+                         "4 and 5 judge SFT by its distance to the truth and need an SFT close to its data, and validity "
+                         "is 0 for every model, so the study cannot test them, nor the prior question."
                          if study_steps < budget else ".")]
     return lines + [""]
 
