@@ -337,58 +337,141 @@ def mmd_explorer(reference_exponent: float = 1.1, exponents=MMD_EXPONENTS, sampl
 # Chapter 7: the cached study, one metric at a time.
 # ---------------------------------------------------------------------------------------------
 
+# Each metric of the study's summary table: its name in the menu, the name its x-axis gives it (with units and which
+# way is better), and the values it can take. An interval over seeds (mean +/- t * s / sqrt(n)) can run past what
+# the measure can take (a share above 1, a p-value below 0, a KL below 0): the explorer cuts it at those bounds,
+# and the tooltip says the interval was cut. MMD² is unbiased, so it can dip below 0: it has no lower bound.
+STUDY_METRICS = {
+    "validity": ("validity", "share of valid stories (higher is better)", 0.0, 1.0),
+    "cross_entropy": ("cross-entropy", "cross-entropy on true stories, nats per story", 0.0, None),
+    "true_entropy": ("true entropy", "entropy of the true stories, nats per story", 0.0, None),
+    "kl": ("KL(q || p)", "KL(q || p), nats per story (lower is better)", 0.0, None),
+    "predictive_entropy": ("predictive entropy", "predictive entropy, nats per token", 0.0, None),
+    "distinct_1": ("distinct-1", "distinct-1: distinct words / all words", 0.0, 1.0),
+    "distinct_2": ("distinct-2", "distinct-2: distinct word pairs / all pairs", 0.0, 1.0),
+    "distinct_3": ("distinct-3", "distinct-3: distinct word triples / all triples", 0.0, 1.0),
+    "self_bleu": ("self-BLEU", "self-BLEU (lower: stories differ more)", 0.0, 1.0),
+    "token_l2_1": ("token-L2 (words)", "token-L2 to true stories, words (lower is better)", 0.0, None),
+    "token_l2_2": ("token-L2 (word pairs)", "token-L2 to true stories, pairs (lower is better)", 0.0, None),
+    "zipf_coefficient": ("Zipf coefficient", "Zipf coefficient of the word frequencies", 0.0, None),
+    "top_opener_share": ("share opening 'Once upon a time,'", "share of stories opening 'Once upon a time,'", 0.0, 1.0),
+    "top_opener_true_prob": ("true probability of 'Once upon a time,'",
+                             "probability of 'Once upon a time,' under TinyTales", 0.0, 1.0),
+    "overuse_formulaic": ("overuse of formulaic phrases", "overuse of formulaic phrases (1: as true stories)", 0.0, None),
+    "overuse_top_phrases": ("overuse of the top 10 phrases", "overuse of the top 10 phrases (1: as true stories)", 0.0, None),
+    "mmd2": ("MMD²", "MMD² to true stories (unbiased: can dip below 0)", None, None),
+    "mmd_p_value": ("MMD p-value", "MMD permutation p-value", 0.0, 1.0),
+    "loss_scale": ("loss scale (the objective's loss / NLL)", "the objective's loss / the NLL, same tokens", 0.0, None),
+    "prob_character": ("p(target) at the character's name", "mean p(target) at the character's name", 0.0, 1.0),
+    "prob_other": ("p(target) at the other tokens", "mean p(target) at the other tokens", 0.0, 1.0),
+}
+
+
+def study_metric(metric: str) -> tuple[str, str, float | None, float | None]:
+    """(menu name, axis name, lowest and highest value it can take) of a study metric; an unknown metric gets its
+    readable name and no bounds."""
+    from dftlab.plots import readable
+
+    return STUDY_METRICS.get(metric, (readable(metric), readable(metric), None, None))
+
+
+def _clip(value: float, low: float | None, high: float | None) -> float:
+    return min(max(value, low if low is not None else -math.inf), high if high is not None else math.inf)
+
+
+def _is_constant(rows: pd.DataFrame) -> bool:
+    """True when every row of one metric has the same mean and no interval: it describes the data, not the models."""
+    values = pd.concat([rows["mean"], rows["ci_low"], rows["ci_high"]]).dropna()
+    return len(values) > 0 and float(values.max() - values.min()) <= 1e-12 * max(1.0, float(values.abs().max()))
+
+
 def study_spec(summary: pd.DataFrame, metrics=None, metric: str | None = None) -> dict:
-    """The Vega-Lite spec of `study_explorer` from `dftlab.study.summary_table` (tested alone)."""
-    from dftlab.plots import STUDY_PANELS, readable
+    """The Vega-Lite spec of `study_explorer` from `dftlab.study.summary_table` (tested alone).
+
+    By default the menu offers every metric with a value for a fine-tuned model, except those that are the same for
+    every row (the true entropy, the true probability of the top opener: they describe the data); one asked for
+    by name is drawn on an axis widened around its one value.
+    """
+    from dftlab.plots import readable
 
     tuned = summary[summary["steps"] > 0]
     usable = tuned.dropna(subset=["mean"])
-    metrics = list(metrics) if metrics is not None else list(dict.fromkeys(usable["metric"]))
+    if metrics is None:
+        metrics = [m for m in dict.fromkeys(usable["metric"]) if not _is_constant(summary[summary["metric"] == m])]
+    metrics = list(metrics)
     metric = metric or ("top_opener_share" if "top_opener_share" in metrics else metrics[0])
     decodings = [d for d in dict.fromkeys(summary["decoding"]) if d != "data"]
     runs = [(base, int(steps)) for base, steps in tuned[["base_model", "steps"]].drop_duplicates().itertuples(index=False)]
-    titles = {m: STUDY_PANELS.get(m, readable(m)) for m in metrics}
     rows = summary[summary["metric"].isin(metrics) & summary["mean"].notna()]
     order = list(dict.fromkeys(rows["objective"]))
-    values = []
+    values, extents = [], []
     for r in rows.itertuples():
+        _, _, bottom, top = study_metric(r.metric)
+        low = r.ci_low if pd.notna(r.ci_low) else r.mean
+        high = r.ci_high if pd.notna(r.ci_high) else r.mean
+        cut = [side for side, value in (("below", low), ("above", high))
+               if value != _clip(value, bottom, top)]
         values.append({"metric": r.metric, "objective": readable(r.objective), "order": order.index(r.objective),
                        "base": r.base_model, "steps": int(r.steps), "decoding": r.decoding,
-                       "mean": _clean(r.mean), "low": _clean(r.ci_low if pd.notna(r.ci_low) else r.mean),
-                       "high": _clean(r.ci_high if pd.notna(r.ci_high) else r.mean), "n": int(r.n), "title": titles[r.metric]})
+                       "mean": _clean(_clip(r.mean, bottom, top)), "low": _clean(_clip(low, bottom, top)),
+                       "high": _clean(_clip(high, bottom, top)), "n": int(r.n),
+                       "interval": "cut at " + " and ".join(
+                           f"{bottom if side == 'below' else top:g}" for side in cut) + ", what the measure can take"
+                       if cut else "as computed"})
+    for name in metrics:  # a constant metric: an invisible extent around its value, so its axis has several ticks
+        one = rows[rows["metric"] == name]
+        if len(one) and _is_constant(one):
+            value, (_, _, bottom, top) = float(one["mean"].iloc[0]), study_metric(name)
+            pad = max(abs(value) * 0.1, 0.05)
+            extents.append({"metric": name, "low": _clean(_clip(value - pad, bottom, top)),
+                            "high": _clean(_clip(value + pad, bottom, top))})
+    truth_metrics = sorted(set(rows.loc[rows["objective"] == "truth", "metric"]))
+    names = {m: study_metric(m)[0] for m in metrics}
+    axis_names = {m: study_metric(m)[1] for m in metrics}
     run_keys = [f"{base}|{steps}" for base, steps in runs]
     chosen = ("datum.metric == metric && datum.objective != 'truth' && datum.decoding == decoding && "
               "datum.base == split(run, '|')[0] && (datum.steps == 0 || datum.steps == toNumber(split(run, '|')[1]))")
-    x = {"field": "mean", "type": "quantitative", "title": "mean and 95% CI over seeds", "scale": {"zero": False}}
+    # The readout above the plot (a title, so the layout keeps it clear of the axis labels) and the x-axis's title
+    # are expressions of the menus; the dashed line's legend only where the metric has a truth row.
+    run_names = {f"{base}|{steps}": f"{base}, {steps} steps" for base, steps in runs}
+    decoding_names = {d: "decoded at " + readable(d) for d in decodings}
+    lines = f"{json.dumps(names)}[metric], {json.dumps(run_names)}[run], {json.dumps(decoding_names)}[decoding]"
+    readout = f"indexof({json.dumps(truth_metrics)}, metric) >= 0 ? [{lines}, 'dashed line: the truth'] : [{lines}]"
+    axis_title = f"[{json.dumps(axis_names)}[metric], 'mean and 95% CI over seeds']"
+    x = {"field": "mean", "type": "quantitative", "title": None, "scale": {"zero": False, "nice": True},
+         "axis": {"title": {"expr": axis_title}, "titleAnchor": "end", "titleLimit": {"expr": "width + 140"},
+                  "tickCount": {"expr": "ceil(width / 70)"},
+                  "labelOverlap": True, "labelFlush": False}}
     y = {"field": "objective", "type": "nominal", "title": None, "sort": {"field": "order"},
          "axis": {"labelLimit": 150}}
+    layers = [
+        {"transform": [{"filter": chosen}], "mark": {"type": "rule", "strokeWidth": 1.5, "color": "#0173b2"},
+         "encoding": {"x": {**x, "field": "low"}, "x2": {"field": "high"}, "y": y}},
+        {"transform": [{"filter": chosen}], "mark": {"type": "point", "filled": True, "size": 60, "color": "#0173b2"},
+         "encoding": {"x": x, "y": y, "tooltip": [{"field": "objective"}, {"field": "mean", "format": ".4g"},
+                                                  {"field": "low", "title": "95% CI from", "format": ".4g"},
+                                                  {"field": "high", "title": "to", "format": ".4g"},
+                                                  {"field": "interval", "title": "interval"},
+                                                  {"field": "n", "title": "seeds"}]}},
+        {"transform": [{"filter": "datum.metric == metric && datum.objective == 'truth'"}],
+         "mark": {"type": "rule", "strokeDash": [5, 4], "color": "black"}, "encoding": {"x": x}},
+    ]
+    if extents:
+        layers.append({"data": {"values": extents}, "transform": [{"filter": "datum.metric == metric"}],
+                       "mark": {"type": "rule", "opacity": 0},
+                       "encoding": {"x": {**x, "field": "low"}, "x2": {"field": "high"}}})
     return _spec(
         "study",
-        params=[_menu("metric", metric, metrics, [titles[m] for m in metrics], "metric"),
+        params=[_menu("metric", metric, metrics, [names[m] for m in metrics], "metric"),
                 _menu("decoding", decodings[0], decodings, [readable(d) for d in decodings], "decoding"),
-                _menu("run", run_keys[0], run_keys, [f"{base}, {steps} steps" for base, steps in runs],
+                _menu("run", run_keys[0], run_keys, [run_names[key] for key in run_keys],
                       "base model and budget")],
         data={"values": values}, width="container", height=260, autosize={"type": "fit-x", "contains": "padding"},
-        padding={"top": 56, "left": 5, "right": 5, "bottom": 5},  # room for the three-line readout above the plot
-        layer=[
-            {"transform": [{"filter": chosen}], "mark": {"type": "rule", "strokeWidth": 1.5, "color": "#0173b2"},
-             "encoding": {"x": {**x, "field": "low"}, "x2": {"field": "high"}, "y": y}},
-            {"transform": [{"filter": chosen}], "mark": {"type": "point", "filled": True, "size": 60,
-                                                         "color": "#0173b2"},
-             "encoding": {"x": x, "y": y, "tooltip": [{"field": "objective"}, {"field": "mean", "format": ".4g"},
-                                                      {"field": "low", "title": "95% CI from", "format": ".4g"},
-                                                      {"field": "high", "title": "to", "format": ".4g"},
-                                                      {"field": "n", "title": "seeds"}]}},
-            {"transform": [{"filter": "datum.metric == metric && datum.objective == 'truth'"}],
-             "mark": {"type": "rule", "strokeDash": [5, 4], "color": "black"}, "encoding": {"x": x}},
-            {"transform": [{"filter": chosen}, {"aggregate": [{"op": "count", "as": "rows"}], "groupby": ["title"]},
-                           {"calculate": "datum.title + '\\n' + replace(run, '|', ', ') + ' steps, decoded at ' + "
-                                         "replace(replace(decoding, '=', ' = '), ',', ', ') + '\\ndashed line: the truth'",
-                            "as": "readout"}],
-             "mark": {"type": "text", "align": "left", "baseline": "bottom", "fontSize": 12, "dy": -6, "dx": -130,
-                      "lineBreak": "\n", "limit": 350},
-             "encoding": {"text": {"field": "readout"}, "x": {"value": 0}, "y": {"value": 0}}},
-        ])
+        # room on the right for a dot at the axis's end (a share of 1.0) and the last tick's label
+        padding={"top": 5, "left": 5, "right": 16, "bottom": 5},
+        title={"text": {"expr": readout}, "anchor": "start", "frame": "bounds", "fontSize": 12, "fontWeight": "normal",
+               "limit": {"expr": "width + 150"}, "offset": 10},
+        layer=layers)
 
 
 def _clean(value) -> float | None:
