@@ -56,6 +56,14 @@
     const close = () => { overlay.hidden = true; large.removeAttribute("src"); };
     overlay.addEventListener("click", close);
     document.addEventListener("keydown", (event) => { if (event.key === "Escape") close(); });
+    // a notebook's figure pans inside its own box on a phone (custom.css keeps its text at least 9 px)
+    for (const img of document.querySelectorAll(".cell_output > img")) {
+      const box = document.createElement("div");
+      box.className = "dftlab-figure";
+      img.replaceWith(box);
+      box.appendChild(img);
+      if (!img.complete) img.addEventListener("load", markScrollers, {once: true});
+    }
     for (const img of document.querySelectorAll(".cell_output img, figure img, .bd-article img")) {
       img.classList.add("dftlab-enlargeable");
       img.tabIndex = 0;
@@ -68,7 +76,7 @@
 
   // --- Wide tables and printed text: scroll inside their box, and say so ----------------------------------
   function markScrollers() {
-    for (const box of document.querySelectorAll(".cell_output .output.text_html, .cell_output pre, .bd-article .table-wrapper")) {
+    for (const box of document.querySelectorAll(".cell_output .output.text_html, .cell_output pre, .bd-article .table-wrapper, .dftlab-figure")) {
       const scrolls = box.scrollWidth > box.clientWidth + 1;
       box.classList.toggle("dftlab-scrolls", scrolls);
       const hint = box.nextElementSibling?.classList.contains("dftlab-scroll-hint") ? box.nextElementSibling : null;

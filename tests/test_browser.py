@@ -9,6 +9,10 @@ decoding explorer's entropy readout must agree with dftlab's own computation. Ev
 dark mode, the menu button opens and closes the chapter list and the page-contents button its drawer, on every
 page. Screenshots land in _build/screenshots/ for a human to look at: each page, each explorer before and after its
 controls move, and the drawers open.
+At 390 px (touch) and 1280 px, in light and dark mode: no "predict, then run" exercise shows its answer before the
+reader opens it; every figure's text is at least 9 px as shown; chapter 7's study explorer keeps to what each
+measure can take, names its metric and overlaps nothing. In print, as `make pdf` prints, no code or output is cut
+at the page's edge and no scroll hint shows. Screenshots of each of these land in _build/screenshots/ too.
 """
 import functools
 import http.server
@@ -488,3 +492,213 @@ def test_the_drawers_answer_the_keyboard_and_a_link_closes_them(site_url, browse
         assert not watched.take_problems()
     finally:
         watched.close()
+
+
+# --- Predictions, figures and the study explorer, at both widths and in both modes (issue 28) -----------------------
+
+SCREENS = {"390px-touch": PHONE_CONTEXT, "1280px": {"viewport": DESKTOP}}
+# What a reader sees of each output of a cell tagged hide-output (a prediction's answer) before opening anything.
+ANSWERS_SHOWN = """() => [...document.querySelectorAll('.cell.tag_hide-output')].map(cell => ({
+    outputs: cell.querySelectorAll('.cell_output').length,
+    shown: [...cell.querySelectorAll('.cell_output')].filter(out => out.checkVisibility()
+                                                             && out.getBoundingClientRect().height > 0).length,
+    code: cell.querySelector('.cell_input')?.innerText.slice(0, 60) || '',
+}))"""
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_no_prediction_shows_its_answer_before_it_is_opened(built_site, site_url, browser, screen, mode):
+    """Every exercise page: each "predict, then run" exercise's answer cells (dftlab.exercises.prediction_answers)
+    are folded (tagged hide-output) and show no output until the reader opens the fold. The stored notebooks carry
+    none (tests/test_exercises.py); a site built by `make book` executes them, and the fold keeps them hidden."""
+    import nbformat
+
+    from dftlab import exercises
+
+    watched = WatchedPage(browser, site_url, mode=mode, **SCREENS[screen])
+    problems, folded = [], 0
+    try:
+        for path in sorted((ROOT / "exercises").glob("*.ipynb")):
+            name = f"exercises/{path.stem}.html"
+            expected = sum(len(cells) for _, cells in exercises.prediction_answers(nbformat.read(path, as_version=4)))
+            watched.page.goto(site_url + name, wait_until="domcontentloaded")
+            cells = watched.page.evaluate(ANSWERS_SHOWN)
+            if len(cells) != expected:
+                problems.append(f"{name}: {len(cells)} folded cells, {expected} answer cells in the notebook")
+            problems += [f"{name}: the answer of `{cell['code']}` shows" for cell in cells if cell["shown"]]
+            folded += len(cells)
+            if path.stem == "04_dft":
+                watched.page.screenshot(path=str(SCREENSHOTS / f"predictions-{screen}-{mode}-exercises-04.png"),
+                                        full_page=True)
+            problems += [f"{name}: {problem}" for problem in watched.take_problems()]
+    finally:
+        watched.close()
+    assert folded >= 19, folded
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_figures_are_legible_on_a_phone_and_a_desktop(built_site, site_pages, site_url, browser, screen, mode):
+    """Every figure's smallest text is at least 9 px as shown, at 390 px (where a figure wider than the column pans
+    inside its own box, .dftlab-figure) as at 1280 px; and the page itself never scrolls sideways."""
+    watched = WatchedPage(browser, site_url, mode=mode, **SCREENS[screen])
+    page, problems, smallest = watched.page, [], []
+    try:
+        for name in [path.relative_to(built_site).as_posix() for path in site_pages]:
+            if not name.startswith("chapters/"):
+                continue
+            page.goto(site_url + name, wait_until="load")
+            page.wait_for_function("() => [...document.images].every(img => img.complete)", timeout=10_000)
+            for figure in page.evaluate(FIGURES):
+                if figure["svg"] and figure["smallest"] is not None:
+                    smallest.append(figure["smallest"])
+                    if figure["smallest"] < 9:
+                        problems.append(f"{name}: {figure['src']}: text {figure['smallest']:.1f} px as shown")
+            unpanned = page.evaluate("""() => [...document.querySelectorAll('.cell_output > img')].length""")
+            if unpanned:
+                problems.append(f"{name}: {unpanned} figures outside a .dftlab-figure box")
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            if width > page.viewport_size["width"]:
+                problems.append(f"{name}: the page is {width} px wide")
+            if name == "chapters/05_dft_in_the_study.html":
+                figure = page.locator(".dftlab-figure:visible").first
+                figure.scroll_into_view_if_needed()
+                page.screenshot(path=str(SCREENSHOTS / f"figure-{screen}-{mode}-chapter-05.png"))
+            problems += [f"{name}: {problem}" for problem in watched.take_problems()]
+    finally:
+        watched.close()
+    assert len(smallest) >= 20, f"only {len(smallest)} SVG figures measured"
+    assert not problems, "\n".join(problems)
+
+
+# Chapter 7's study explorer, drawn from the cached study by the package as it is now (the page's stored spec is
+# redrawn in its place, so the chapter's own output need not be re-executed first), then read back from the SVG.
+REDRAW = """async (spec) => {
+    const element = document.querySelector('.dftlab-explorer[data-explorer=study]');
+    element.querySelector('.dftlab-explorer-chart')?.remove();
+    const target = document.createElement('div');
+    target.className = 'dftlab-explorer-chart';
+    element.appendChild(target);
+    element.dftlabView = (await window.vegaEmbed(target, spec, {renderer: 'svg', actions: false})).view;
+    return true;
+}"""
+SET_METRIC = """async ([metric, decoding, run]) => {
+    const view = document.querySelector('.dftlab-explorer[data-explorer=study]').dftlabView;
+    view.signal('metric', metric).signal('decoding', decoding).signal('run', run);
+    await view.runAsync();
+    return true;
+}"""
+STUDY_LAYOUT = """() => {
+    const explorer = document.querySelector('.dftlab-explorer[data-explorer=study]');
+    const svg = explorer.querySelector('svg.marks');
+    const box = el => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    const texts = selector => [...svg.querySelectorAll(selector)].filter(t => t.textContent.trim());
+    return {
+        svg: box(svg), explorer: box(explorer), scrollX: explorer.scrollWidth - explorer.clientWidth,
+        title: texts('.role-title-text text').map(t => [t.textContent, box(t)]),
+        yLabels: texts('.role-axis-label text').filter(t => isNaN(parseFloat(t.textContent.replace('\u2212', '-'))))
+                                               .map(t => [t.textContent, box(t)]),
+        xLabels: texts('.role-axis-label text').filter(t => !isNaN(parseFloat(t.textContent.replace('\u2212', '-'))))
+                                               .map(t => [t.textContent.replace('\u2212', '-'), box(t)]),
+        axisTitle: texts('.role-axis-title text').map(t => [t.textContent, box(t)]),
+        dots: [...svg.querySelectorAll('.mark-symbol.role-mark path')].map(box),
+        dashed: [...svg.querySelectorAll('.mark-rule.role-mark line')].filter(l =>
+            (l.getAttribute('stroke-dasharray') || '') !== '' && l.getAttribute('opacity') !== '0').length,
+    };
+}"""
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_the_study_explorer_tells_the_truth_and_nothing_overlaps(site_url, browser, screen, mode):
+    """Chapter 7's explorer, for every metric of its menu: the axis's ticks stay within what the measure can take
+    (shares and p-values in [0, 1], KL and the other non-negative measures from 0), the x-axis names the metric,
+    "dashed line: the truth" shows exactly when that line is drawn, the readout sits clear of the axis labels, and
+    every dot is inside the chart (a share of 1.0 included)."""
+    from dftlab import study, widgets
+
+    spec = widgets.study_explorer(study.summary_table(study.load_results())).spec
+    params = {param["name"]: param for param in spec["params"]}
+    metrics = params["metric"]["bind"]["options"]
+    decodings, runs = params["decoding"]["bind"]["options"], params["run"]["bind"]["options"]
+    watched = WatchedPage(browser, site_url, mode=mode, **SCREENS[screen])
+    page, problems = watched.page, []
+    try:
+        page.goto(site_url + "chapters/07_back_to_mle.html", wait_until="load")
+        settle(page)
+        page.evaluate(REDRAW, spec)
+        explorer = page.locator(".dftlab-explorer[data-explorer=study]")
+        settings = [(metric, decodings[0], runs[0]) for metric in metrics] + [
+            ("top_opener_share", decodings[-1], runs[-1]), ("validity", decodings[-1], runs[-1])]
+        for metric, decoding, run in settings:
+            page.evaluate(SET_METRIC, [metric, decoding, run])
+            layout = page.evaluate(STUDY_LAYOUT)
+            where = f"{metric}, {decoding}, {run}"
+            _, axis_name, low, high = widgets.study_metric(metric)
+            ticks = [float(text) for text, _ in layout["xLabels"]]
+            if low is not None and min(ticks) < low or high is not None and max(ticks) > high:
+                problems.append(f"{where}: ticks {ticks} outside [{low}, {high}]")
+            if len(ticks) < 2:
+                problems.append(f"{where}: an axis with {len(ticks)} tick")
+            if not any(axis_name in text for text, _ in layout["axisTitle"]):
+                problems.append(f"{where}: the x-axis does not name the metric ({layout['axisTitle']})")
+            inside = [max(layout["svg"][0], layout["explorer"][0]), min(layout["svg"][2], layout["explorer"][2])]
+            cut = [text for text, box in layout["title"] + layout["axisTitle"] + layout["yLabels"] + layout["xLabels"]
+                   if "\u2026" in text or box[0] < inside[0] - 0.5 or box[2] > inside[1] + 0.5]
+            if cut:
+                problems.append(f"{where}: text cut short: {cut}")
+            legend = any("dashed line" in text for text, _ in layout["title"])
+            if legend != (layout["dashed"] > 0):
+                problems.append(f"{where}: legend {legend}, {layout['dashed']} dashed lines drawn")
+            for text, box in layout["title"] + layout["axisTitle"]:
+                for label, label_box in layout["yLabels"] + layout["xLabels"]:
+                    if _overlap(box, label_box):
+                        problems.append(f"{where}: '{text}' overlaps the label '{label}'")
+            for dot in layout["dots"]:
+                if dot[0] < layout["svg"][0] - 0.5 or dot[2] > min(layout["svg"][2], layout["explorer"][2]) + 0.5:
+                    problems.append(f"{where}: a dot at x {dot[0]:.0f}-{dot[2]:.0f} is cut off")
+            if layout["scrollX"] > 1:
+                problems.append(f"{where}: the explorer scrolls sideways by {layout['scrollX']} px")
+            if metric in ("top_opener_share", "mmd_p_value", "kl"):
+                explorer.scroll_into_view_if_needed()
+                explorer.screenshot(path=str(SCREENSHOTS / f"study-explorer-{screen}-{mode}-{metric}-{decoding}.png"))
+        problems += watched.take_problems()
+    finally:
+        watched.close()
+    assert not problems, "\n".join(problems)
+
+
+# --- On paper: make pdf prints the single-page build with the print stylesheet ---------------------------------------
+
+A4_PRINTABLE = {"width": 688, "height": 1000}  # 210 mm less tools/pdf.py's 14 mm margins, at 96 px per inch
+CUT_ON_PAPER = """() => [...document.querySelectorAll('.bd-article pre, .bd-article table, .cell_output .output')]
+    .filter(el => el.offsetParent !== null && !el.closest('.dftlab-explorer')
+                  && (el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().right > innerWidth + 1))
+    .slice(0, 5).map(el => el.tagName.toLowerCase() + ': ' + el.textContent.trim().slice(0, 80))"""
+
+
+def test_on_paper_code_and_outputs_wrap_and_no_scroll_hint(built_site, site_pages, site_url, tab):
+    """In print (Chromium's print media, at the PDF's printable width), no code line, printed output or table runs
+    past the page's edge (each wraps, so nothing is cut off), and no "scroll sideways" hint shows."""
+    tab.page.set_viewport_size(A4_PRINTABLE)
+    problems, checked = [], 0
+    for name in [path.relative_to(built_site).as_posix() for path in site_pages]:
+        if not name.startswith(("chapters/", "exercises/")):
+            continue
+        tab.page.emulate_media(media="screen")  # as tools/pdf.py: the page loads on screen, then prints
+        tab.page.goto(site_url + name, wait_until="load")
+        tab.page.emulate_media(media="print")
+        problems += [f"{name}: cut on paper: {text}" for text in tab.page.evaluate(CUT_ON_PAPER)]
+        hints = tab.page.evaluate("() => [...document.querySelectorAll('.dftlab-scroll-hint')].filter(h => h.checkVisibility()).length")
+        if hints:
+            problems.append(f"{name}: {hints} 'scroll sideways' hints on paper")
+        checked += tab.page.evaluate("() => document.querySelectorAll('.bd-article pre').length")
+    tab.page.emulate_media(media="screen")
+    assert checked > 100, checked
+    assert not problems, "\n".join(problems)
