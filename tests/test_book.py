@@ -291,6 +291,21 @@ def test_every_widget_has_a_static_figure_beside_it(toc_pages):
                 assert any("plots.plot_" in other for other in neighbours), f"{path.name}: {source.splitlines()[0]}"
 
 
+def test_print_twins_are_hidden_on_screen_and_kept_on_paper(built_site, toc_pages):
+    """A cell tagged dftlab-print-twin draws an explorer's figure at fixed settings for paper; on screen the reader
+    sees the explorer only (the rule is in _static/reading.css), so the built page must carry the tag's class."""
+    css = (ROOT / "_static" / "reading.css").read_text()
+    assert re.search(r"@media screen\s*\{\s*\.tag_dftlab-print-twin\s*\{\s*display:\s*none", css)
+    twins = 0
+    for path in chapter_notebooks(toc_pages):
+        tagged = [c for c in nbformat.read(path, as_version=4).cells if "dftlab-print-twin" in c.metadata.get("tags", [])]
+        if tagged:
+            page = (built_site / "chapters" / (path.stem + ".html")).read_text()
+            assert page.count("tag_dftlab-print-twin") >= len(tagged), path.name
+            twins += len(tagged)
+    assert twins >= 4
+
+
 def test_config_executes_through_the_cache_and_stops_on_errors():
     execute = CONFIG["execute"]
     assert execute["execute_notebooks"] == "cache" and execute["raise_on_error"] and not execute["allow_errors"]

@@ -12,6 +12,8 @@ import html
 import math
 from dataclasses import dataclass
 
+from dftlab.study.measurement import MODEL_METRICS
+
 RULE_IN_ONE_SENTENCE = {
     1: "Sampled at T = 1, do SFT's or Dynamic FT's stories open with 'Once upon a time,' significantly more often "
        "than its true probability?",
@@ -55,13 +57,15 @@ def _number(value: float) -> str:
 
 
 def _p_words(comparison) -> str:
-    p = comparison.adjusted_p if comparison.adjusted_p is not None else comparison.p_value
+    adjusted = comparison.adjusted_p is not None and not math.isnan(comparison.adjusted_p)
+    p = comparison.adjusted_p if adjusted else comparison.p_value
     if p is None or math.isnan(p):
         return "no test possible"
+    kind = "adjusted p" if adjusted else "p, unadjusted"
     if comparison.no_spread:
-        return (f"every seed gives the same difference, so only an exact test applies (adjusted p {_number(p)}): "
+        return (f"every seed gives the same difference, so only an exact test applies ({kind} {_number(p)}): "
                 + ("significant" if p < 0.05 else "too few seeds to decide"))
-    return f"adjusted p {'< 0.0001' if p < 1e-4 else _number(p)}: " + ("significant" if p < 0.05 else "not significant")
+    return f"{kind} {'< 0.0001' if p < 1e-4 else _number(p)}: " + ("significant" if p < 0.05 else "not significant")
 
 
 def comparison_in_words(comparison) -> str:
@@ -70,7 +74,7 @@ def comparison_in_words(comparison) -> str:
     measure = MEASURE_WORDS.get(raw, raw.replace("_", " "))
     if comparison.metric.startswith("|"):
         measure = f"distance from the truth's {measure}"
-    where = "" if comparison.decoding in ("", None) or raw in ("kl", "predictive_entropy") else \
+    where = "" if comparison.decoding in ("", None) or raw in MODEL_METRICS else \
         f" at {comparison.decoding.replace('T=', 'T = ').replace(',top-p=', ', top-p ')}"
     return (f"{measure[0].upper()}{measure[1:]}{where}: {_model(comparison.a)} {_number(comparison.mean_a)} against "
             f"{_model(comparison.b)} {_number(comparison.mean_b)}; {_p_words(comparison)}.")

@@ -171,12 +171,24 @@ def _welch(a: pd.Series, b: pd.Series) -> tuple[float, float, float, float]:
     return difference, difference - half, difference + half, float(2 * stats.t.sf(abs(difference) / se, df))
 
 
+def _sweep_context(sweep: pd.DataFrame):
+    """The rules' Context for the lambda sweep (`rules.context_of` wants dft rows, which the sweep does not train)."""
+    from dftlab.study.config import TRUTH_DECODING
+    from dftlab.study.rules import Context
+    from dftlab.study.stats import headline
+
+    base_model, steps = headline(sweep)
+    decodings = [d for d in dict.fromkeys(sweep["decoding"]) if d != TRUTH_DECODING]
+    true_share = float(sweep.loc[sweep["objective"] == "truth", "top_opener_true_prob"].iloc[0])
+    return Context(sweep, base_model, steps, decodings, None, [steps], true_share)
+
+
 def judge_followups(medium: pd.DataFrame, sweep: pd.DataFrame, full: pd.DataFrame) -> dict:
     """Both follow-ups' verdicts, their tests Holm-adjusted as one family of their own.
 
     Returns {"medium prior": {...}, "lambda sweep at 50 steps": {label: {...}}, "family_size": n}; each verdict
     carries its deciding comparisons (`stats.Comparison`), their adjusted p-values filled in."""
-    from dftlab.study.rules import reconstruction_evidence, reconstruction_labels, reconstruction_verdict, context_of
+    from dftlab.study.rules import reconstruction_evidence, reconstruction_labels, reconstruction_verdict
     from dftlab.study.stats import compare, holm
 
     gap = compare(medium, "prob_character", "dft", "nll", "T=1", base_model=MEDIUM_PRIOR)
@@ -191,7 +203,7 @@ def judge_followups(medium: pd.DataFrame, sweep: pd.DataFrame, full: pd.DataFram
     growth = _welch(per_seed_gap(medium, MEDIUM_PRIOR), per_seed_gap(full, weak_model))
     context = {metric: compare(medium, metric, "dft", "nll", "T=1", base_model=MEDIUM_PRIOR, interval="auto")
                for metric in ("validity", "kl")}
-    ctx = context_of(sweep)
+    ctx = _sweep_context(sweep)
     sweep_decisions = {label: reconstruction_evidence(ctx, label) for label in reconstruction_labels(sweep)}
     tests = [gap] + [c for d in sweep_decisions.values() for c in d.decisive.values()]
     p_values = [c.p_value for c in tests] + [growth[3]]
