@@ -181,3 +181,18 @@ def collapse_table(study: dict, results: pd.DataFrame, n_words: int = 2) -> pd.D
     table = pd.DataFrame(rows)
     return table.sort_values(["objective", "seed"], key=lambda s: s.map(order) if s.name == "objective" else s,
                              ignore_index=True)
+
+
+def true_opening_entropy(tales, n_words: int = 2) -> float:
+    """The entropy (bits) of the first `n_words` words of TinyTales stories, exact: the openers' true probabilities
+    grouped by their first words as `opening_entropy` reads them ("In a faraway land," and "In a quiet corner of the
+    world," are both "in a")."""
+    import math
+    from collections import defaultdict
+
+    from dftlab.metrics.formulaic import words
+
+    grouped: dict = defaultdict(float)
+    for opener, prob in tales.choice_distribution("opener").items():
+        grouped[" ".join(words(opener)[:n_words])] += prob
+    return float(-sum(p * math.log2(p) for p in grouped.values() if p > 0))
