@@ -66,6 +66,12 @@ def _checksums(folder: Path) -> dict[str, str]:
     return recorded
 
 
+def vendored_checksums() -> dict[str, str]:
+    """The sha256 of every vendored file, as SHA256SUMS records it: {file name: hex digest}. A result computed from
+    the vendored data records these, so a changed file changes the result's key."""
+    return _checksums(SLOP_SCORE_DIR)
+
+
 def _read_json(name: str):
     """The JSON document in the vendored file `name` (an .xz file), after checking its sha256."""
     folder = SLOP_SCORE_DIR  # read at call time, so tests can point it at a copy

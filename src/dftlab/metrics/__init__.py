@@ -34,7 +34,7 @@ from dftlab.metrics.exact import (ABSENT, choice_chi_square, choice_frequency_ta
 from dftlab.metrics.formulaic import (formulaic_words, opening_table, phrase_spread, same_opener_run_rate,
                                       word_overuse)
 from dftlab.metrics.two_sample import (MMDResult, embedding_projection, knn_coverage, knn_precision_recall, mmd,
-                                       mmd_by_zipf_exponent, mmd_comparison_table, sentence_embeddings)
+                                       mmd_by_zipf_exponent, mmd_comparison_table, paired_mmd, sentence_embeddings)
 from dftlab.metrics.slop_score import slop_list_rate, slop_score_tokens
 
 __all__ = [
@@ -42,7 +42,8 @@ __all__ = [
     "overuse_table", "word_overuse", "formulaic_words", "phrase_spread", "opening_table", "same_opener_run_rate",
     "predictive_entropy", "completion_log_probs", "option_probabilities", "target_probabilities_by_role",
     "top_predictions", "calibration_bins", "calibration_table", "expected_calibration_error",
-    "MMDResult", "mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent", "embedding_projection",
+    "MMDResult", "mmd", "paired_mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent",
+    "embedding_projection",
     "knn_coverage", "knn_precision_recall",
     "ABSENT", "validity_rate", "choice_frequency_table", "choice_chi_square", "sequence_cross_entropy",
     "slop_list_rate", "slop_score_tokens",

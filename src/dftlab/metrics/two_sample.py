@@ -90,6 +90,36 @@ def mmd(x_emb, y_emb, num_permutations: int = 200, seed: int = 0) -> MMDResult:
     return MMDResult(mmd2=observed, p_value=p_value, bandwidth=bandwidth, num_permutations=num_permutations)
 
 
+def paired_mmd(x_emb, y_emb, num_permutations: int = 1000, seed: int = 0) -> dict:
+    """`mmd` for paired samples: row i of `x_emb` and row i of `y_emb` answer the same prompt (two models, one
+    prompt each). The unbiased MMD^2 and the RBF kernel are `mmd`'s; the permutation test respects the pairing:
+    each permutation swaps the two answers to a prompt with probability 1/2. Under the null the two models answer
+    each prompt alike, so the labels within a prompt are exchangeable; labels never move across prompts, so a
+    difference of topic between prompts cannot count as a difference between the models. Returns a dict: mmd2,
+    p_value ((1 + #{permuted >= observed}) / (1 + P)), bandwidth (the median heuristic), prompts,
+    num_permutations."""
+    x = _check_embeddings(x_emb, "x_emb")
+    y = _check_embeddings(y_emb, "y_emb")
+    if x.shape != y.shape:
+        raise ValueError(f"a paired MMD needs one row of x_emb and one of y_emb per prompt, as wide: got shapes "
+                         f"{x.shape} and {y.shape}; pass the two answers to each prompt in the same order.")
+    num_permutations = check_int(num_permutations, "num_permutations")
+    pooled = np.concatenate([x, y])
+    squared_norms = (pooled ** 2).sum(axis=1)
+    squared = np.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * pooled @ pooled.T, 0.0)
+    bandwidth = float(np.median(np.sqrt(squared[np.triu_indices(len(pooled), k=1)]))) or 1.0
+    kernel = np.exp(-squared / (2.0 * bandwidth ** 2))
+    np.fill_diagonal(kernel, 1.0)
+    n = len(x)
+    observed_labels = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])[None, :]
+    observed = float(_unbiased_mmd2(kernel, observed_labels)[0])
+    swaps = np.random.default_rng(seed).random((num_permutations, n)) < 0.5
+    permuted = _unbiased_mmd2(kernel, np.concatenate([~swaps, swaps], axis=1))
+    p_value = (1 + int((permuted >= observed - 1e-12).sum())) / (1 + num_permutations)
+    return {"mmd2": observed, "p_value": p_value, "bandwidth": bandwidth, "prompts": n,
+            "num_permutations": num_permutations}
+
+
 def knn_coverage(reference, samples, k: int = 5) -> float:
     """The share of `samples` [M, d] that fall inside at least one `reference` point's k-nearest-neighbour ball
     (chapter 6; Kynkaanniemi et al. 2019).
