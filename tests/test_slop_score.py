@@ -293,3 +293,13 @@ def test_the_vendor_script_regenerates_identical_files(tmp_path):
         assert (out / name).read_bytes() == (ASSETS / name).read_bytes(), name
     verify_checksums(out, "rerun the script")
     assert not list(tmp_path.glob(".slop_score*")), "the staging folder was left behind"
+
+
+@pytest.mark.parametrize("model", ["gemma-3-27b-it", "gemma-3-27b-it-antislop"])
+def test_per_text_hits_add_up_to_the_published_word_rate(model, published):
+    from dftlab.metrics import slop_list_word_hits
+
+    texts = [o["output"] for o in load_slop_score_outputs(model) if len(o["output"]) > 300]
+    hits, words = (sum(column) for column in zip(*slop_list_word_hits(texts)))
+    assert hits / words * 1000 == pytest.approx(published.loc[model, "slop_words_per_1k"], rel=RELATIVE_TOLERANCE)
+    assert slop_list_word_hits(["Tapestry, a tapestry!"]) == [(2, 3)]

@@ -14,6 +14,8 @@ was told about, not that the writing became less formulaic. This module measures
 - openings: the share of answers that start with the commonest first three words, and the share in which three
   sentences in a row start with the same word (`same_opener_run_rate`);
 - MMD between the two models' answers (MiniLM embeddings), tested by swapping the two answers to the same prompt.
+- a guard against broken text: the share of answers with a negative contraction cut after its apostrophe ("It
+  wasn’ a vision"), added after reading the answers (`ADDED_AFTER_READING` says so and why).
 
 Every difference (anti-slop minus original) gets a 95% interval from a paired bootstrap over prompts. The expected
 outcome (`EXPECTED_OUTCOME`) was written down and committed before the comparison was first computed.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -40,6 +43,16 @@ ANTISLOP = "gemma-3-27b-it-antislop"
 MIN_CHARS_EXCLUSIVE = 300  # the leaderboard measures only answers longer than this
 DISTINCT_WORDS = 1000  # distinct-2 over each answer's first 1,000 words, so length cannot decide it
 OPENING_WORDS = 3
+# A negative contraction cut after its apostrophe ("It wasn’ a vision", "He hadn’ a wanted this"): the stem of a
+# negative contraction, n, an apostrophe, and no t. Added after reading the answers (see ADDED_AFTER_READING).
+BROKEN_CONTRACTION = re.compile(r"\b(?:is|was|were|are|ai|do|does|did|has|have|had|ca|wo|could|would|should|might|must"
+                                r"|need)n[’'](?!t)", re.IGNORECASE)
+ADDED_AFTER_READING = (
+    "The share of answers with a broken contraction was not in the expected outcome: it was added after the first "
+    "computation, when the tuned model's new habit words included 'wasn' (wordfreq keeps 'wasn't' whole, so 'wasn' "
+    "is a contraction cut after its apostrophe) and reading its answers showed 'It wasn’ a vision'.")
+MEASURE_COLUMNS = ("measure", "original", "antislop", "difference", "ci_low", "ci_high", "targeted", "prompts", "note")
+WORD_COLUMNS = ("word", "habit_of", "on_slop_list", "original_per_1k", "antislop_per_1k")
 HABIT_RULE = {"max_english_frequency": 1e-5, "min_group_share": 0.1, "min_ratio": 10.0}
 
 EXPECTED_OUTCOME = (
@@ -86,6 +99,12 @@ def distinct_2_of_opening_words(text: str, n_words: int = DISTINCT_WORDS) -> flo
     return distinct_n([" ".join(text.split()[:n_words])], n=2)
 
 
+def broken_contractions(text: str) -> int:
+    """How many negative contractions in `text` stop after the apostrophe ("wasn’ a", "hadn’ a"; `BROKEN_CONTRACTION`).
+    A fluent writer writes none; each one is broken text."""
+    return len(BROKEN_CONTRACTION.findall(text))
+
+
 def habit_words(texts, groups) -> list[str]:
     """The course's habit words of `texts` (`formulaic_words` with `HABIT_RULE`, no bootstrap seed but 0)."""
     from dftlab.metrics.formulaic import formulaic_words
@@ -94,12 +113,14 @@ def habit_words(texts, groups) -> list[str]:
 
 
 def _word_counts(texts, chosen: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """[texts, words] counts of `chosen` in slop-score's tokens, and each text's token count."""
-    from dftlab.metrics.slop_score import slop_score_tokens
+    """[texts, words] counts of `chosen`, and each text's word count, in the words the habit rule found them in
+    (`metrics.formulaic.words` with possessives merged, as `word_overuse` counts them), so a word is
+    counted on the held-out half exactly as it was found on the discovery half."""
+    from dftlab.metrics.formulaic import words
 
-    tokens = [slop_score_tokens(text) for text in texts]
-    counts = np.array([[Counter(t)[word] for word in chosen] for t in tokens], dtype=float).reshape(len(texts), -1)
-    return counts, np.array([len(t) for t in tokens], dtype=float)
+    tokens = [Counter(words(text, merge_possessives=True)) for text in texts]
+    counts = np.array([[t[word] for word in chosen] for t in tokens], dtype=float).reshape(len(texts), -1)
+    return counts, np.array([sum(t.values()) for t in tokens], dtype=float)
 
 
 def _ratio_per_text(numerator: np.ndarray, denominator: np.ndarray):
@@ -131,7 +152,7 @@ def comparison_config(bootstrap: int = 2000, seed: int = 0, embedding: str = "mi
             "data": {name: checksums[name] for name in (f"outputs/{ORIGINAL}.json.xz",
                                                          f"outputs/{ANTISLOP}.json.xz", "slop_list.json.xz",
                                                          "slop_list_trigrams.json.xz", "prompts.json.xz")},
-            "expected_outcome": EXPECTED_OUTCOME}
+            "expected_outcome": EXPECTED_OUTCOME, "added_after_reading": ADDED_AFTER_READING}
 
 
 def config_hash(config: dict) -> str:
@@ -164,15 +185,12 @@ def compute_comparison(config: dict | None = None) -> dict:
 
     rows = []
     # 1. what the tuning targeted: slop-score's word list, counted on every prompt
-    from dftlab.slop_score import slop_word_lists
-    from dftlab.metrics.slop_score import slop_score_tokens
+    from dftlab.metrics.slop_score import slop_list_word_hits
 
-    list_words = set(slop_word_lists()["words"])
     stats = {}
     for model in ("original", "antislop"):
-        tokens = [slop_score_tokens(text) for text in pairs[model]]
-        hits = np.array([sum(token in list_words for token in t) for t in tokens], dtype=float)
-        stats[model] = _ratio_per_text(hits, np.array([len(t) for t in tokens], dtype=float))
+        hits, lengths = np.array(slop_list_word_hits(pairs[model].tolist()), dtype=float).T
+        stats[model] = _ratio_per_text(hits, lengths)
     rows.append(_paired_row("slop-score's list words per 1,000 words", True, stats["original"], stats["antislop"],
                             all_weights, "what the tuning was trained against; every prompt"))
 
@@ -209,9 +227,17 @@ def compute_comparison(config: dict | None = None) -> dict:
         openings = [opening(text) for text in pairs[model]]
         commonest[model] = Counter(openings).most_common(1)[0][0]
         per_model[model] = _mean_per_text(np.array([o == commonest[model] for o in openings], dtype=float))
-    rows.append(_paired_row("share of answers that open with the model's commonest first three words", False,
+    rows.append(_paired_row("share of answers that open with the model's commonest first three words (often a title)",
+                            False,
                             per_model["original"], per_model["antislop"], all_weights,
                             f"original: '{commonest['original']}'; anti-slop: '{commonest['antislop']}'"))
+
+    # a guard against broken text, added after reading the answers (ADDED_AFTER_READING)
+    per_model = {model: _mean_per_text(np.array([broken_contractions(text) > 0 for text in pairs[model]], dtype=float))
+                 for model in ("original", "antislop")}
+    rows.append(_paired_row("answers with a broken contraction ('wasn’ a')", False, per_model["original"],
+                            per_model["antislop"], all_weights,
+                            "share of answers; a guard against broken text, added after reading the answers"))
 
     # 4. MMD between the two models' answers to the same prompts
     embeddings = {model: sentence_embeddings(pairs[model].tolist(), method=config["embedding"])
@@ -254,7 +280,9 @@ def load_comparison(folder=None) -> dict:
     if payload["config"] != config:
         raise ValueError(f"{path} holds a comparison of other settings or data; recompute it with "
                          f"`python -m dftlab.antislop`.")
-    return {**payload, "measures": pd.DataFrame(payload["measures"]), "words": pd.DataFrame(payload["words"])}
+    measures = pd.DataFrame(payload["measures"])[list(MEASURE_COLUMNS)]
+    words = pd.DataFrame(payload["words"])[list(WORD_COLUMNS)]
+    return {**payload, "measures": measures, "words": words}
 
 
 def main(argv=None) -> int:

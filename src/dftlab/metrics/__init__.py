@@ -35,7 +35,7 @@ from dftlab.metrics.formulaic import (formulaic_words, opening_table, phrase_spr
                                       word_overuse)
 from dftlab.metrics.two_sample import (MMDResult, embedding_projection, knn_coverage, knn_precision_recall, mmd,
                                        mmd_by_zipf_exponent, mmd_comparison_table, paired_mmd, sentence_embeddings)
-from dftlab.metrics.slop_score import slop_list_rate, slop_score_tokens
+from dftlab.metrics.slop_score import slop_list_rate, slop_list_word_hits, slop_score_tokens
 
 __all__ = [
     "ngram_counts", "token_l2_distance", "distinct_n", "self_bleu", "zipf_coefficient", "repetition_rate",
@@ -46,5 +46,5 @@ __all__ = [
     "embedding_projection",
     "knn_coverage", "knn_precision_recall",
     "ABSENT", "validity_rate", "choice_frequency_table", "choice_chi_square", "sequence_cross_entropy",
-    "slop_list_rate", "slop_score_tokens",
+    "slop_list_rate", "slop_list_word_hits", "slop_score_tokens",
 ]

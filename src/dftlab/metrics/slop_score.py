@@ -136,3 +136,20 @@ def slop_list_rate(texts, *, drop_short: bool = True, corrected_lists: bool = Fa
             "slop_trigrams_per_1k": trigram_hits / len(tokens) * 1000,
             "words": len(tokens), "slop_word_hits": word_hits, "slop_trigram_hits": trigram_hits,
             "texts_used": len(used)}
+
+
+def slop_list_word_hits(texts, *, corrected_lists: bool = False) -> list[tuple[int, int]]:
+    """For each text on its own: (slop-list word hits, words), counted exactly as `slop_list_rate` counts them
+    (steps 2, 3 and 5 of its docstring; no text is dropped). Word hits never span two texts, so over texts longer
+    than 300 characters, sum(hits) / sum(words) x 1000 is `slop_list_rate`'s slop_words_per_1k. For a bootstrap
+    over texts, or a rate per answer."""
+    texts = check_texts(texts)
+    corrected_lists = _check_flag(corrected_lists, "corrected_lists",
+                                  "read list entries with slop-score's later fix instead of as published")
+    words = _entries(slop_word_lists()["words"], corrected_lists)
+    counts = []
+    for text in texts:
+        tokens = slop_score_tokens(text)
+        counts.append((sum(token in words for token in tokens), len(tokens)))
+    return counts
+
