@@ -62,7 +62,10 @@ TOO_WIDE = """width => [...document.querySelectorAll('.bd-article *')]
                      + (el.textContent || '').trim().slice(0, 60))"""
 # Legibility of the figures: each notebook figure is SVG (or a bitmap of at least twice its shown size), and its
 # smallest text, scaled to the size it is shown at, is at least 9 px.
-FIGURES = """async () => Promise.all([...document.querySelectorAll('.cell_output img')].map(async img => {
+# Figures as the reader sees them: an image with no layout box (a print twin, hidden on screen by reading.css) is
+# not shown, so it is not measured here; on paper it is (test_on_paper_...).
+FIGURES = """async () => Promise.all([...document.querySelectorAll('.cell_output img')]
+    .filter(img => img.getClientRects().length > 0).map(async img => {
     const src = img.getAttribute('src');
     const shown = img.getBoundingClientRect().width;
     if (!src.endsWith('.svg')) return {src, svg: false, ratio: img.naturalWidth / shown};
@@ -683,17 +686,26 @@ CUT_ON_PAPER = """() => [...document.querySelectorAll('.bd-article pre, .bd-arti
     .slice(0, 5).map(el => el.tagName.toLowerCase() + ': ' + el.textContent.trim().slice(0, 80))"""
 
 
+TWINS_VISIBLE = "() => [...document.querySelectorAll('.tag_dftlab-print-twin')].map(twin => twin.checkVisibility())"
+
+
 def test_on_paper_code_and_outputs_wrap_and_no_scroll_hint(built_site, site_pages, site_url, tab):
     """In print (Chromium's print media, at the PDF's printable width), no code line, printed output or table runs
-    past the page's edge (each wraps, so nothing is cut off), and no "scroll sideways" hint shows."""
+    past the page's edge (each wraps, so nothing is cut off), and no "scroll sideways" hint shows. Each explorer's
+    print twin is hidden on screen and shown on paper."""
     tab.page.set_viewport_size(A4_PRINTABLE)
-    problems, checked = [], 0
+    problems, checked, twins = [], 0, 0
     for name in [path.relative_to(built_site).as_posix() for path in site_pages]:
         if not name.startswith(("chapters/", "exercises/")):
             continue
         tab.page.emulate_media(media="screen")  # as tools/pdf.py: the page loads on screen, then prints
         tab.page.goto(site_url + name, wait_until="load")
+        twins_on_screen = tab.page.evaluate(TWINS_VISIBLE)
         tab.page.emulate_media(media="print")
+        twins_on_paper = tab.page.evaluate(TWINS_VISIBLE)
+        if any(twins_on_screen) or not all(twins_on_paper):
+            problems.append(f"{name}: print twins shown on screen {twins_on_screen}, on paper {twins_on_paper}")
+        twins += len(twins_on_paper)
         problems += [f"{name}: cut on paper: {text}" for text in tab.page.evaluate(CUT_ON_PAPER)]
         hints = tab.page.evaluate("() => [...document.querySelectorAll('.dftlab-scroll-hint')].filter(h => h.checkVisibility()).length")
         if hints:
@@ -701,4 +713,5 @@ def test_on_paper_code_and_outputs_wrap_and_no_scroll_hint(built_site, site_page
         checked += tab.page.evaluate("() => document.querySelectorAll('.bd-article pre').length")
     tab.page.emulate_media(media="screen")
     assert checked > 100, checked
+    assert twins >= 4, twins
     assert not problems, "\n".join(problems)
