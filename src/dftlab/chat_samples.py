@@ -151,13 +151,16 @@ def story_from_response(prompt: str, response: str) -> dict:
 
 def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1, *, temperature: float = 1.0,
                        top_p: float = 1.0, max_new_tokens: int = 192, seed: int = 0,
-                       min_p: float | None = None) -> list[dict]:
+                       min_p: float | None = None, sequence_bias: dict | None = None) -> list[dict]:
     """Sample `responses_per_prompt` chat responses to each prompt in one left-padded batch.
 
     Returns [{"prompt", "response", "finished"}, ...] in prompt order; `finished` is False when the response was
     cut at `max_new_tokens`. The result depends on `seed` and on the batch (its prompts, padding and size).
     `min_p` (default: off) keeps only tokens whose probability is at least `min_p` times the most likely token's,
     after the temperature (transformers' min-p; slop-score's leaderboard samples at T = 0.7, min-p 0.1).
+    `sequence_bias` (default: none) maps tuples of token ids to a number added to the log-odds of each tuple's last
+    token whenever the tokens before it have just been generated (transformers' `sequence_bias`; see
+    `dftlab.decoding_levers`).
     """
     import torch
 
@@ -169,6 +172,12 @@ def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1,
     top_p = check_number(top_p, "top_p", 0.0, 1.0, low_open=True)
     seed = check_int(seed, "seed", minimum=0)
     extra = {} if min_p is None else {"min_p": check_number(min_p, "min_p", 0.0, 1.0, low_open=True)}
+    if sequence_bias is not None:
+        if not isinstance(sequence_bias, dict) or not all(
+                isinstance(key, tuple) and key and all(isinstance(t, int) for t in key) for key in sequence_bias):
+            raise ValueError("sequence_bias must map non-empty tuples of token ids to numbers, e.g. "
+                             "{(tokenizer.encode(' tapestry', add_special_tokens=False)[0],): -10.0}.")
+        extra["sequence_bias"] = {key: float(value) for key, value in sequence_bias.items()}
     texts = [chat_prompt_text(tokenizer, prompt) for prompt in prompts for _ in range(responses_per_prompt)]
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
