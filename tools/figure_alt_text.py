@@ -26,6 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # Alt text says what the figure shows and what to see in it, for a reader who cannot see it.
 ALT_TEXT = {
     "chapters/00_formulaic_writing.ipynb": {
+        "change against T = 0.7 with min-p 0.1 (same prompts)": (
+            "Five small dot-and-interval panels, one per measure, each with three rows: T = 1, T = 1 with min-p 0.1, "
+            "and the leaderboard decoding with a habit bias, as changes against T = 0.7 with min-p 0.1. Habit words: "
+            "T = 1 near zero, min-p alone up by about 1.3 per 1,000, the bias down to none. Other list words: T = 1 "
+            "down by about 8 per 1,000, the other two near zero. Non-words: T = 1 up by about 35 per 1,000, the other "
+            "two near zero. Distinct-2: T = 1 up by about 0.28, min-p alone by about 0.1, the bias near zero. Mean "
+            "log-probability: T = 1 down by almost 3 nats per token, min-p alone by about 0.3, the bias near zero."),
         "change after anti-slop tuning (% of the original)": (
             "Dot-and-interval chart of the change after anti-slop tuning, in percent of gemma-3-27b-it's own value, "
             "one row per measure, with a vertical line at no change. The two targeted rows, slop-score's list words "

@@ -22,7 +22,9 @@ the habit words per 1,000 words (what the bias targets), slop-score's list words
 (where a banned habit could move), distinct-2 of each answer, and two guards for the text's quality: the mean
 log-probability per token of the answer under the unmodified model (how much the text departs from what the model
 itself finds fluent), and non-words per 1,000 words (words wordfreq does not know: fragments, misspellings, invented
-names). `EXPECTED_OUTCOME` was committed before the first answer was sampled.
+names). `EXPECTED_OUTCOME` was committed before the first answer was sampled. One change came after the first look
+at the results: the non-word guard, as first committed, asked `metrics.formulaic.english_frequency` for a frequency
+of 0, which its floor never returns, so it counted nothing; it now asks wordfreq directly (`is_non_word`).
 
     python -m dftlab.decoding_levers           # sample the two new decodings and score all four (about 20 minutes)
 """
@@ -180,12 +182,21 @@ def load_levers(folder=None) -> dict:
     return payload
 
 
+def is_non_word(word: str) -> bool:
+    """True if wordfreq's English list does not know `word` at all (frequency 0, before the floor that
+    `metrics.formulaic.english_frequency` applies): a fragment such as "tapestr", a misspelling, a run of letters.
+    Rare real words and most invented fantasy names ("elara") are known, so they are not non-words."""
+    from wordfreq import word_frequency
+
+    return word_frequency(word, "en") == 0
+
+
 def _per_answer(answers: pd.DataFrame, habits: list[str]) -> pd.DataFrame:
     """Per answer: words, habit-word hits, other slop-list hits, non-words (all in `metrics.formulaic.words`, possessives
     merged), distinct-2 and the mean log-probability."""
     from collections import Counter
 
-    from dftlab.metrics.formulaic import english_frequency, slop_list_words, words
+    from dftlab.metrics.formulaic import slop_list_words, words
     from dftlab.metrics.text import distinct_n
 
     listed, habit_set = slop_list_words(), set(habits)
@@ -196,7 +207,7 @@ def _per_answer(answers: pd.DataFrame, habits: list[str]) -> pd.DataFrame:
                      "words": sum(counts.values()),
                      "habit": sum(n for w, n in counts.items() if w in habit_set),
                      "other_listed": sum(n for w, n in counts.items() if w in listed and w not in habit_set),
-                     "non_words": sum(n for w, n in counts.items() if english_frequency(w) == 0),
+                     "non_words": sum(n for w, n in counts.items() if is_non_word(w)),
                      "distinct_2": distinct_n([answer.response], n=2) if len(answer.response.split()) > 1 else np.nan,
                      "mean_log_prob": answer.mean_log_prob})
     return pd.DataFrame(rows)
