@@ -168,7 +168,8 @@ def test_every_dependency_is_pinned_with_double_equals_in_pyproject_and_environm
 
 # asset folder -> (the file in it that states the licence, the licence it states)
 ASSET_LICENCES = {"corpus": ("PROVENANCE.md", "public domain"), "tiny-gpt2": ("MODEL_CARD.md", "MIT"),
-                  "tiny-gpt2-english": ("MODEL_CARD.md", "MIT"), "results": ("README.md", "CC BY 4.0"),
+                  "tiny-gpt2-english": ("MODEL_CARD.md", "MIT"), "tiny-gpt2-medium": ("MODEL_CARD.md", "MIT"),
+                  "results": ("README.md", "CC BY 4.0"),
                   "slop_score": ("PROVENANCE.md", "MIT")}
 
 

@@ -68,6 +68,10 @@ def medium_prior_folder() -> Path:
     return EMBEDDED_MODELS[MEDIUM_PRIOR]
 
 
+MEDIUM_PRIOR_LICENCE = ("Weights: MIT, like the code. Trained by dftlab from `tiny-gpt2-english` (MIT; its own model card "
+                        "gives its public-domain training text) on TinyTales stories that `dftlab.tinytales` generates.")
+
+
 def build_medium_prior(target: Path | None = None, log=print) -> Path:
     """Train the medium prior by `MEDIUM_PRIOR_RECIPE` and write it (weights, tokenizer, SHA256SUMS, MODEL_CARD.md) to
     `target` (default: the package's `tiny-gpt2-medium` folder), whole or not at all. Raises ValueError if its
@@ -117,7 +121,8 @@ def build_medium_prior(target: Path | None = None, log=print) -> Path:
         f"`{recipe['base']}` fine-tuned with `{recipe['objective']}` for {recipe['steps']} steps on TinyTales stories "
         f"of seed {recipe['data_seed']} (the study's batch size, learning rate and length). Before any further "
         f"fine-tuning it gives the title's character p = {prob_character:.3f} where the story repeats it, and the "
-        f"other tokens p = {prob_other:.3f}. Rebuild: `python -m dftlab.study --build-medium-prior`.\n")
+        f"other tokens p = {prob_other:.3f}. Rebuild: `python -m dftlab.study --build-medium-prior`.\n\n"
+        f"## Licence and provenance\n\n{MEDIUM_PRIOR_LICENCE}\n")
     backup = target.with_name(target.name + ".old")
     shutil.rmtree(backup, ignore_errors=True)
     if target.exists():
