@@ -26,13 +26,28 @@ pytestmark = pytest.mark.slow
 
 
 def notebooks_that_train() -> list[Path]:
+    """The chapters and solutions that train. An exercise notebook's training cells are its solution's, word for word
+    (`test_an_exercise_trains_only_as_its_solution_does`), so the solution stands for it here: running both on the
+    generic kernels would spend minutes of `make test` checking the same digits twice."""
     found = []
-    for folder in ("chapters", "solutions", "exercises"):
+    for folder in ("chapters", "solutions"):
         for path in sorted((ROOT / folder).glob("*.ipynb")):
-            cells = json.loads(path.read_text())["cells"]
-            if any(cell["cell_type"] == "code" and TRAINS.search("".join(cell["source"])) for cell in cells):
+            if training_cells(path):
                 found.append(path)
     return found
+
+
+def training_cells(path: Path) -> list[str]:
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(cell["source"]) for cell in cells
+            if cell["cell_type"] == "code" and TRAINS.search("".join(cell["source"]))]
+
+
+def test_an_exercise_trains_only_as_its_solution_does():
+    for exercise in sorted((ROOT / "exercises").glob("*.ipynb")):
+        solution_cells = training_cells(ROOT / "solutions" / exercise.name)
+        for cell in training_cells(exercise):
+            assert cell in solution_cells, f"{exercise.name}: a training cell that its solution does not hold"
 
 
 def generic_kernel_env() -> dict:

@@ -210,6 +210,23 @@ def _overuse_per_text(texts, word):
     return sum(words(t).count(word) / len(words(t)) for t in texts) / len(texts) / english_frequency(word)
 
 
+def _list_rate_per_answer(texts):
+    from dftlab.metrics.slop_score import slop_list_word_hits
+    rates = [hits / words for hits, words in slop_list_word_hits(texts) if words]
+    return sum(rates) / len(rates) * 1000
+
+
+def _list_rate_split_words(texts):
+    from dftlab.metrics.slop_score import slop_list_word_hits
+    return sum(hits for hits, _ in slop_list_word_hits(texts)) / sum(len(t.split()) for t in texts) * 1000
+
+
+def _pooled_list_share(texts):
+    from dftlab.metrics.slop_score import slop_list_word_hits
+    counts = slop_list_word_hits(texts)
+    return sum(hits for hits, _ in counts) / sum(words for _, words in counts)
+
+
 def _coverage_self_counted(reference, samples, k):
     radius = torch.cdist(reference, reference).sort(dim=1).values[:, k - 1]
     return (torch.cdist(samples, reference) <= radius).any(dim=1).double().mean().item()
@@ -368,7 +385,17 @@ MISTAKES = [
     ("ch06.permutation_p_value", lambda *args: _permutation_p(*args, plus_one=False), "+1 correction"),
     ("ch07.paired_comparison", _comparison_unpaired, "independent samples"),
     ("ch07.paired_comparison", _comparison_numpy_std, "ddof=0"),
+    ("ch08.list_words_per_1000", _list_rate_per_answer, "averaged each answer's own rate"),
+    ("ch08.list_words_per_1000", _list_rate_split_words, "str.split()"),
+    ("ch08.list_words_per_1000", _pooled_list_share, "multiply the share"),
 ]
+
+
+def test_the_listed_words_put_into_chapter_8s_cases_are_on_slop_scores_list():
+    from dftlab.checks import ch08
+    from dftlab.metrics.slop_score import slop_list_word_hits
+
+    assert all(hits == 1 for hits, _ in slop_list_word_hits(list(ch08.LISTED)))
 
 
 def test_every_function_exercise_has_at_least_two_mistakes_here():

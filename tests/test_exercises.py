@@ -20,7 +20,7 @@ from dftlab.checks import EXERCISES
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES_DIR = ROOT / "solutions", ROOT / "exercises"
 TOPICS = ["00_formulaic_writing", "01_token_distributions", "02_maximum_likelihood", "03_sft", "04_dft",
-          "05_dft_in_the_study", "06_distribution_matching", "07_back_to_mle"]
+          "05_dft_in_the_study", "06_distribution_matching", "07_back_to_mle", "08_real_model_writing"]
 INSTALL_LINE = 'if "google.colab" in sys.modules and importlib.util.find_spec("dftlab") is None:'
 
 

@@ -2,7 +2,7 @@
 
 Listed in _config.yml (sphinx.extra_extensions); tools/site.py and tools/pdf.py put tools/ on the build's path.
 
-- **Chapter numbers.** The course numbers its chapters by their notebooks, 0 to 7 (`chapters/03_sft.ipynb` is
+- **Chapter numbers.** The course numbers its chapters by their notebooks, 0 to 8 (`chapters/03_sft.ipynb` is
   chapter 3): the prose says "chapter 4", the checks are named `ch03.*`, the exercise pages are "Exercises 3: ..."
   with "Exercise 3.2: ..." under them. Sphinx's own numbering (`numbered` in _toc.yml) would count the toc's
   entries instead (1, 2, ... with the preface left out, and "1.11." before an exercise page), so it is off, and

@@ -26,20 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Alt text says what the figure shows and what to see in it, for a reader who cannot see it.
 ALT_TEXT = {
     "chapters/00_formulaic_writing.ipynb": {
-        "change against T = 0.7 with min-p 0.1 (same prompts)": (
-            "Five small dot-and-interval panels, one per measure, each with three rows: T = 1, T = 1 with min-p 0.1, "
-            "and the leaderboard decoding with a habit bias, as changes against T = 0.7 with min-p 0.1. Habit words: "
-            "T = 1 near zero, min-p alone up by about 1.3 per 1,000, the bias down to none. Other list words: T = 1 "
-            "down by about 8 per 1,000, the other two near zero. Non-words: T = 1 up by about 35 per 1,000, the other "
-            "two near zero. Distinct-2: T = 1 up by about 0.28, min-p alone by about 0.1, the bias near zero. Mean "
-            "log-probability: T = 1 down by almost 3 nats per token, min-p alone by about 0.3, the bias near zero."),
-        "change after anti-slop tuning (% of the original)": (
-            "Dot-and-interval chart of the change after anti-slop tuning, in percent of gemma-3-27b-it's own value, "
-            "one row per measure, with a vertical line at no change. The two targeted rows, slop-score's list words "
-            "and the original's listed habit words, fall by more than 80 percent. Of the untargeted rows, the "
-            "original's unlisted habit words fall by about a fifth, the tuned model's new habit words rise by about "
-            "180 percent, distinct-2 barely moves, runs of three sentences that open alike rise by about 30 percent, "
-            "and the share of the commonest opening rises by about 110 percent."),
         "plots.plot_slop_leaderboard(": (
             "Dot-and-interval chart of slop-list words per 1,000 words, one row per model in leaderboard order, "
             "lowest at the top, with a dashed vertical line for the published human baseline. gemma-3-27b-it-antislop "
@@ -197,12 +183,6 @@ ALT_TEXT = {
             "overlapping intervals, the base model a little lower."),
     },
     "chapters/07_back_to_mle.ipynb": {
-        "from dftlab.study import learning_curve": (
-            "Two line charts side by side of one SFT run of SmolLM2 measured at 64, 128, 192 and 256 steps. Left: "
-            "the KL to the true stories falls from about 13 to about 4 nats per story, crossing the dashed line at a "
-            "tenth of the base model's KL between 64 and 128 steps; a grey square at 64 steps, above the line, marks "
-            "the study's own 64-step run. Right: the share of valid stories climbs from near 0 to about 0.36, below "
-            "the dotted line at one half throughout."),
         'plots.plot_study_grid(summary, decoding="T=1")': (
             "Six panels of dot-and-whisker plots, one row per objective (base, nll, dft, dft_floored, power_0.25, "
             "power_0.5, asft, and distribution_matching at lambda 0.3, 1 and 3), all from tiny-gpt2 at 200 steps, "
@@ -229,6 +209,52 @@ ALT_TEXT = {
             "steps. nll sits on the truth line in every panel; dft opens (nearly) every story this way from "
             "tiny-gpt2 and none from tiny-gpt2-english; the base tiny-gpt2 opens too few. At 200 steps the "
             "interpolations and asft lie between nll and dft, and the distribution-matching runs sit with nll."),
+        "plots.plot_quality_diversity(": (
+            "Scatter plot of validity (vertical) against distinct-2 (horizontal), one point per objective and "
+            "decoding for tiny-gpt2 at 200 steps, colour for the objective, a circle for T = 1 and a square for "
+            "T = 0.7 with top-p 0.9, a thin line joining each objective's two points, and the truth as a black star "
+            "at full validity with a dotted vertical line at its distinct-2. nll and the distribution-matching runs "
+            "sit on the dotted line at T = 1, a little below full validity, and move far left at T = 0.7; dft sits "
+            "in the top-left corner under both decodings; the base model at T = 0.7 lands almost on the star."),
+    },
+    "chapters/08_real_model_writing.ipynb": {
+        'order = ["original", "original-nll-seed0"': (
+            "Four dot-and-interval panels, one per measure, each with eleven rows: the original gemma teacher at the "
+            "top, its four SmolLM2 students (nll and dft, two seeds), the base SmolLM2, the anti-slop teacher's four "
+            "students, and the anti-slop teacher at the bottom; teachers as squares, nll students blue, dft students "
+            "orange, the base grey. List words per 1,000: the original teacher near 38, the anti-slop teacher near 7, "
+            "the base near 14, every nll student above 38 whichever its teacher, every dft student near 20 to 29. The "
+            "original's habit words: both teachers' nll students near the original teacher's 25, the dft students "
+            "near 7 to 9, the base near 4. The anti-slop teacher's habit words: that teacher near 28, every student "
+            "near the base, under 6. Commonest opening: the anti-slop teacher highest, near 0.35, the students low."),
+        "side = levers.levers_side_by_side()": (
+            "Three dot-and-interval panels, one per measure, each with eight rows coloured by lever (data, objective, "
+            "decoding). List words as a ratio after over before, on a log scale with a line at 1: anti-slop tuning of "
+            "the 27B model near 0.17; the student of the original against the base near 2.9; the anti-slop teacher's "
+            "student against the original's near 1.1, its interval across 1; dft against nll near 0.6 and 0.4; T = 1 "
+            "near 0.45; min-p alone and the habit bias near 1. Distinct-2 change: T = 1 up by about 0.28, min-p alone "
+            "by about 0.1, dft down by 0.04 and 0.07, the rest near 0. Opening share change: anti-slop tuning up by "
+            "about 0.16, the other rows small and negative."),
+        "change after anti-slop tuning (% of the original)": (
+            "Dot-and-interval chart of the change after anti-slop tuning, in percent of gemma-3-27b-it's own value, "
+            "one row per measure, with a vertical line at no change. The two targeted rows, slop-score's list words "
+            "and the original's listed habit words, fall by more than 80 percent. Of the untargeted rows, the "
+            "original's unlisted habit words fall by about a fifth, the tuned model's new habit words rise by about "
+            "180 percent, distinct-2 barely moves, runs of three sentences that open alike rise by about 30 percent, "
+            "and the share of the commonest opening rises by about 110 percent."),
+        "change against T = 0.7 with min-p 0.1 (same prompts)": (
+            "Five small dot-and-interval panels, one per measure, each with three rows: T = 1, T = 1 with min-p 0.1, "
+            "and the leaderboard decoding with a habit bias, as changes against T = 0.7 with min-p 0.1. Habit words: "
+            "T = 1 near zero, min-p alone up by about 1.3 per 1,000, the bias down to none. Other list words: T = 1 "
+            "down by about 8 per 1,000, the other two near zero. Non-words: T = 1 up by about 35 per 1,000, the other "
+            "two near zero. Distinct-2: T = 1 up by about 0.28, min-p alone by about 0.1, the bias near zero. Mean "
+            "log-probability: T = 1 down by almost 3 nats per token, min-p alone by about 0.3, the bias near zero."),
+        "from dftlab.study import learning_curve": (
+            "Two line charts side by side of one SFT run of SmolLM2 measured at 64, 128, 192 and 256 steps. Left: "
+            "the KL to the true stories falls from about 13 to about 4 nats per story, crossing the dashed line at a "
+            "tenth of the base model's KL between 64 and 128 steps; a grey square at 64 steps, above the line, marks "
+            "the study's own 64-step run. Right: the share of valid stories climbs from near 0 to about 0.36, below "
+            "the dotted line at one half throughout."),
         "plots.plot_carry_over(comparison": (
             "Six small line charts, one per measure, each with three points (base model, NLL, DFT) for two studies: "
             "tiny-gpt2 (circles) and SmolLM2-135M-Instruct fine-tuned with LoRA (squares). Validity: tiny-gpt2 near "
@@ -237,13 +263,6 @@ ALT_TEXT = {
             "truth dashed: tiny-gpt2 rises to 1 under DFT, SmolLM2's mean stays near the truth. Predictive entropy "
             "(log scale) and distinct-2 fall under DFT in both studies. Repeated 4-grams within a sample: flat near 0 "
             "for tiny-gpt2, jumping to about 0.65 under DFT for SmolLM2."),
-        "plots.plot_quality_diversity(": (
-            "Scatter plot of validity (vertical) against distinct-2 (horizontal), one point per objective and "
-            "decoding for tiny-gpt2 at 200 steps, colour for the objective, a circle for T = 1 and a square for "
-            "T = 0.7 with top-p 0.9, a thin line joining each objective's two points, and the truth as a black star "
-            "at full validity with a dotted vertical line at its distinct-2. nll and the distribution-matching runs "
-            "sit on the dotted line at T = 1, a little below full validity, and move far left at T = 0.7; dft sits "
-            "in the top-left corner under both decodings; the base model at T = 0.7 lands almost on the star."),
     },
 }
 
