@@ -86,12 +86,13 @@ def chapter_titles(toc_pages) -> dict[str, str]:
         if match and name != "chapters/00_preface":
             heading = next(line for cell in nbformat.read(ROOT / f"{name}.ipynb", as_version=4).cells
                            if cell.cell_type == "markdown" for line in cell.source.splitlines() if line.startswith("# "))
-            titles[name] = f"Chapter {int(match.group(1))}: {heading.removeprefix('# ').strip()}"
+            # the site sets apostrophes typographically (Sphinx's smartquotes): "model's" is shown as "model’s"
+            titles[name] = f"Chapter {int(match.group(1))}: {heading.removeprefix('# ').strip()}".replace("'", "\u2019")
     return titles
 
 
 def test_one_chapter_numbering_on_every_page_title_sidebar_and_the_home_page(built_site, toc_pages):
-    """The chapters carry their notebooks' numbers (0-7), as the prose and the checks (`ch03.*`) do: the page's heading,
+    """The chapters carry their notebooks' numbers (0-8), as the prose and the checks (`ch03.*`) do: the page's heading,
     its browser title, the sidebar and the home page's route all say "Chapter 3: ..." for chapters/03_sft, the
     exercise pages "Exercises 3: ..." with "Exercise 3.N: ..." under them, and no automatic number ("1.11.") is left."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
