@@ -379,13 +379,21 @@ def _title(notebook) -> str:
     return ""
 
 
-def student_readme(contents: list[str], wheel_name: str, config_path: Path | None = None) -> str:
-    """The student zip's README; both install commands come from `dftlab._install`, the one source."""
+LAB_PLAN_SECTION = """
+## The lab sessions
+
+{lab_plan}"""
+
+
+def student_readme(contents: list[str], wheel_name: str, config_path: Path | None = None, lab_plan: str = "") -> str:
+    """The student zip's README; both install commands come from `dftlab._install`, the one source, and the lab
+    plan (`dftlab.course_plan.student_plan_markdown`) from the course plan."""
     from dftlab import _install
 
     return STUDENT_README.format(contents="\n".join(contents), wheel=wheel_name,
                                  wheel_command=_install.wheel_install_command(wheel_name),
-                                 git_command=_install.install_command(config_path))
+                                 git_command=_install.install_command(config_path)) + (
+        LAB_PLAN_SECTION.format(lab_plan=lab_plan) if lab_plan else "")
 
 
 def _entry(name: str) -> zipfile.ZipInfo:
@@ -419,7 +427,11 @@ def write_student_zip(exercises_dir: Path, out: Path, wheel: Path, folder_name: 
             archive.writestr(_entry(f"{folder_name}/{path.name}"), buffer.getvalue(),
                              compress_type=zipfile.ZIP_DEFLATED)
             contents.append(f"* `{path.name}`: {_title(notebook)}")
-        readme = student_readme(contents, wheel.name, config_path)
+        from dftlab import course_plan
+
+        lab_plan = course_plan.student_plan_markdown(course_plan.exercise_catalogue(exercises_dir),
+                                                     course_plan.load_plan())
+        readme = student_readme(contents, wheel.name, config_path, lab_plan)
         archive.writestr(_entry(f"{folder_name}/README.md"), readme,
                          compress_type=zipfile.ZIP_DEFLATED)
         # A wheel is a zip already: stored as it is.
