@@ -92,7 +92,7 @@ def chapter_titles(toc_pages) -> dict[str, str]:
 
 
 def test_one_chapter_numbering_on_every_page_title_sidebar_and_the_home_page(built_site, toc_pages):
-    """The chapters carry their notebooks' numbers (0-8), as the prose and the checks (`ch03.*`) do: the page's heading,
+    """The chapters carry their notebooks' numbers (0-9), as the prose and the checks (`ch03.*`) do: the page's heading,
     its browser title, the sidebar and the home page's route all say "Chapter 3: ..." for chapters/03_sft, the
     exercise pages "Exercises 3: ..." with "Exercise 3.N: ..." under them, and no automatic number ("1.11.") is left."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -358,12 +358,20 @@ def test_the_bibliography_lists_every_cited_work(built_site, toc_pages):
         assert first_words in page, f"the bibliography page does not list {key} ({first_words}...)"
 
 
+# Chapters whose exercises are still another chapter's (tests/test_course_structure.py names where): no exercises
+# page of their own under them, and their closing line links the page that holds their exercises.
+EXERCISES_ELSEWHERE = {"chapters/09_scaling_up"}
+
+
 def test_each_chapter_has_its_exercises_under_it_and_the_student_site_hides_the_solutions(built_site):
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     for part in toc["parts"]:
         for chapter in part["chapters"]:
             name = chapter["file"]
-            if re.match(r"chapters/0[1-9]", name):
+            if name in EXERCISES_ELSEWHERE:
+                assert not (ROOT / "exercises" / f"{name.removeprefix('chapters/')}.ipynb").exists(), \
+                    f"{name} has an exercises notebook now: list it under the chapter and drop it from EXERCISES_ELSEWHERE"
+            elif re.match(r"chapters/0[1-9]", name):
                 topic = name.removeprefix("chapters/")
                 assert [section["file"] for section in chapter.get("sections", [])] == [f"exercises/{topic}"], name
                 assert (built_site / f"exercises/{topic}.html").exists()
@@ -385,5 +393,7 @@ def test_the_instructor_toc_puts_each_solution_after_its_exercise():
 
 def test_every_chapter_links_to_its_exercises(toc_pages):
     for path in chapter_notebooks(toc_pages):
-        if re.match(r"0[1-9]_", path.name):
+        if f"chapters/{path.stem}" in EXERCISES_ELSEWHERE:
+            assert "{doc}`../exercises/" in path.read_text(), f"{path.name} does not link the exercises that hold its own"
+        elif re.match(r"0[1-9]_", path.name):
             assert f"{{doc}}`../exercises/{path.stem}`" in path.read_text(), f"{path.name} does not link its exercises"

@@ -2,13 +2,16 @@
 
 Listed in _config.yml (sphinx.extra_extensions); tools/site.py and tools/pdf.py put tools/ on the build's path.
 
-- **Chapter numbers.** The course numbers its chapters by their notebooks, 0 to 8 (`chapters/03_sft.ipynb` is
+- **Chapter numbers.** The course numbers its chapters by their notebooks, 0 to 9 (`chapters/03_sft.ipynb` is
   chapter 3): the prose says "chapter 4", the checks are named `ch03.*`, the exercise pages are "Exercises 3: ..."
   with "Exercise 3.2: ..." under them. Sphinx's own numbering (`numbered` in _toc.yml) would count the toc's
   entries instead (1, 2, ... with the preface left out, and "1.11." before an exercise page), so it is off, and
   this extension writes "Chapter N: " before the title of each `chapters/NN_<topic>` page (the preface excepted).
   It does so in the document itself, before Sphinx collects the titles, so the page's heading, its browser
   title, the sidebar, the previous/next links, every {doc} link and the search index all say the same.
+- **Reading time.** `reading_minutes` estimates how long a chapter takes to read with care, from what a reader sees
+  on its page; each chapter states it beside its time to run ("**Time to read:** about N minutes"), and
+  tests/test_reading_time.py fails when a stated time is missing or drifts from the estimate by more than 20%.
 - **The footer** (_templates/extra-footer.html) gets `dftlab_version` (dftlab.__version__, read from the source
   without importing torch), `dftlab_build_date` (UTC, or SOURCE_DATE_EPOCH for a reproducible build) and
   `dftlab_licence_url` (the LICENSE file in the repository that _config.yml names).
@@ -51,6 +54,58 @@ class ChapterTitle(SphinxTransform):
         title = section[0]
         if not title.astext().startswith(chapter_prefix(number)):
             title.insert(0, nodes.Text(chapter_prefix(number)))
+
+
+# How fast a careful learner reads each part of a chapter page. Technical prose is read at about half the speed of
+# a novel; code is read token by token; printed output and tables are skimmed; a figure takes a while to study.
+PROSE_WORDS_PER_MINUTE = 150    # markdown, maths and fenced commands included
+CODE_WORDS_PER_MINUTE = 50      # whitespace-separated tokens of the code cells a reader sees
+OUTPUT_WORDS_PER_MINUTE = 300   # printed text and the text of tables
+MINUTES_PER_FIGURE = 2          # an image, or an explorer (Vega-Lite)
+HIDDEN_CELL_TAGS = {"remove-cell", "dftlab-print-twin"}  # the Colab install cell; a figure shown only on paper
+READING_TIME = re.compile(r"\*\*Time to read:\*\*\s*about (\d+) minutes")
+
+
+def reading_words(notebook: dict) -> dict[str, int]:
+    """What a reader reads on a chapter's page: words of prose, code and output, and the number of figures.
+
+    `notebook` is the notebook's JSON (a dict, or an nbformat node). Cells tagged remove-cell or dftlab-print-twin
+    are left out (the site does not show them); an output with an image or a Vega-Lite view counts as a figure,
+    any other output by the words of its text (a table by its text/plain form).
+    """
+    counts = {"prose": 0, "code": 0, "output": 0, "figures": 0}
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            counts["prose"] += len(source.split())
+        elif cell["cell_type"] == "code" and not HIDDEN_CELL_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            counts["code"] += len(source.split())
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                if any(kind.startswith("image/") or "vega" in kind for kind in data):
+                    counts["figures"] += 1
+                else:
+                    text = output.get("text", data.get("text/plain", ""))
+                    counts["output"] += len("".join(text).split())
+    return counts
+
+
+def reading_minutes(notebook: dict) -> int:
+    """The time to read a chapter with care, in minutes, rounded to the nearest 5 (at least 5).
+
+    Prose at 150 words a minute, code at 50, printed output and tables at 300, and 2 minutes per figure.
+    """
+    counts = reading_words(notebook)
+    minutes = (counts["prose"] / PROSE_WORDS_PER_MINUTE + counts["code"] / CODE_WORDS_PER_MINUTE
+               + counts["output"] / OUTPUT_WORDS_PER_MINUTE + counts["figures"] * MINUTES_PER_FIGURE)
+    return max(5, 5 * round(minutes / 5))
+
+
+def stated_reading_minutes(notebook: dict) -> int | None:
+    """N from "**Time to read:** about N minutes" in the chapter's opening cells, or None if it is not there."""
+    opening = " ".join("".join(cell["source"]) for cell in notebook["cells"][:4] if cell["cell_type"] == "markdown")
+    match = READING_TIME.search(opening)
+    return None if match is None else int(match.group(1))
 
 
 def dftlab_version(root: Path = ROOT) -> str:

@@ -264,6 +264,13 @@ ALT_TEXT = {
             "(log scale) and distinct-2 fall under DFT in both studies. Repeated 4-grams within a sample: flat near 0 "
             "for tiny-gpt2, jumping to about 0.65 under DFT for SmolLM2."),
     },
+    "chapters/09_scaling_up.ipynb": {
+        'losses.plot(marker="o"': (
+            "Line chart, on a log scale, of the training loss at each of six optimiser steps for three TRL runs from "
+            "the same model, seed and batches: dftlab's nll, dftlab's dft and TRL's loss_type='dft'. The nll line "
+            "stays near 0.4, ending at about 0.34; the two dft lines lie almost on top of each other about ten times "
+            "lower, falling from about 0.06 at the first step to between 0.03 and 0.04."),
+    },
 }
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
