@@ -90,15 +90,15 @@ def reading_words(notebook: dict) -> dict[str, int]:
     return counts
 
 
-def reading_minutes(notebook: dict) -> int:
-    """The time to read a chapter with care, in minutes, rounded to the nearest 5 (at least 5).
+def reading_minutes(notebook: dict, exact: bool = False) -> float:
+    """The time to read a chapter with care, in minutes, rounded to the nearest 5 (at least 5); unrounded if `exact`.
 
     Prose at 150 words a minute, code at 50, printed output and tables at 300, and 2 minutes per figure.
     """
     counts = reading_words(notebook)
     minutes = (counts["prose"] / PROSE_WORDS_PER_MINUTE + counts["code"] / CODE_WORDS_PER_MINUTE
                + counts["output"] / OUTPUT_WORDS_PER_MINUTE + counts["figures"] * MINUTES_PER_FIGURE)
-    return max(5, 5 * round(minutes / 5))
+    return minutes if exact else max(5, 5 * round(minutes / 5))
 
 
 def stated_reading_minutes(notebook: dict) -> int | None:
