@@ -1,14 +1,17 @@
 """Build the course website and set up its browser check (called by `make book` and `make test`).
 
     python tools/site.py build [--no-execute] [--output DIR]   # fetch site scripts, then jupyter-book build -W -n --keep-going
-    python tools/site.py build --instructor                     # the same, with each chapter's solutions after its exercises
+    python tools/site.py build --instructor                     # the same, with each chapter's solutions after its
+                                                                # exercises and the rubrics page (instructor/rubrics)
     python tools/site.py fetch-scripts                          # only fetch the scripts the site serves itself
     python tools/site.py browser-deps                           # install Debian's chromium if it is missing (tests need it)
     python tools/site.py sync-install [--check]                 # rewrite every install line from _config.yml's repository
 
 The build puts tools/ on the Python path for the course's Sphinx extension, tools/dftlab_book.py (listed in
 _config.yml): it writes "Chapter N: " before each chapter's title (the notebooks' numbers, 0 to 8) and gives the
-footer (_templates/extra-footer.html) dftlab's version and the build date.
+footer (_templates/extra-footer.html) dftlab's version and the build date. After a build that succeeds, it writes
+the instructors' slide deck (tools/slides.py: the chapters' key figures, one per slide) into the site, at
+`_slides/dftlab-slides.html`, which the page instructor/slides links to.
 
 `sync-install` writes the one install command (`dftlab._install`, built from `repository.url` and `branch` in
 _config.yml) into the hidden Colab cell of every chapter, solution and exercise notebook and into README.md's
@@ -116,13 +119,21 @@ main()
 """
 
 
+# Pages of the "For instructors" part that only the instructor edition shows, after the page named here.
+INSTRUCTOR_ONLY_AFTER = "instructor/exercise_plan"
+INSTRUCTOR_ONLY = ("instructor/rubrics",)
+
+
 def instructor_toc() -> Path:
-    """Write `_build/_toc.instructor.yml`: _toc.yml with `solutions/NN_x` placed right after each `exercises/NN_x`."""
+    """Write `_build/_toc.instructor.yml`: _toc.yml with `solutions/NN_x` placed right after each `exercises/NN_x`,
+    and the rubrics and model answers (INSTRUCTOR_ONLY) after the exercise plan."""
     lines = []
     for line in (ROOT / "_toc.yml").read_text().splitlines():
         lines.append(line)
         if line.strip().startswith("- file: exercises/"):
             lines.append(line.replace("exercises/", "solutions/"))
+        if line.strip() == f"- file: {INSTRUCTOR_ONLY_AFTER}":  # the rubrics give the written answers away
+            lines += [line.replace(INSTRUCTOR_ONLY_AFTER, page) for page in INSTRUCTOR_ONLY]
     if not any("solutions/" in line for line in lines):
         sys.exit("_toc.yml lists no exercises/ page, so the instructor edition would have no solutions; "
                  "add each chapter's exercises page under it in _toc.yml")
@@ -152,7 +163,20 @@ def build(execute: bool = True, output: Path | None = None, instructor: bool = F
         command += ["--config", str(config_path)]
     if output is not None:
         command += ["--path-output", str(output)]
-    return subprocess.call(command, env=build_env(), cwd=ROOT)
+    status = subprocess.call(command, env=build_env(), cwd=ROOT)
+    if status == 0:  # the instructors' slide deck, from the chapters' stored figures (tools/slides.py)
+        slides = _tool("slides")
+        slides.write_deck((output or ROOT) / "_build" / "html" / slides.SITE_PATH)
+    return status
+
+
+def _tool(name: str):
+    """A module of tools/, loaded from its file (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"dftlab_tools_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_env() -> dict[str, str]:

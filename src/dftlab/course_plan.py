@@ -427,6 +427,53 @@ def student_plan_markdown(catalogue: list[Exercise], plan: dict[str, PlanEntry])
     return "\n".join(lines).strip() + "\n"
 
 
+READING_TIME = re.compile(r"\*\*Time to read:\*\*\s*about (\d+) minutes")
+
+
+def reading_table_markdown(lab: Lab, chapters_dir: Path | str) -> str:
+    """What learners read before the lab: each chapter's title and the reading time its opening states (each
+    chapter notebook says "**Time to read:** about N minutes" beside its time to run), with the total."""
+    lines, total, missing = ["| chapter | time to read |", "|---|---:|"], 0, False
+    for chapter in lab.chapters:
+        path = next(iter(sorted(Path(chapters_dir).glob(f"{chapter:02d}_*.ipynb"))), None)
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"] if path else []
+        text = "\n".join(_source(cell) for cell in cells if cell.get("cell_type") == "markdown")
+        title = next((line[2:].strip() for line in text.split("\n") if line.startswith("# ")), "(no notebook)")
+        minutes = READING_TIME.search(text)
+        total += int(minutes[1]) if minutes else 0
+        missing = missing or minutes is None
+        lines.append(f"| {chapter}: {title} | {f'about {minutes[1]} min' if minutes else 'not stated'} |")
+    lines.append(f"| **total** | {'at least ' if missing else 'about '}{total} min |")
+    return "\n".join(lines)
+
+
+def _label(exercise: Exercise) -> str:
+    """The exercise's number and title, ended with a full stop unless the title ends with a question mark."""
+    text = f"Exercise {exercise.number}: {exercise.title}"
+    return text if text[-1] in ".?!" else text + "."
+
+
+def stuck_points_markdown(lab: Lab, catalogue: list[Exercise], plan: dict[str, PlanEntry], known_checks,
+                          per_check: int = 3) -> str:
+    """Where learners get stuck on a lab's core exercises: the wrong answers each check recognises and names
+    (`known_checks`: the exercise objects of dftlab.checks, passed in so that this module stays free of torch)."""
+    by_id = {check.exercise_id: check for check in known_checks}
+    lines = []
+    for exercise in core_exercises(lab, catalogue, plan):
+        feedback = []
+        for check_id in exercise.check_ids:
+            check = by_id.get(check_id)
+            feedback += [getattr(item, "feedback", None) or item[1]
+                         for item in (getattr(check, "mistakes", ()) or getattr(check, "misconceptions", ()))][:per_check]
+        if feedback:
+            lines.append(f"- **{_label(exercise)}** " + " / ".join(
+                " ".join(text.split()) for text in feedback))
+        elif exercise.kind == "written":
+            lines.append(f"- **{_label(exercise)}** No check: mark it with its rubric (the rubrics page), and read "
+                         f"a few answers aloud in the closing.")
+    return "\n".join(lines)
+
+
 def plan_stub(exercise: Exercise) -> str:
     """A plan.toml table to fill in for an exercise that has none."""
     minutes, points = {"function": (10, 2), "prediction": (5, 1), "written": (10, 3)}[exercise.kind]
