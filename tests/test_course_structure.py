@@ -14,9 +14,11 @@ MIN_EXERCISES_PER_CHAPTER = 4
 
 
 def toc_chapters() -> list[str]:
-    """The chapters of _toc.yml after the preface, appendix left out: ['chapters/00_formulaic_writing', ...]."""
+    """The chapters of _toc.yml after the preface, appendix and instructors' pages left out:
+    ['chapters/00_formulaic_writing', ...]."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [chapter["file"] for part in toc["parts"] if part["caption"] != "Appendix" for chapter in part["chapters"]]
+    files = [chapter["file"] for part in toc["parts"] if part["caption"] not in ("Appendix", "For instructors")
+             for chapter in part["chapters"]]
     return [name for name in files if not name.endswith("00_preface")]
 
 
