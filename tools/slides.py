@@ -122,12 +122,12 @@ STYLE = """
 *{box-sizing:border-box}html,body{margin:0;height:100%;background:#fff;color:#1f2328;
 font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 main{height:100%}
-section{display:none;height:100%;flex-direction:column;padding:12px 16px 44px;max-width:1100px;margin:0 auto}
+section{display:none;height:100%;flex-direction:column;padding:12px 16px 64px;max-width:1200px;margin:0 auto}
 section.shown{display:flex}
 .chapter{margin:0;font-size:14px;color:#57606a}
 h1,h2{margin:4px 0 8px;font-size:clamp(18px,3.2vw,30px);line-height:1.2}
 figure{flex:1;min-height:0;margin:0;display:flex;flex-direction:column;align-items:center;justify-content:center}
-figure img{max-width:100%;max-height:100%;min-height:0;object-fit:contain;background:#fff}
+figure img{width:100%;height:100%;min-height:0;object-fit:contain;background:#fff}
 details{font-size:14px;color:#57606a;margin-top:6px}
 .title-slide{justify-content:center;text-align:center}
 .title-slide h1{font-size:clamp(24px,5vw,44px)}
