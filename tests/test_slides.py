@@ -47,6 +47,8 @@ def test_the_deck_has_a_title_slide_and_one_figure_per_key_figure(tmp_path):
     assert not re.search(r'(?:src|href)="(?!data:|#)', page)
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     assert "ArrowRight" in page and "touchstart" in page
+    # on a phone a figure keeps its own size (legible text) and pans inside its box, as on the chapter pages
+    assert re.search(r"@media \(max-width:700px\)\{figure\{[^}]*overflow:auto", page)
 
 
 def test_each_slide_is_the_stored_figure_of_its_cell():

@@ -10,7 +10,8 @@ chapter is re-executed, the next build has its new figure; when a snippet no lon
 the deck fails with the chapter and the snippet to fix.
 
 The deck is one self-contained HTML file (the figures are embedded as data: URLs; no script or font is fetched),
-for a projector or a phone: the arrow keys, Page Up/Down, space, a swipe or a tap on either half of the slide move
+for a projector or a phone. On a screen narrower than 700 px a figure keeps its own size (its text as legible as
+on the chapter's page) and pans inside its box; wider, it fills the slide. The arrow keys, Page Up/Down, space, a swipe or a tap on either half of the slide move
 between slides, Home and End go to the first and last, and the address's #N names the slide shown.
 """
 from __future__ import annotations
@@ -136,6 +137,8 @@ nav{position:fixed;left:0;right:0;bottom:0;display:flex;justify-content:space-be
 padding:6px 10px;background:rgba(255,255,255,.92);border-top:1px solid #d0d7de;font-size:14px}
 nav button{font:inherit;min-width:44px;min-height:36px;border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa;
 cursor:pointer}
+@media (max-width:700px){figure{display:block;overflow:auto;text-align:center}
+figure img{width:auto;height:auto;max-width:none;max-height:none}}
 @media print{nav{display:none}section{display:flex;height:100vh;page-break-after:always}}
 """
 
@@ -157,7 +160,11 @@ SCRIPT = """
     else if(k==='Home'){show(0);}else if(k==='End'){show(slides.length-1);}
   });
   var x0=null,y0=null;
-  document.addEventListener('touchstart',function(e){x0=e.touches[0].clientX;y0=e.touches[0].clientY;},{passive:true});
+  document.addEventListener('touchstart',function(e){
+    var box=e.target.closest&&e.target.closest('figure');
+    if(e.touches.length>1||(box&&box.scrollWidth>box.clientWidth+1)){x0=null;return;}  // a pinch, or panning a figure
+    x0=e.touches[0].clientX;y0=e.touches[0].clientY;
+  },{passive:true});
   document.addEventListener('touchend',function(e){
     if(x0===null) return;
     var dx=e.changedTouches[0].clientX-x0, dy=e.changedTouches[0].clientY-y0; x0=null;
