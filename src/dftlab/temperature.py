@@ -49,13 +49,15 @@ from dftlab.plots import COURSE_STYLE, PALETTE
 from dftlab.tinytales import DEFAULT_ZIPF_EXPONENT, zipf_probabilities
 from dftlab.validation import check_int, check_number
 
-# mechanism -> (its knob as a reader sees it, the temperature theory predicts from the knob's setting)
+# mechanism -> (its knob as a reader sees it, the temperature theory predicts from the knob's setting, a setting
+# written short)
 MECHANISMS = {
-    "decoding": ("sampling temperature T", lambda T: T),
-    "synthetic data": ("temperature T of the synthetic text", lambda T: T),
-    "preference": ("familiarity reward γ / β", lambda ratio: 1.0 / (1.0 + ratio)),
-    "power loss": ("α of the power loss", lambda alpha: 1.0 - alpha),
-    "dft": ("training steps", lambda steps: 0.0 if steps == math.inf else math.nan),
+    "decoding": ("sampling temperature T", lambda T: T, "T = {:.3g}".format),
+    "synthetic data": ("temperature T of the synthetic text", lambda T: T, "T = {:.3g}".format),
+    "preference": ("familiarity reward γ / β", lambda ratio: 1.0 / (1.0 + ratio), "γ/β = {:.3g}".format),
+    "power loss": ("α of the power loss", lambda alpha: 1.0 - alpha, "α = {:.3g}".format),
+    "dft": ("training steps", lambda steps: 0.0 if steps == math.inf else math.nan,
+            lambda steps: "fixed point" if steps == math.inf else f"{steps:,} steps"),
 }
 DEFAULT_TEMPERATURES = (1.0, 0.75, 0.5, 0.25)
 DEFAULT_DFT_STEPS = (0, 10, 100, 1000, 10_000)
@@ -200,9 +202,10 @@ def compare_mechanisms(vocab_size: int = 10, zipf_exponent: float = DEFAULT_ZIPF
 
     The first four mechanisms are set to match each of `temperatures` by their theory (T; T; gamma / beta = 1 / T - 1;
     alpha = 1 - T); Dynamic FT has no such knob and runs for each of `dft_steps` (math.inf: its fixed point). One row
-    per (mechanism, setting): the theory's temperature (blank where it has none), the fitted temperature and misfit
-    (`fit_temperature`), the top-token temperature (`top_token_temperature`) and the Zipf exponent of the result,
-    s / T fitted (exact for a Zipf reference, since log p = -s log rank + const).
+    per (mechanism, setting), the setting also written short ("α = 0.25"): the theory's temperature (NaN where it has
+    none), the fitted temperature and misfit (`fit_temperature`), the top-token and tail temperatures
+    (`top_token_temperature`, `tail_temperature`) and the Zipf exponent of the result, s / T fitted (exact for a
+    Zipf reference, since log p = -s log rank + const).
     """
     vocab_size = check_int(vocab_size, "vocab_size", 2)
     zipf_exponent = check_number(zipf_exponent, "zipf_exponent", 0.0, low_open=True,
@@ -215,12 +218,13 @@ def compare_mechanisms(vocab_size: int = 10, zipf_exponent: float = DEFAULT_ZIPF
                 "dft": list(dft_steps)}
     rows, distributions = [], {}
     for mechanism, values in settings.items():
-        knob, theory = MECHANISMS[mechanism]
+        knob, theory, written = MECHANISMS[mechanism]
         for setting in values:
             probs = mechanism_probs(reference, mechanism, setting, sample_size=sample_size, seed=seed)
             distributions[(mechanism, setting)] = probs
             fit = fit_temperature(probs, reference)
             rows.append({"mechanism": mechanism, "knob": knob, "setting": float(setting),
+                         "knob setting": written(setting),
                          "theory T": theory(setting), "fitted T": fit.temperature,
                          "top-token T": top_token_temperature(probs, reference),
                          "tail T": tail_temperature(probs, reference), "misfit (nats)": fit.misfit,
@@ -239,9 +243,10 @@ TITLES = {"decoding": "decoding at T", "synthetic data": "training on text sampl
 
 def plot_temperatures(comparison: TemperatureComparison, show_temperature: float = 0.5, show_dft_steps: int = 1000):
     """Five panels, one per mechanism: the temperature measured three ways (filled circles: the fitted slope; open
-    squares: the top token; triangles: the rest) against the mechanism's knob, with the theory as a line. A sixth panel draws the distributions on
-    log-log axes: the first four mechanisms at `show_temperature` fall on one straight line, p at that temperature,
-    and Dynamic FT after `show_dft_steps` steps does not. Two panels per row, for a phone. Returns the Axes [3, 2].
+    squares: the top token; triangles: the rest) against the mechanism's knob, with the theory as a line. A sixth
+    panel draws the distributions on log-log axes: the first four mechanisms at `show_temperature` fall on one
+    straight line, p at that temperature, and Dynamic FT after `show_dft_steps` steps does not. Two panels per row,
+    for a phone. Returns the Axes [3, 2].
     """
     with matplotlib.rc_context({**COURSE_STYLE, "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
                                 "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10}):
@@ -299,8 +304,8 @@ def _draw_distributions(ax, comparison, temperature, dft_steps, palette):
     ax.plot(ranks, dft, "-", color=palette[4], lw=2, marker="s", ms=5, label=f"DFT, {dft_steps:,} steps")
     ax.set(xscale="log", yscale="log", xlabel="rank of the token in p", ylabel="probability",
            title=f"the four at T = {temperature:g}, and DFT")
-    ax.set_ylim(bottom=1e-4)
-    ax.legend(loc="upper right", fontsize=9)
+    ax.set_ylim(bottom=1e-6)  # room for the legend below DFT's tail
+    ax.legend(loc="lower left", fontsize=9)
 
 
 def _stored(comparison, mechanism, setting):
