@@ -183,6 +183,17 @@ ALT_TEXT = {
             "overlapping intervals, the base model a little lower."),
     },
     "chapters/07_back_to_mle.ipynb": {
+        "temperature.plot_temperatures(": (
+            "Six panels in three rows of two. The first five plot a temperature against each mechanism's knob, "
+            "measured three ways (a filled circle fitted to all tokens, an open square for the top token, a "
+            "triangle for the rest), with the theory as a dashed line: decoding at T and training on text sampled "
+            "at T (both the diagonal), preference for the familiar (falling from 1 to 0.25 as gamma over beta goes "
+            "from 0 to 3) and the power loss (1 minus alpha); in all four the three markers sit together on the "
+            "line. The fifth, Dynamic FT against training steps from 0 to 10,000 on a log axis, splits them: the "
+            "top-token squares fall from 1 towards the dashed line at 0, the triangles for the rest rise above 1, "
+            "and the circles lie between. The sixth, on log-log axes, plots probability against rank: the four "
+            "mechanisms at T = 0.5 fall on one straight dashed line, steeper than p itself, while DFT after 1,000 "
+            "steps puts nearly all the mass on the top token and leaves a tail that is almost flat."),
         'plots.plot_study_grid(summary, decoding="T=1")': (
             "Six panels of dot-and-whisker plots, one row per objective (base, nll, dft, dft_floored, power_0.25, "
             "power_0.5, asft, and distribution_matching at lambda 0.3, 1 and 3), all from tiny-gpt2 at 200 steps, "
