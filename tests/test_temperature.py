@@ -106,3 +106,21 @@ def test_the_figure_has_five_mechanism_panels_and_the_distributions(comparison):
 def test_bad_input_names_the_problem_and_the_fix(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_the_chapters_the_docstring_names_hold_what_it_says():
+    """The module says chapter 7 draws it, and names where each mechanism was derived."""
+    from pathlib import Path
+
+    import nbformat
+
+    chapters = Path(__file__).resolve().parents[1] / "chapters"
+
+    def code(name):
+        return "\n".join(cell.source for cell in nbformat.read(chapters / name, as_version=4).cells)
+
+    assert "temperature.compare_mechanisms(" in code("07_back_to_mle.ipynb")
+    assert "temperature.plot_temperatures(" in code("07_back_to_mle.ipynb")
+    assert "1.1 / 0.55" in code("03_sft.ipynb")  # synthetic data sampled at T: Zipf exponent s / T
+    assert "toy.preference_optimum(" in code("05_dft_in_the_study.ipynb")
+    assert "toy.power_fixed_point(" in code("05_dft_in_the_study.ipynb")
