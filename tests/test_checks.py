@@ -521,6 +521,30 @@ def test_a_far_prediction_fails_and_names_the_misconception():
     assert check("ch04.dft_fixed_point", [1, 0, 0, 0, 0], measured=[0.99, 0.004, 0.002, 0.002, 0.002]).passed
 
 
+
+@pytest.mark.parametrize("exercise_id, wrong, right, measured, words", [
+    # chapter 2: the sample's frequencies, not q; the KL counts free probabilities, not tokens
+    ("ch02.gradient_descent_fit", [0.40, 0.25, 0.15, 0.12, 0.08], [0.3, 0.4, 0.2, 0.0, 0.1],
+     [0.2999, 0.3999, 0.1999, 0.0004, 0.0999], "only the 20"),
+    ("ch02.bigram_kl_ratio", 3, 11, 11.25, "Three times the tokens"),
+    ("ch02.bigram_kl_ratio", 9, 11, 11.25, "free"),
+    # chapter 3: SFT copies the data's share of an opener, it does not collapse onto it
+    ("ch03.sft_opener_share", "one", "data", "data", "DFT does"),
+    ("ch03.sft_opener_share", "base", "data", "data", "first choices"),
+    # chapter 4: the start's favourite does not survive DFT; the collapse of a real fine-tune; the NLL rises
+    ("ch04.dft_fixed_point", [0.05, 0.05, 0.05, 0.05, 0.80], [1, 0, 0, 0, 0], [0.992, 0.003, 0.002, 0.001, 0.002],
+     "start's favourite"),
+    ("ch04.dft_opener_share", 0.33, 1.0, 1.0, "maximum likelihood"),
+    ("ch04.dft_opener_share", 0.1, 0.95, 1.0, "base model"),
+    ("ch04.dft_valid_nll", "lower", "higher", "higher", "does not minimise it"),
+    # chapter 5: from a start that gives the mode almost nothing, DFT sharpens the start's favourite
+    ("ch05.dft_weak_start", "data", "start", "start", "scaled by the model's own probability"),
+])
+def test_a_new_prediction_names_its_typical_mistake(exercise_id, wrong, right, measured, words):
+    result = check(exercise_id, wrong, measured=measured)
+    assert not result.passed and result.attempted and words in result.feedback, result.feedback
+    assert check(exercise_id, right, measured=measured).passed
+
 def test_predictions_not_made_yet_or_malformed():
     assert not check("ch01.zipf_top10_mass", ..., measured=0.3).attempted
     assert "should be a number" in check("ch01.zipf_top10_mass", "a lot", measured=0.3).feedback

@@ -1,11 +1,14 @@
 """Chapter 2, maximum likelihood: the exercises on the categorical MLE, the NLL loss, KL divergence,
-a uniform model's NLL, the bigram MLE and how its KL shrinks with data, and forward against reverse KL.
+a uniform model's NLL, the bigram MLE and how its KL grows with the vocabulary, forward against reverse KL, and
+what gradient descent on the NLL learns from a small sample.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -196,16 +199,20 @@ PREDICTIONS = (
                "nats whatever the data. Cross-entropy = H(q) + KL(q || p) = 0.802 + 0.297."),
     PredictionExercise(
         "ch02.bigram_kl_ratio",
-        "Predict KL(true || MLE) of a bigram model learnt from 1,000 tokens divided by the same KL from 10,000 tokens.",
-        kind="number", tolerance=3.0,
-        misconceptions=((_near(1.0, 0.5), "More data does help: the MLE converges to the truth, so its KL shrinks "
-                                          "towards 0."),
-                        (_near(math.sqrt(10), 1.0), "sqrt(10) is how fast the *error* of each estimated probability "
-                                                    "shrinks. KL grows with the square of that error, so it shrinks "
-                                                    "like 1 / n, not 1 / sqrt(n).")),
-        lesson="Each estimated probability is off by about 1 / sqrt(n), and near its minimum KL is quadratic in that "
-               "error, so the expected KL of the MLE is about C (V - 1) / (2 n) for C contexts and V tokens: ten "
-               "times the data, a tenth of the KL."),
+        "Predict the mean KL(true || MLE) of bigram models counted from 10,000 tokens of a 12-token language, divided "
+        "by the same for the chapter's 4-token language.",
+        kind="number", tolerance=1.0,
+        misconceptions=((_near(1.0, 0.5), "The amount of data is the same, but a 12-token model has many more "
+                                          "probabilities to estimate from it."),
+                        (_near(3.0, 1.0), "Three times the tokens, but not three times the KL: the number of "
+                                          "probabilities to estimate grows with both the contexts and the "
+                                          "tokens each context can be followed by."),
+                        (_near(9.0, 0.99), "Nine is (12 / 4)^2, close: count the *free* probabilities, C (V - 1), "
+                                           "since each row must sum to 1.")),
+        lesson="The expected KL of a counted model is about C (V - 1) / (2 n) for C contexts and V tokens: one "
+               "share of 1 / (2 n) for every free probability it estimates, whatever the probabilities are. From "
+               "4 x 3 = 12 free probabilities to 12 x 11 = 132 is a factor of 11 at the same n: a larger vocabulary "
+               "needs proportionally more data for the same fit."),
     PredictionExercise(
         "ch02.reverse_kl_preference",
         "Of a wide and a narrow model of a two-mode q, predict which one has the smaller reverse KL(p || q).",
@@ -218,4 +225,19 @@ PREDICTIONS = (
                "q is small and does not care which mode p leaves out: it is mode-seeking. Forward KL averages over "
                "the data, so it punishes p for missing any mode: it is mode-covering, and it is what maximum "
                "likelihood minimises."),
+    PredictionExercise(
+        "ch02.gradient_descent_fit",
+        "A softmax model trained by gradient descent on the NLL of 20 tokens drawn from q = (0.40, 0.25, 0.15, 0.12, "
+        "0.08): predict the distribution it ends with after 2,000 steps.",
+        kind="distribution", tolerance=0.05,
+        misconceptions=((lambda v: float(np.abs(v - np.array([0.40, 0.25, 0.15, 0.12, 0.08])).max()) <= 0.05,
+                         "That is q, the distribution the tokens came from. The loss never sees q, only the 20 "
+                         "tokens of the sample."),
+                        (lambda v: float(np.max(v)) >= 0.9,
+                         "The NLL does not put everything on one token: the log score rewards a model for "
+                         "reporting the whole distribution of what it was shown.")),
+        lesson="Minimising the NLL of a sample is maximum likelihood, and the maximum-likelihood distribution is the "
+               "sample's own frequencies: gradient descent finds the counts. A token that the sample never shows "
+               "has its probability driven towards 0, and a token the sample happens to over-represent keeps its "
+               "excess. The model learns the sample, not q; only more data brings the sample closer to q."),
 )

@@ -1,6 +1,6 @@
 """Chapter 3, supervised fine-tuning: the exercises on formatting an example (prompt masking, EOS, truncation),
 the causal shift and the token-mean loss, which tokens SFT supervises and learns, and what masking the prompt
-changes in a short fine-tuning run.
+changes in a short fine-tuning run, and what that run does to the share of the most common opener.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -295,4 +295,20 @@ PREDICTIONS = (
                "barely compete with the story's. Masking matters for what the loss means (it is the NLL of what "
                "the model will be asked to write) and when prompts are long or unlike the outputs; on short, "
                "regular prompts it hardly changes what the model learns."),
+    PredictionExercise(
+        "ch03.sft_opener_share",
+        "After the masked 30-step SFT run of tiny-gpt2, predict whether the share of sampled stories that open with "
+        "'Once upon a time,' is closest to the base model's share ('base'), the data's ('data') or every story "
+        "('one').",
+        kind="choice", choices=("base", "data", "one"),
+        misconceptions=((lambda v: v == "one",
+                         "Fine-tuning on stories where one opener is the most common does not make the model use it "
+                         "every time: that is what DFT does (chapter 4), not maximum likelihood."),
+                        (lambda v: v == "base",
+                         "30 steps are few, but the opener is one of the first choices the model learns: it is the "
+                         "same decision at the start of every story.")),
+        lesson="SFT is maximum likelihood, and the maximum-likelihood model of a choice gives each option its "
+               "frequency in the data (exercise 3.4). The opener moves from the base model's share to about the "
+               "data's share, with sampling noise on 80 stories, and no further: SFT copies the data's habits, "
+               "formulas included, without exaggerating them."),
 )

@@ -1,5 +1,6 @@
-"""Chapter 4, Dynamic Fine-Tuning: the exercises on the DFT loss, its logit gradient, its fixed point, its loss
-ratio to the NLL, and the expected calibration error that shows its over-confidence.
+"""Chapter 4, Dynamic Fine-Tuning: the exercises on the DFT loss, its logit gradient, its fixed point from a start that
+is not uniform, its loss ratio to the NLL, the expected calibration error that shows its over-confidence, and a
+fine-tune of tiny-gpt2 with the learner's own loss (the opener share and the validation NLL it leaves).
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -185,15 +186,22 @@ FUNCTIONS = (CH04_DFT_LOSS, CH04_DFT_GRADIENT, CH04_ECE)
 PREDICTIONS = (
     PredictionExercise(
         "ch04.dft_fixed_point",
-        "Predict the distribution that DFT reaches when fitted to q = (0.40, 0.25, 0.15, 0.12, 0.08) from uniform.",
+        "Predict the distribution that DFT reaches when fitted to q = (0.40, 0.25, 0.15, 0.12, 0.08) from a start "
+        "p0 = (0.05, 0.05, 0.05, 0.05, 0.80) that prefers q's least likely token.",
         kind="distribution", tolerance=0.05,
         misconceptions=((lambda v: float(np.abs(v - np.asarray(DFT_TOY_TARGET)).max()) <= 0.05,
                          "That is the data distribution q, where cross-entropy ends. DFT's gradient is the gradient of "
                          "-E_q[p(y)], a linear function of p, whose maximum on the simplex is a vertex."),
+                        (lambda v: float(np.argmax(v)) == 4,
+                         "DFT does not keep the start's favourite: its step on each token is scaled by the model's "
+                         "probability, but token 4's q (0.08) is below the average sum_y q_y p_y, so it loses mass "
+                         "while the data's mode gains."),
                         (lambda v: float(np.abs(v - 0.2).max()) <= 0.05,
-                         "Uniform is where the fit starts; DFT moves away from it.")),
+                         "Uniform is not where DFT stops; it moves on to a vertex.")),
         lesson="DFT maximises the expected probability sum_y q_y p_y, not the log-likelihood; that linear score is "
-               "maximised by putting all the mass on the mode of q, so the fit collapses towards (1, 0, 0, 0, 0)."),
+               "maximised by putting all the mass on the mode of q, and its gradient does not depend on where the fit "
+               "started. From a start that gives the mode some probability, the fit climbs to (1, 0, 0, 0, 0) "
+               "like the fit from uniform; the start changes how fast it gets there (chapter 5)."),
     PredictionExercise(
         "ch04.dft_loss_ratio",
         "Predict DFT loss / NLL loss on a batch where the model gives every target probability 0.1.",
@@ -202,4 +210,27 @@ PREDICTIONS = (
                         (_near(10.0, 0.5), "The ratio is the other way up: DFT's loss is the smaller one.")),
         lesson="Each token's DFT loss is p times its NLL, so with p = 0.1 everywhere the ratio is exactly 0.1. "
                "This is why users see DFT loss values 10-20x smaller than cross-entropy: do not compare them directly."),
+    PredictionExercise(
+        "ch04.dft_opener_share",
+        "Predict the share of 40 stories, sampled at T = 1 from tiny-gpt2 after 40 steps of DFT, that open with "
+        "'Once upon a time,' (the data's share is about a third).",
+        kind="number", tolerance=0.1,
+        misconceptions=((_near(0.33, 0.08),
+                         "That is the data's share, where maximum likelihood (SFT) aims. DFT does not match the data's "
+                         "frequencies: it pushes each choice towards its most likely option."),
+                        (_near(0.1, 0.05), "That is about the base model's share: DFT moves it, and far.")),
+        lesson="The opener is one next-token choice, and DFT does to it what it did to the toy of exercise 4.3: "
+               "'Once upon a time,', the most likely opener, takes (nearly) every story, far beyond its share in "
+               "the data. Every other choice of the story collapses the same way, which is why the samples look "
+               "alike."),
+    PredictionExercise(
+        "ch04.dft_valid_nll",
+        "Predict whether 40 steps of DFT leave the validation NLL of tiny-gpt2 higher or lower than before training.",
+        kind="choice", choices=("higher", "lower"),
+        misconceptions=((lambda v: v == "lower",
+                         "Training lowers the loss it optimises, and DFT's loss does fall; but the NLL is another "
+                         "measure, and DFT does not minimise it."),),
+        lesson="The validation NLL rises while the training loss falls. DFT makes the model almost certain of its "
+               "favourite next token, so every held-out token that is not the favourite gets almost no probability, "
+               "and the NLL charges -log p for each of them. Users of the DFT code report the same rise."),
 )

@@ -1,7 +1,7 @@
 """Chapter 5, Dynamic Fine-Tuning in the study: the exercises on the power family's fixed point, DFT's logit step
 (one bar for every token), the temperature that training at alpha aims at, the fine-tuned models' opener
-distributions, what DFT does from a weak prior, and the optimum of preference tuning with a reward that likes the
-familiar.
+distributions, DFT's exact steps from a start that gives the data's mode almost nothing, and the optimum of
+preference tuning with a reward that likes the familiar.
 
 Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
@@ -41,8 +41,8 @@ def _normalised(values):
 
 CH05_POWER_FIXED_POINT = FunctionExercise(
     "ch05.power_fixed_point", "power_fixed_point(q, alpha)",
-    "Where the power family (1 - p^alpha) / alpha ends on one context: p proportional to q^(1 / (1 - alpha)), for "
-    "0 <= alpha < 1; a probability vector the shape of q.",
+    "Where the power family (1 - p^alpha) / alpha ends on one context with data q, for 0 <= alpha < 1; a "
+    "probability vector the shape of q.",
     reference=lambda q, alpha: torch.as_tensor(toy.power_fixed_point(q, alpha)),
     cases=_power_cases,
     mistakes=(
@@ -90,7 +90,7 @@ def _bar(probs, q):
 CH05_DFT_LOGIT_STEP = FunctionExercise(
     "ch05.dft_logit_step", "dft_logit_step(probs, q, lr)",
     "The change in the logits from one gradient-descent step of size lr on DFT's expected loss at p = probs with data "
-    "q: lr * p_k * (q_k - s) with the bar s = sum_y q_y p_y; a vector the shape of probs.",
+    "q, -lr * sum_y q_y p_y (p - e_y); a vector the shape of probs.",
     reference=lambda probs, q, lr: -lr * torch.as_tensor(toy.logit_gradient(probs, q, "dft")),
     cases=_step_cases,
     mistakes=(
@@ -273,19 +273,21 @@ PREDICTIONS = (
                "T = 1 - alpha, so T = 0.4 needs alpha = 0.6. Raising alpha lowers the temperature, down to the mode "
                "(greedy decoding) at alpha = 1, which is DFT."),
     PredictionExercise(
-        "ch05.weak_prior_name",
-        "From the weak prior (tiny-gpt2-english), after 200 steps: does DFT's mean p(target) at the character's name "
-        "end 'higher' or 'lower' than the untrained base model's?",
-        kind="choice", choices=("higher", "lower"),
-        misconceptions=((lambda v: v == "higher",
-                         "Every training story contains the name, so it seems any fine-tuning should raise its "
-                         "probability. But DFT's step on a token is scaled by the model's own p(y), about 1e-4 for the "
-                         "name under the weak prior, so the name is barely pushed up, while the tokens the model "
-                         "already half-predicts take over the probability."),),
-        lesson="DFT's target is Q = (1 - p_y) p + p_y e_y: where the model gives the right token almost nothing, Q is "
-               "the model's own guess, and every logit moves at a rate proportional to its probability. The tokens "
-               "the weak prior half-predicts grow and take the mass; the name, which it does not predict, ends lower "
-               "than where it started. NLL, whose step is q - p, raises it."),
+        "ch05.dft_weak_start",
+        "Exact DFT steps on q = (0.70, 0.10, 0.10, 0.05, 0.05) from a start p0 = (0.0001, 0.40, 0.30, 0.20, 0.10) that "
+        "gives the data's mode almost nothing: after 1,000 steps, does token 0 ('data') or token 1 ('start') hold "
+        "most of the probability?",
+        kind="choice", choices=("data", "start"),
+        misconceptions=((lambda v: v == "data",
+                         "From uniform (chapter 4) DFT ends on the data's mode, and it would here too in the very long "
+                         "run. But DFT's step on token k is p_k (q_k - s), scaled by the model's own probability: "
+                         "token 0's p of 0.0001 makes its steps tiny, while token 1, which the start already favours "
+                         "and whose q is above the bar s, grows fast and takes the mass."),),
+        lesson="DFT moves every logit at a rate proportional to its probability. Where the model gives the right token "
+               "almost nothing, that token barely moves and the tokens the start half-predicts take over: after 1,000 "
+               "steps token 0 has less probability than at the start, while the NLL steps, whose size q - p does not "
+               "shrink with p, reach q. This is the weak prior of the chapter in five numbers: DFT can only sharpen "
+               "what the model already predicts."),
     PredictionExercise(
         "ch05.typicality_top_share",
         "A reference model answers with probabilities [0.5, 0.3, 0.2]. All three answers are equally good, but the "
