@@ -55,6 +55,7 @@ USES = {
     "Proper scoring rule": r"\bproper scor|\bscoring rules?\b",
     "REINFORCE": r"(?-i:REINFORCE)|policy[- ]gradient",
     "Self-BLEU": r"\bself-BLEU\b",
+    "Sentence embedding": r"\bembeddings?\b",
     "SFT (supervised fine-tuning)": r"(?-i:\bSFT\b)|supervised fine-tuning",
     "slop-score": r"\bslop-score\b",
     "Softmax": r"\bsoftmax",
