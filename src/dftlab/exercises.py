@@ -468,6 +468,15 @@ def main(argv: list[str] | None = None) -> int:
     grade_parser.add_argument("--notebook-timeout", type=int, default=300,
                               help="seconds one whole notebook may run (default: 300)")
     grade_parser.add_argument("--cell-timeout", type=int, default=60, help="seconds one cell may run (default: 60)")
+    grade_parser.add_argument("--memory-limit", type=int, default=4096,
+                              help="megabytes of memory a notebook's kernel may address (default: 4096)")
+    grade_parser.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default: 1; at most one per "
+                                                                  "CPU core, e.g. --jobs 2 on two cores)")
+    grade_parser.add_argument("--plan", type=Path, default=None,
+                              help="the course plan with each exercise's points (default: dftlab's plan.toml)")
+    grade_parser.add_argument("--seed", type=int, default=None,
+                              help="the seed of the graded inputs (default: a new random one, recorded in the info "
+                                   "file; pass it again to regrade exactly)")
     args = parser.parse_args(argv)
 
     root = find_root(args.root)
@@ -475,8 +484,12 @@ def main(argv: list[str] | None = None) -> int:
         from dftlab import grading
 
         rows = grading.grade(args.notebooks, args.out, root / "solutions", notebook_time_limit=args.notebook_timeout,
-                             cell_time_limit=args.cell_timeout)
-        print(f"wrote {args.out}: {len(rows)} rows, {sum(r.status == 'passed' for r in rows)} passed")
+                             cell_time_limit=args.cell_timeout, memory_limit_mb=args.memory_limit,
+                             plan_path=args.plan, jobs=args.jobs, seed=args.seed)
+        stem = args.out.with_suffix("")
+        print(f"wrote {args.out}: {len(rows)} rows, {sum(r.status in ('passed', 'answered') for r in rows)} passed "
+              f"or answered; totals in {stem}-totals.csv, written answers to mark in {stem}-written.csv, the run's "
+              f"versions and limits in {stem}-info.json")
         return 0
     solutions_dir, exercises_dir = root / "solutions", root / "exercises"
     if args.command == "build":

@@ -337,8 +337,26 @@ def _scalar_loss_gradient(loss_function: Callable, case: _Case):
     return gradient
 
 
-def _gradient_feedback(exercise: FunctionExercise, answer: Callable, case: _Case, time_limit: float) -> str | None:
-    """None when the answer's gradient in the logits matches the reference's; else what is wrong with it."""
+@dataclass
+class Trial:
+    """What the learner's function did on an exercise's inputs, before any judgement.
+
+    `run_trial` makes it where the learner's code runs; `judge_trial` needs only it, the exercise and the same
+    inputs, so the grader can judge in a process the learner's code cannot reach (`dftlab.grading`). `outputs` are
+    the converted results of the inputs that ran cleanly, in order; `stop` is (input index, feedback, attempted)
+    where the run stopped (the function raised, changed its input, or returned something unusable); `gradients`
+    (losses only) hold, per input, the gradient in the logits or a sentence saying why there is none, and
+    `gradient_stop` is (feedback, attempted) when computing one raised.
+    """
+
+    outputs: list
+    stop: tuple | None = None
+    gradients: list | None = None
+    gradient_stop: tuple | None = None
+
+
+def _learner_gradient(answer: Callable, case: _Case, time_limit: float):
+    """d(loss)/d(logits) of the learner's loss on one input, or a sentence saying why it has none."""
     logits = case.args[0].detach().clone().requires_grad_(True)
     loss = _call(answer, (logits, *map(_clone, case.args[1:])), case.shown, time_limit)
     if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
@@ -348,6 +366,39 @@ def _gradient_feedback(exercise: FunctionExercise, answer: Callable, case: _Case
                         what="computing the gradient of your loss")
     if gradient is None:
         return "the value is right, but the loss does not depend on `logits` through autograd."
+    return gradient.detach()
+
+
+def run_trial(exercise: FunctionExercise, answer: Callable, cases: list, time_limit: float) -> Trial:
+    """Call the learner's function on every input (where their code runs); judge nothing."""
+    outputs = []
+    for index, case in enumerate(cases):
+        arguments = tuple(map(_clone, case.args))
+        try:
+            raw = _call(answer, arguments, case.shown, time_limit)
+            for before, after in zip(case.args, arguments):
+                if isinstance(before, torch.Tensor) and not torch.equal(before, after):
+                    return Trial(outputs, (index, f"your function changed its input in place (on {case.shown}), "
+                                                  f"which corrupts the caller's data: {exercise.mutating_hint}.", True))
+            outputs.append(_convert(exercise, raw, case.shown))
+        except _AnswerProblem as problem:
+            hint = f" {case.hint}" if case.hint and problem.attempted else ""
+            return Trial(outputs, (index, problem.feedback + hint, problem.attempted))
+    if not exercise.check_gradient:
+        return Trial(outputs)
+    gradients = []
+    for case in cases:
+        try:
+            gradients.append(_learner_gradient(answer, case, time_limit))
+        except _AnswerProblem as problem:
+            return Trial(outputs, gradients=gradients, gradient_stop=(problem.feedback, problem.attempted))
+    return Trial(outputs, gradients=gradients)
+
+
+def _gradient_feedback(exercise: FunctionExercise, case: _Case, gradient) -> str | None:
+    """None when the learner's gradient in the logits matches the reference's; else what is wrong with it."""
+    if isinstance(gradient, str):
+        return gradient
     expected = _scalar_loss_gradient(exercise.reference, case)
     if _same(gradient, expected, rtol=1e-3, atol=1e-6):
         return None
@@ -362,53 +413,62 @@ def _gradient_feedback(exercise: FunctionExercise, answer: Callable, case: _Case
             f"check which factors should be constants.")
 
 
-def _check_function(exercise: FunctionExercise, answer, time_limit: float) -> CheckResult:
+def _stopped(exercise_id: str, feedback: str, attempted: bool) -> CheckResult:
+    return _failed(exercise_id, feedback) if attempted else _not_attempted(exercise_id, feedback)
+
+
+def judge_trial(exercise: FunctionExercise, cases: list, trial: Trial) -> CheckResult:
+    """Compare a trial with the reference answers on the same inputs, and name the likely mistake."""
     exercise_id = exercise.exercise_id
-    if answer is ... or answer is None:
-        return _not_attempted(exercise_id, f"not attempted yet: define `{exercise.signature}` and pass the function.")
-    if not callable(answer):
-        return _failed(exercise_id, f"expected a function `{exercise.signature}`, got a {type(answer).__name__}. "
-                                    f"Pass the function itself, without calling it.")
-    cases = exercise.cases(_seed(exercise_id))
-    outputs = []
-    try:
-        for index, case in enumerate(cases):
-            arguments = tuple(map(_clone, case.args))
-            try:
-                raw = _call(answer, arguments, case.shown, time_limit)
-            except _AnswerProblem as problem:
-                if case.hint and problem.attempted:
-                    raise _AnswerProblem(f"{problem.feedback} {case.hint}") from None
-                raise
-            for before, after in zip(case.args, arguments):
-                if isinstance(before, torch.Tensor) and not torch.equal(before, after):
-                    return _failed(exercise_id, f"your function changed its input in place (on {case.shown}), "
-                                                f"which corrupts the caller's data: {exercise.mutating_hint}.")
-            output = _convert(exercise, raw, case.shown)
-            expected = _convert(exercise, exercise.reference(*map(_clone, case.args)), case.shown)
-            outputs.append(output)
-            if not _same_result(output, expected):
-                mistake = _diagnose(exercise, cases[:index + 1], outputs, index)
-                details = f"on {case.shown} the answer is {_show(expected)}, yours gave {_show(output)}."
-                if mistake:
-                    return _failed(exercise_id, f"not yet: {mistake} ({details})")
-                shape_note = ""
-                if isinstance(output, torch.Tensor) and isinstance(expected, torch.Tensor) \
-                        and output.shape != expected.shape:
-                    shape_note = f" Expected shape {tuple(expected.shape)}, got {tuple(output.shape)}."
-                return _failed(exercise_id, f"not yet: {details}{shape_note}")
-        if exercise.check_gradient:
-            for case in cases:
-                problem = _gradient_feedback(exercise, answer, case, time_limit)
-                if problem:
-                    return _failed(exercise_id, f"not yet: {problem}")
-    except _AnswerProblem as problem:
-        if not problem.attempted:
-            return _not_attempted(exercise_id, problem.feedback)
-        return _failed(exercise_id, problem.feedback)
+    for index, output in enumerate(trial.outputs):
+        case = cases[index]
+        expected = _convert(exercise, exercise.reference(*map(_clone, case.args)), case.shown)
+        if not _same_result(output, expected):
+            mistake = _diagnose(exercise, cases[:index + 1], trial.outputs[:index + 1], index)
+            details = f"on {case.shown} the answer is {_show(expected)}, yours gave {_show(output)}."
+            if mistake:
+                return _failed(exercise_id, f"not yet: {mistake} ({details})")
+            shape_note = ""
+            if isinstance(output, torch.Tensor) and isinstance(expected, torch.Tensor) \
+                    and output.shape != expected.shape:
+                shape_note = f" Expected shape {tuple(expected.shape)}, got {tuple(output.shape)}."
+            return _failed(exercise_id, f"not yet: {details}{shape_note}")
+    if trial.stop is not None:
+        _, feedback, attempted = trial.stop
+        return _stopped(exercise_id, feedback, attempted)
+    if len(trial.outputs) != len(cases):
+        raise ValueError(f"the trial has {len(trial.outputs)} results for {len(cases)} inputs")
+    if exercise.check_gradient:
+        for case, gradient in zip(cases, trial.gradients or []):
+            problem = _gradient_feedback(exercise, case, gradient)
+            if problem:
+                return _failed(exercise_id, f"not yet: {problem}")
+        if trial.gradient_stop is not None:
+            return _stopped(exercise_id, *trial.gradient_stop)
+        if len(trial.gradients or []) != len(cases):
+            raise ValueError(f"the trial has {len(trial.gradients or [])} gradients for {len(cases)} inputs")
     gradient = " and gradients" if exercise.check_gradient else ""
     return _passed(exercise_id, f"correct: your function matches the reference values{gradient} on all "
                                 f"{len(cases)} test inputs (hand-computed examples, edge cases, random batches).")
+
+
+def _answer_problem(exercise: FunctionExercise, answer) -> CheckResult | None:
+    """The result when `answer` is not a function to try at all (still a stub, or not callable); else None."""
+    if answer is ... or answer is None:
+        return _not_attempted(exercise.exercise_id,
+                              f"not attempted yet: define `{exercise.signature}` and pass the function.")
+    if not callable(answer):
+        return _failed(exercise.exercise_id, f"expected a function `{exercise.signature}`, got a "
+                                             f"{type(answer).__name__}. Pass the function itself, without calling it.")
+    return None
+
+
+def _check_function(exercise: FunctionExercise, answer, time_limit: float) -> CheckResult:
+    problem = _answer_problem(exercise, answer)
+    if problem is not None:
+        return problem
+    cases = exercise.cases(_seed(exercise.exercise_id))
+    return judge_trial(exercise, cases, run_trial(exercise, answer, cases, time_limit))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,6 +529,127 @@ def _check_prediction(exercise: PredictionExercise, prediction, measured) -> Che
     misconception = next((feedback for test, feedback in exercise.misconceptions if test(predicted)), "")
     return _failed(exercise_id, f"you predicted {shown_prediction}, the experiment gives {shown_measured}. "
                                 + (f"{misconception} " if misconception else "") + exercise.lesson)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading in two processes: a record of what the answer did, made where the learner's code runs,
+# as plain JSON data, and its judgement, made where it cannot reach (`dftlab.grading`).
+# ---------------------------------------------------------------------------------------------
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8,
+           "uint8": torch.uint8, "bool": torch.bool}
+_MAX_RECORD_NUMBERS = 1_000_000  # a record is a few small tensors; more than this is not an honest one
+
+
+def graded_inputs(exercise_id: str, seed: int) -> list:
+    """The inputs a grader tries an answer on: the exercise's cases drawn from `seed`, which the learner never sees
+    (in a notebook, `check` draws them from the exercise id, so that feedback is the same on every run)."""
+    exercise = _REGISTRY[exercise_id]
+    return exercise.cases(torch.Generator().manual_seed((int(seed) + zlib.crc32(exercise_id.encode())) % 2 ** 63))
+
+
+def _encode(value):
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        dtype = str(value.dtype).removeprefix("torch.")
+        if dtype not in _DTYPES:
+            value, dtype = value.double(), "float64"
+        data = value.reshape(-1).double().tolist() if value.is_floating_point() else value.reshape(-1).tolist()
+        return {"tensor": data, "dtype": dtype, "shape": list(value.shape)}
+    if isinstance(value, tuple):
+        return {"tuple": [_encode(item) for item in value]}
+    if isinstance(value, str):
+        return {"text": value}
+    raise TypeError(f"cannot record a {type(value).__name__}")
+
+
+def _decode(data, budget: list):
+    """The inverse of `_encode`, for data that arrived from the learner's process: checked before it is used."""
+    if not isinstance(data, dict) or len(data) not in (1, 3):
+        raise ValueError("not a recorded value")
+    if "text" in data and isinstance(data["text"], str):
+        return data["text"]
+    if "tuple" in data and isinstance(data["tuple"], list) and len(data["tuple"]) <= 16:
+        return tuple(_decode(item, budget) for item in data["tuple"])
+    flat, dtype, shape = data.get("tensor"), data.get("dtype"), data.get("shape")
+    if not (isinstance(flat, list) and dtype in _DTYPES and isinstance(shape, list) and len(shape) <= 8
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+            and math.prod(shape) == len(flat)):
+        raise ValueError("not a recorded tensor")
+    budget[0] -= len(flat)
+    if budget[0] < 0 or not all(isinstance(x, (int, float)) for x in flat):
+        raise ValueError("a recorded tensor is too large or holds something other than numbers")
+    return torch.tensor(flat, dtype=torch.float64).to(_DTYPES[dtype]).reshape(shape) if flat else \
+        torch.zeros(shape, dtype=_DTYPES[dtype])
+
+
+def answer_record(exercise_id: str, answer, seed: int, time_limit: float = TIME_LIMIT_SECONDS) -> dict:
+    """What `answer` did on exercise `exercise_id`'s graded inputs, as JSON-ready data; judged by `judge_record`.
+
+    Function exercises: the function's results on `graded_inputs(exercise_id, seed)`. Predictions: the prediction
+    itself (predictions are graded for being made, not for being right, so that peeking earns nothing).
+    """
+    exercise = _REGISTRY[exercise_id]
+    if isinstance(exercise, PredictionExercise):
+        if answer is ... or answer is None:
+            return {"prediction": None}
+        value = _prediction_value(exercise, answer)
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        return {"prediction": value, "shown": _show(answer)[:200]}
+    problem = _answer_problem(exercise, answer)
+    if problem is not None:
+        return {"result": [problem.status, problem.feedback]}
+    trial = run_trial(exercise, answer, graded_inputs(exercise_id, seed), float(time_limit))
+    return {"outputs": [_encode(output) for output in trial.outputs], "stop": trial.stop,
+            "gradients": None if trial.gradients is None else [_encode(g) for g in trial.gradients],
+            "gradient_stop": trial.gradient_stop}
+
+
+def judge_record(exercise_id: str, record, seed: int) -> tuple[str, str]:
+    """(status, feedback) for a record made by `answer_record` in the learner's process, judged here.
+
+    Status is "passed", "failed" or "not attempted" for a function, "answered" or "not attempted" for a
+    prediction. A record that is not well formed raises ValueError: the caller reports it, it never passes.
+    """
+    exercise = _REGISTRY[exercise_id]
+    if not isinstance(record, dict):
+        raise ValueError("the record is not a JSON object")
+    if isinstance(exercise, PredictionExercise):
+        value = record.get("prediction")
+        if value is None:
+            return "not attempted", "no prediction was written."
+        usable = _prediction_value(exercise, value)
+        if usable is None or (exercise.kind == "choice" and usable not in exercise.choices):
+            expected_form = {"number": "a number", "choice": "one of " + ", ".join(map(repr, exercise.choices)),
+                             "distribution": "a list of probabilities"}[exercise.kind]
+            return "failed", f"the prediction should be {expected_form}; got {str(record.get('shown'))[:200]}."
+        shown = repr(usable) if isinstance(usable, str) else _show(torch.as_tensor(usable))
+        return "answered", (f"prediction made: {shown} (graded for completion: a prediction written before the "
+                            f"experiment earns its points, right or wrong).")
+    if "result" in record:
+        status, feedback = record["result"]
+        if status not in ("not attempted", "failed"):
+            raise ValueError("a function record may only say 'not attempted' or 'failed' by itself")
+        return status, str(feedback)[:500]
+    budget = [_MAX_RECORD_NUMBERS]
+    outputs = [_decode(item, budget) for item in record.get("outputs", [])]
+    stop, gradients, gradient_stop = record.get("stop"), record.get("gradients"), record.get("gradient_stop")
+    cases = graded_inputs(exercise_id, seed)
+    if len(outputs) > len(cases) or (stop is not None and not (
+            isinstance(stop, (list, tuple)) and len(stop) == 3 and stop[0] == len(outputs) and isinstance(stop[1], str)
+            and isinstance(stop[2], bool))):
+        raise ValueError("the record's results do not match the inputs")
+    if gradient_stop is not None and not (isinstance(gradient_stop, (list, tuple)) and len(gradient_stop) == 2
+                                          and isinstance(gradient_stop[0], str)
+                                          and isinstance(gradient_stop[1], bool)):
+        raise ValueError("the record's gradient problem is not well formed")
+    trial = Trial(outputs, None if stop is None else (stop[0], stop[1][:500], stop[2]),
+                  None if gradients is None else [_decode(g, budget) for g in gradients],
+                  None if gradient_stop is None else (gradient_stop[0][:500], gradient_stop[1]))
+    result = judge_trial(exercise, cases, trial)
+    return result.status, result.feedback
 
 
 # ---------------------------------------------------------------------------------------------
