@@ -8,7 +8,7 @@
     python tools/site.py sync-install [--check]                 # rewrite every install line from _config.yml's repository
 
 The build puts tools/ on the Python path for the course's Sphinx extension, tools/dftlab_book.py (listed in
-_config.yml): it writes "Chapter N: " before each chapter's title (the notebooks' numbers, 0 to 8) and gives the
+_config.yml): it writes "Chapter N: " before each chapter's title (the notebooks' numbers, 0 to 9) and gives the
 footer (_templates/extra-footer.html) dftlab's version and the build date. After a build that succeeds, it writes
 the instructors' slide deck (tools/slides.py: the chapters' key figures, one per slide) into the site, at
 `_slides/dftlab-slides.html`, which the page instructor/slides links to.

@@ -398,7 +398,7 @@ def make_compute_loss_func(objective: str | Callable, **objective_kwargs) -> Cal
 
     The Trainer hands over the model outputs and the *unshifted* labels; the returned function shifts,
     applies `objective`, and divides by `num_items_in_batch` when the Trainer counts tokens across
-    gradient accumulation (chapter 4 uses it to train with any objective through TRL).
+    gradient accumulation (chapter 9 uses it to train with any objective through TRL).
     """
     loss_fn = get_objective(objective)
     check_objective_kwargs(loss_fn, objective_kwargs)

@@ -1,4 +1,4 @@
-"""Scaling up: the course's objectives inside TRL's `SFTTrainer`, on a CPU or on many GPUs (chapter 7).
+"""Scaling up: the course's objectives inside TRL's `SFTTrainer`, on a CPU or on many GPUs (chapter 9).
 
     python -m dftlab.scale --objective dft --model gpt2 --steps 200
     accelerate launch -m dftlab.scale --objective dft --model gpt2 --steps 200 --bf16
