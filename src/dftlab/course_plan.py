@@ -352,19 +352,20 @@ def _track_label(exercise: Exercise, plan: dict[str, PlanEntry]) -> str:
 
 
 def exercise_table_markdown(catalogue: list[Exercise], plan: dict[str, PlanEntry]) -> str:
-    """Every exercise with its kind, track, minutes and points, one table per chapter, each with its totals."""
+    """Every exercise with its kind, track, minutes and points, one table per chapter, each with its totals (four
+    columns, so that a table fits a phone)."""
     blocks = []
     for chapter in sorted({exercise.chapter for exercise in catalogue}):
         rows = [e for e in catalogue if e.chapter == chapter]
         lab = lab_of(rows[0])
         heading = f"**Chapter {chapter}** ({f'lab {lab.number}' if lab else 'outside the labs: reading and homework'})"
-        lines = [heading, "", "| exercise | kind | track | minutes | points |", "|---|---|---|---:|---:|"]
+        lines = [heading, "", "| exercise (kind) | track | min | pts |", "|---|---|---:|---:|"]
         for exercise in rows:
             entry = plan[exercise.number]
-            lines.append(f"| {exercise.number}: {exercise.title} | {exercise.kind} | {_track_label(exercise, plan)} "
+            lines.append(f"| {exercise.number}: {exercise.title} (*{exercise.kind}*) | {_track_label(exercise, plan)} "
                          f"| {entry.minutes} | {entry.points} |")
         core = [e for e in rows if plan[e.number].track == "core"]
-        lines.append(f"| **total** ({len(rows)} exercises, {len(core)} core) | | core: "
+        lines.append(f"| **total**: {len(rows)} exercises, {len(core)} core | core: "
                      f"{sum(plan[e.number].minutes for e in core)} min | {sum(plan[e.number].minutes for e in rows)} "
                      f"| {sum(plan[e.number].points for e in rows)} |")
         blocks.append("\n".join(lines))
@@ -372,19 +373,18 @@ def exercise_table_markdown(catalogue: list[Exercise], plan: dict[str, PlanEntry
 
 
 def lab_totals_markdown(catalogue: list[Exercise], plan: dict[str, PlanEntry]) -> str:
-    """One row per lab (and one for the chapters outside them): exercises, core minutes against the time the lab
-    leaves for exercises, every exercise's minutes, and points."""
-    lines = ["| | chapters | exercises (core) | core minutes | minutes for exercises | all minutes | points |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    """One row per lab (and one for the chapters outside them): its exercises (core ones in brackets), the core's
+    minutes against the minutes the lab's timetable leaves for exercises, every exercise's minutes, and points."""
+    lines = ["| | chapters | exercises (core) | core min (room) | all min | pts |", "|---|---|---:|---:|---:|---:|"]
     groups = [(f"Lab {lab.number}", lab.chapters, lab.exercise_minutes) for lab in LABS]
     outside = tuple(sorted({e.chapter for e in catalogue if lab_of(e) is None}))
     if outside:
         groups.append(("Outside the labs", outside, None))
-    for name, chapters, budget in groups:
+    for name, chapters, room in groups:
         rows = [e for e in catalogue if e.chapter in chapters]
         core = [e for e in rows if plan[e.number].track == "core"]
         lines.append(f"| {name} | {', '.join(map(str, chapters))} | {len(rows)} ({len(core)}) "
-                     f"| {sum(plan[e.number].minutes for e in core)} | {budget if budget is not None else '—'} "
+                     f"| {sum(plan[e.number].minutes for e in core)}{f' ({room})' if room is not None else ''} "
                      f"| {sum(plan[e.number].minutes for e in rows)} | {sum(plan[e.number].points for e in rows)} |")
     return "\n".join(lines)
 
@@ -466,8 +466,8 @@ def stuck_points_markdown(lab: Lab, catalogue: list[Exercise], plan: dict[str, P
             feedback += [getattr(item, "feedback", None) or item[1]
                          for item in (getattr(check, "mistakes", ()) or getattr(check, "misconceptions", ()))][:per_check]
         if feedback:
-            lines.append(f"- **{_label(exercise)}** " + " / ".join(
-                " ".join(text.split()) for text in feedback))
+            lines.append(f"- **{_label(exercise)}**")
+            lines += [f"  - {' '.join(text.split())}" for text in feedback]
         elif exercise.kind == "written":
             lines.append(f"- **{_label(exercise)}** No check: mark it with its rubric (the rubrics page), and read "
                          f"a few answers aloud in the closing.")
