@@ -56,6 +56,7 @@ class Exercise:
     kind: str                   # "function", "prediction" or "written"
     check_ids: tuple[str, ...]  # ("ch03.shift_for_causal_lm", "ch03.completion_nll")
     model_answer: str | None    # the model answer's markdown (solutions only), without its marker line
+    question: str = ""          # the markdown between the heading and the first code or answer cell
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def _notebook_exercises(path: Path) -> list[Exercise]:
                              f"written answer cell ({ANSWER_MARKER}); give it one, or make its heading something "
                              f"other than '## Exercise N.M: ...'")
         found.append(Exercise(current["number"], current["chapter"], current["title"], kind,
-                              tuple(dict.fromkeys(check_id for check_id, _ in checks)), answer))
+                              tuple(dict.fromkeys(check_id for check_id, _ in checks)), answer,
+                              "\n\n".join(current["question"]).strip()))
 
     for cell in cells:
         source = _source(cell)
@@ -144,18 +146,25 @@ def _notebook_exercises(path: Path) -> list[Exercise]:
             if heading:
                 close()
                 current = {"number": f"{int(heading[1])}.{int(heading[2])}", "chapter": int(heading[1]),
-                           "title": heading[3], "checks": [], "answer": None, "placeholder": False}
+                           "title": heading[3], "checks": [], "answer": None, "placeholder": False,
+                           "question": [source.split("\n", 1)[1].strip()] if "\n" in source.strip() else [],
+                           "asking": True}
                 continue
             if current is None:
                 continue
             if source.lstrip().startswith("## "):  # another section ends the exercise
                 close()
                 current = None
-            elif source.lstrip().split("\n", 1)[0].strip() == ANSWER_MARKER:
+                continue
+            if current["asking"] and not source.lstrip().startswith((ANSWER_MARKER, ANSWER_PLACEHOLDER, "<details>")):
+                current["question"].append(source.strip())
+            if source.lstrip().split("\n", 1)[0].strip() == ANSWER_MARKER:
+                current["asking"] = False
                 current["answer"] = source.lstrip().split("\n", 1)[1].strip() if "\n" in source.strip() else ""
             elif source.strip() == ANSWER_PLACEHOLDER:
                 current["placeholder"] = True
         elif cell.get("cell_type") == "code" and current is not None:
+            current["asking"] = False
             current["checks"] += _checks(source)
     close()
     return found
@@ -397,7 +406,11 @@ def rubrics_markdown(catalogue: list[Exercise], plan: dict[str, PlanEntry]) -> s
         if exercise.kind != "written" and exercise.model_answer is None or entry is None:
             continue
         lines = [f"**Exercise {exercise.number}: {exercise.title}** ({entry.points} points, about "
-                 f"{entry.minutes} minutes, {_track_label(exercise, plan)})", "", "Rubric:", ""]
+                 f"{entry.minutes} minutes, {_track_label(exercise, plan)})", ""]
+        if exercise.question:
+            lines += ["The question:", ""] + [f"> {line}" if line.strip() else ">"
+                                              for line in exercise.question.split("\n")] + [""]
+        lines += ["Rubric:", ""]
         lines += [f"- **{points} {'pt' if points == 1 else 'pts'}**: {criterion}"
                   for points, criterion in rubric_levels(entry.rubric or "")]
         answer = (exercise.model_answer or "").removeprefix("**Model answer.**").strip()
