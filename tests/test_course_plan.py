@@ -188,8 +188,15 @@ def test_the_instructor_pages_are_up_to_date(page, function, catalogue, plan):
         f"instructor/{page} is out of date; run `python tools/execute_notebooks.py instructor/{page}`"
 
 
-def test_the_lab_plans_page_shows_each_lab_timetable(catalogue, plan):
+def test_the_lab_plans_page_shows_each_lab_timetable_reading_and_stuck_points(catalogue, plan):
+    from dftlab import checks
+
+    known = [exercise for name in sorted(vars(checks)) if re.fullmatch(r"ch\d\d", name)
+             for exercise in (*getattr(checks, name).FUNCTIONS, *getattr(checks, name).PREDICTIONS)]
     outputs = _markdown_outputs(INSTRUCTOR / "lab_plans.ipynb")
     for lab in course_plan.LABS:
-        assert course_plan.schedule_markdown(lab, catalogue, plan) in outputs, \
-            "instructor/lab_plans.ipynb is out of date; run `python tools/execute_notebooks.py instructor/lab_plans.ipynb`"
+        for expected in (course_plan.schedule_markdown(lab, catalogue, plan),
+                         course_plan.reading_table_markdown(lab, ROOT / "chapters"),
+                         course_plan.stuck_points_markdown(lab, catalogue, plan, known)):
+            assert expected in outputs, ("instructor/lab_plans.ipynb is out of date; run "
+                                         "`python tools/execute_notebooks.py instructor/lab_plans.ipynb`")
