@@ -135,6 +135,14 @@ def test_validate_plan_names_missing_unknown_renumbered_and_rubricless_entries(t
     assert f"was written for 'an older title', but exercise {function.number} is now '{function.title}'" in problems
 
 
+def test_a_core_exercise_outside_both_labs_is_reported(catalogue, plan):
+    outside = next(e for e in catalogue if course_plan.lab_of(e) is None)
+    changed = dict(plan, **{outside.number: course_plan.PlanEntry("core", 5, plan[outside.number].points,
+                                                                 plan[outside.number].rubric)})
+    assert f"exercise {outside.number} is core, but no lab covers chapter {outside.chapter}" in \
+        "\n".join(course_plan.validate_plan(catalogue, changed))
+
+
 def test_a_lab_whose_core_does_not_fit_is_reported(catalogue, plan):
     swollen = {number: course_plan.PlanEntry("core", 30, entry.points, entry.rubric)
                for number, entry in plan.items()}

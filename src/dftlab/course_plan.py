@@ -281,6 +281,9 @@ def validate_plan(catalogue: list[Exercise], plan: dict[str, PlanEntry]) -> list
             problems.append(f"plan.toml's entry {exercise.number} was written for '{entry.noted_title}', but exercise "
                             f"{exercise.number} is now '{exercise.title}'; move the entry to the exercise's new "
                             f"number and update its comment line")
+        if entry.track == "core" and lab_of(exercise) is None:
+            problems.append(f"exercise {exercise.number} is core, but no lab covers chapter {exercise.chapter} "
+                            f"(dftlab.course_plan.LABS); make it optional")
         needs_rubric = exercise.kind == "written" or exercise.model_answer is not None
         if needs_rubric and not entry.rubric:
             problems.append(f"exercise {exercise.number} is a written answer without a rubric; add rubric = "
