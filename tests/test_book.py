@@ -360,7 +360,7 @@ def test_the_bibliography_lists_every_cited_work(built_site, toc_pages):
 
 # Chapters whose exercises are still another chapter's (tests/test_course_structure.py names where): no exercises
 # page of their own under them, and their closing line links the page that holds their exercises.
-EXERCISES_ELSEWHERE = {"chapters/09_scaling_up"}
+EXERCISES_ELSEWHERE: set[str] = set()  # chapters whose exercises live in another chapter's notebook
 
 
 def test_each_chapter_has_its_exercises_under_it_and_the_student_site_hides_the_solutions(built_site):

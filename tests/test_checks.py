@@ -388,6 +388,11 @@ MISTAKES = [
     ("ch08.list_words_per_1000", _list_rate_per_answer, "averaged each answer's own rate"),
     ("ch08.list_words_per_1000", _list_rate_split_words, "str.split()"),
     ("ch08.list_words_per_1000", _pooled_list_share, "multiply the share"),
+    ("ch09.step_loss", lambda losses, labels: torch.stack([l[y != -100].mean() for l, y in zip(losses, labels)]).mean(),
+     "averaged each micro-batch's mean"),
+    ("ch09.step_loss", lambda losses, labels: torch.cat(list(losses)).mean(), "the masked ones too"),
+    ("ch09.step_loss", lambda losses, labels: torch.cat([l[y != -100] for l, y in zip(losses, labels)]).sum(),
+     "returned the sum"),
 ]
 
 

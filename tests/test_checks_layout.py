@@ -15,7 +15,7 @@ from dftlab.checks import ch03, ch04, ch05, ch06, engine
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dftlab"
 CHECKS = PACKAGE / "checks"
-CHAPTER_MODULES = ["ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "ch08"]
+CHAPTER_MODULES = ["ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "ch08", "ch09"]
 
 
 def _imported_modules(path: Path) -> set[str]:

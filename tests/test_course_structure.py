@@ -44,7 +44,7 @@ def exercise_count(solution) -> int:
 CHAPTERS = toc_chapters()
 # A chapter whose exercises still live in another chapter's notebook, and where: its exercise test is expected to fail
 # (strictly: once solutions/ has its notebook, the test passes, fails as an XPASS, and the entry must go).
-EXERCISES_ELSEWHERE = {"chapters/09_scaling_up": "exercise 7.7 (solutions/07_back_to_mle) is its scale-up exercise"}
+EXERCISES_ELSEWHERE: dict[str, str] = {}  # chapter -> where its exercises live instead
 
 
 def test_the_course_has_at_least_eight_chapters_after_the_preface():

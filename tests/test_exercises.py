@@ -20,7 +20,8 @@ from dftlab.checks import EXERCISES
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES_DIR = ROOT / "solutions", ROOT / "exercises"
 TOPICS = ["00_formulaic_writing", "01_token_distributions", "02_maximum_likelihood", "03_sft", "04_dft",
-          "05_dft_in_the_study", "06_distribution_matching", "07_back_to_mle", "08_real_model_writing"]
+          "05_dft_in_the_study", "06_distribution_matching", "07_back_to_mle", "08_real_model_writing",
+          "09_scaling_up"]
 INSTALL_LINE = 'if "google.colab" in sys.modules and importlib.util.find_spec("dftlab") is None:'
 
 
