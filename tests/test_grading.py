@@ -328,3 +328,13 @@ def test_grading_needs_notebooks_solutions_and_a_csv(tmp_path):
         grading.grade([SOLUTION], tmp_path / "g.txt", ROOT / "solutions")
     with pytest.raises(ValueError, match="jobs"):
         grading.grade([SOLUTION], tmp_path / "g.csv", ROOT / "solutions", jobs=0)
+
+
+def test_predictions_that_share_a_variable_are_each_graded(tmp_path):
+    """Chapters 0 and 8 name every prediction `prediction`: each is recorded right after the cell that checks it,
+    not from the variable's last value."""
+    paths = [ROOT / "solutions" / "00_formulaic_writing.ipynb", ROOT / "solutions" / "08_real_model_writing.ipynb"]
+    rows = grading.grade(paths, tmp_path / "grades.csv", ROOT / "solutions", jobs=2, log=lambda *_: None)
+    predictions = [row for row in rows if row.kind == "prediction"]
+    assert len(predictions) >= 4
+    assert all(row.status in ("passed", "answered") for row in rows), [(r.check, r.status) for r in rows]

@@ -274,7 +274,7 @@ def written_answers(notebook) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 _RUNNER = r"""
-import json, os, sys
+import json, os, re, sys, textwrap
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -302,17 +302,37 @@ client = NotebookClient(notebook, kernel_name="python3", kernel_manager_class=So
 problems = []
 if asked_kernel != "python3":
     problems.append(f"the notebook asks for the kernel {asked_kernel!r}; it was graded with Python 3")
-recording = ("import json as _dftlab_json\nfrom dftlab.checks import engine as _dftlab_engine\n_dftlab_records = {}\n"
-             + "".join(f"try:\n    _dftlab_records[{eid!r}] = _dftlab_engine.answer_record({eid!r}, {answer}, {seed})\n"
-                       f"except Exception as _e:\n    _dftlab_records[{eid!r}] = "
-                       f"{{'missing': f'{{type(_e).__name__}}: {{_e}}'[:300]}}\n"
-                       for eid, answer in calls)
+def record(eid, answer, on_error):
+    return (f"try:\n    _dftlab_records[{eid!r}] = _dftlab_engine.answer_record({eid!r}, {answer}, {seed})\n"
+            f"except Exception as _e:\n    {on_error}\n")
+
+
+# Predictions share variable names from one exercise to the next (`prediction`), so each is recorded right after the
+# cell that checks it; functions, and predictions whose check cell is gone, at the end.
+setup = "from dftlab.checks import engine as _dftlab_engine\n_dftlab_records = {}"
+recording = ("import json as _dftlab_json\n"
+             + "".join(f"if {eid!r} not in _dftlab_records:\n" + textwrap.indent(record(
+                 eid, answer, f"_dftlab_records[{eid!r}] = {{'missing': f'{{type(_e).__name__}}: {{_e}}'[:300]}}"), "    ")
+                       for eid, answer, _ in calls)
              + f"print({marker!r} + _dftlab_json.dumps(_dftlab_records))")
 records = None
+
+
+def run_hidden(source):
+    cell = nbformat.v4.new_code_cell(source)
+    notebook.cells.append(cell)
+    client.execute_cell(cell, len(notebook.cells) - 1, store_history=False)
+    return cell
+
+
+submitted = list(notebook.cells)
 with client.setup_kernel():
-    for index, cell in enumerate(notebook.cells):
+    run_hidden(setup)
+    for index, cell in enumerate(submitted):
         if cell.cell_type != "code":
             continue
+        checked_here = [(eid, answer) for eid, answer, is_prediction in calls if is_prediction
+                        and re.search(r"check\(\s*[\"']" + re.escape(eid) + r"[\"']", cell.source)]
         try:
             client.execute_cell(cell, index, store_history=False)
         except CellTimeoutError:
@@ -326,10 +346,13 @@ with client.setup_kernel():
         elif errors:
             problems.append(f"cell {index + 1} raised {errors[0]['ename']}: {errors[0]['evalue'][:120]}")
         cell.outputs = []   # a flood of output is not kept
-    cell = nbformat.v4.new_code_cell(recording)
-    notebook.cells.append(cell)
+        try:
+            if checked_here:
+                run_hidden("".join(record(eid, answer, "pass") for eid, answer in checked_here))
+        except Exception:
+            pass   # recorded at the end instead
     try:
-        client.execute_cell(cell, len(notebook.cells) - 1, store_history=False)
+        cell = run_hidden(recording)
         lines = [line for output in cell.get("outputs", []) for line in str(output.get("text", "")).splitlines()
                  if line.startswith(marker)]
         if len(lines) == 1:
@@ -392,7 +415,11 @@ def _sandbox_env(scratch: str) -> dict:
 
 def _run_sandboxed(copy: Path, calls: list, seed: int, limits: Limits) -> tuple[dict | None, str]:
     """Run a submission in the child; (its report, or None when it sent none, and the end of its stderr)."""
+    from dftlab.checks import engine
+
     prefix = _namespace_prefix()
+    calls = [(check_id, answer, isinstance(engine._REGISTRY.get(check_id), engine.PredictionExercise))
+             for check_id, answer in calls]
     reader, writer = os.pipe()
     chunks = []
     with tempfile.TemporaryFile() as stderr:
