@@ -50,7 +50,7 @@ student: $(STAMP)
 
 test: $(STAMP)
 	$(PY) tools/site.py browser-deps
-	$(PY) -m pytest tests chapters exercises solutions --nbval --nbval-sanitize-with tests/sanitize.cfg \
+	$(PY) -m pytest tests chapters exercises solutions instructor --nbval --nbval-sanitize-with tests/sanitize.cfg \
 		--nbval-cell-timeout=600 -q -rfE
 
 # The fast tier: tests/conftest.py marks the system tests (notebooks, book, browser, installed wheel, study runs) slow.
