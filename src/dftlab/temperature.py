@@ -249,7 +249,7 @@ def plot_temperatures(comparison: TemperatureComparison, show_temperature: float
     for a phone. Returns the Axes [3, 2].
     """
     with matplotlib.rc_context({**COURSE_STYLE, "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
-                                "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10}):
+                                "xtick.labelsize": 11, "ytick.labelsize": 11, "legend.fontsize": 10}):
         return _draw(comparison, show_temperature, show_dft_steps)
 
 
