@@ -39,14 +39,14 @@ book-instructor: $(STAMP)
 	$(PY) tools/site.py build --instructor --output _build/instructor
 
 exercises: $(STAMP)
-	$(PY) -m dftlab.exercises build
+	$(PY) -m dftlab.course.exercises build
 
 pdf: $(STAMP)
 	$(PY) tools/site.py browser-deps
 	$(PY) tools/pdf.py
 
 student: $(STAMP)
-	$(PY) -m dftlab.exercises student --out student/dftlab-exercises.zip
+	$(PY) -m dftlab.course.exercises student --out student/dftlab-exercises.zip
 
 test: $(STAMP)
 	$(PY) tools/site.py browser-deps

@@ -57,7 +57,7 @@ def capability_env(capability: str, aten_only: bool = False) -> dict:
 def execute_copy(path: Path, capability: str, out_dir: Path, aten_only: bool = False) -> Path:
     """Execute a copy of `path` with torch's kernels forced to `capability`, in a child process."""
     target = out_dir / f"{path.stem}.{capability}.ipynb"
-    code = ("import sys, nbformat; from pathlib import Path; from dftlab.exercises import execute_notebook; "
+    code = ("import sys, nbformat; from pathlib import Path; from dftlab.course.exercises import execute_notebook; "
             "nb = nbformat.read(sys.argv[1], as_version=4); "
             "execute_notebook(nb, Path(sys.argv[1]).resolve().parent); nbformat.write(nb, sys.argv[2])")
     env = {**os.environ, **capability_env(capability, aten_only)}

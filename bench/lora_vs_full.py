@@ -4,7 +4,7 @@
 
 The real-model study (`python -m dftlab.study --real-model`) has to pick one. This times a training step (forward,
 backward, AdamW) on the same chat-formatted TinyTales batch for: every weight trained; LoRA rank 16 on the
-attention's q and v projections (`dftlab.scale.DEFAULT_LORA_TARGETS`); LoRA rank 16 on every linear layer. Each
+attention's q and v projections (`dftlab.study.scale.DEFAULT_LORA_TARGETS`); LoRA rank 16 on every linear layer. Each
 setting gets one warm-up step, then `--repeats` rounds run interleaved (setting A, B, C, A, B, C, ...) so that a
 change in machine load hits all of them alike; it prints the median seconds per step, tokens/s, trainable
 parameters, and each setting's speed as a ratio to full fine-tuning measured in the same run.
@@ -32,7 +32,7 @@ def main() -> None:
     from peft import get_peft_model
 
     import dftlab
-    from dftlab import scale
+    from dftlab.study import scale
     from dftlab.chat_samples import chat_examples
     from dftlab.data import collate, encode_examples, pad_id_of
     from dftlab.tinytales import TinyTales

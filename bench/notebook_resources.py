@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dftlab._install import NOTEBOOK_ENV
+from dftlab.course.install import NOTEBOOK_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 WALL_BUDGET_SECONDS = 90.0

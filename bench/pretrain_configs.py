@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from dftlab import pretrain as P
+from dftlab.study import pretrain as P
 from dftlab.corpus import kjv_passages, load_corpus
 
 CANDIDATES = [(2, 128), (4, 128), (3, 192), (4, 192), (4, 256)]  # (layers, width); context 128, 4 heads

@@ -1,6 +1,6 @@
 """Search for the smallest pretraining recipe whose base model writes valid TinyTales stories.
 
-Each recipe trains once with `dftlab.pretrain.pretrain` and is measured every `--every` steps: the
+Each recipe trains once with `dftlab.study.pretrain.pretrain` and is measured every `--every` steps: the
 share of valid stories among samples at T = 1 for the first test prompts of the study's TinyTales
 (seed 0, zipf 1.1; validity does not depend on the exponent, only on the grammar). The learning rate
 follows the recipe's own cosine schedule, so a checkpoint before the end is a lower bound for a
@@ -16,7 +16,7 @@ import torch
 
 from dftlab.generate import sample_completions
 from dftlab.metrics import validity_rate
-from dftlab.pretrain import PretrainConfig, pretrain
+from dftlab.study.pretrain import PretrainConfig, pretrain
 from dftlab.tinytales import TinyTales
 
 RECIPES = {

@@ -13,7 +13,7 @@ import yaml
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub, which reads it once
 
-from dftlab._install import NOTEBOOK_ENV  # noqa: E402
+from dftlab.course.install import NOTEBOOK_ENV  # noqa: E402
 
 import torch  # noqa: E402
 

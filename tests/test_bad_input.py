@@ -27,8 +27,10 @@ import pytest
 import torch
 
 import dftlab
-from dftlab import (checks, corpus, data, distributions, generate, metrics, models, objectives, pretrain,
-                    scoring_rules, storage, study, tinytales, toy, train)
+from dftlab import (corpus, data, distributions, generate, metrics, models, objectives, scoring_rules, storage, study,
+                    tinytales, toy, train)
+from dftlab.course import checks
+from dftlab.study import pretrain
 
 PACKAGE_DIR = Path(dftlab.__file__).resolve().parent
 NAN, INF = float("nan"), float("inf")
@@ -301,7 +303,7 @@ PROBES = [
     Probe("study.compare: a metric the results do not have",
           lambda e: study.compare(e.results, "fluency", "nll", 0.5), ValueError, ("fluency", "load_results")),
 
-    # --- dftlab.checks ----------------------------------------------------------------------------
+    # --- dftlab.course.checks ----------------------------------------------------------------------------
     Probe("checks.check: time_limit = 0",
           lambda e: checks.check("ch01.entropy", distributions.entropy, time_limit=0), ValueError,
           ("time_limit", "seconds")),
@@ -319,7 +321,7 @@ PROBES = [
           lambda e: storage.write_json_with_hash(e.folder / "out.json", {"model": object()}), TypeError,
           ("payload", "json")),
 
-    # --- dftlab.pretrain --------------------------------------------------------------------------
+    # --- dftlab.study.pretrain --------------------------------------------------------------------------
     Probe("pretrain.PretrainConfig: n_embd not divisible by n_head",
           lambda e: pretrain.PretrainConfig(n_embd=130, n_head=4), ValueError, ("n_embd", "n_head")),
     Probe("pretrain.PretrainConfig: valid_fraction = 1",

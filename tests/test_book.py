@@ -229,9 +229,9 @@ def test_colab_install_cells_name_the_configured_repository(toc_pages):
 
 
 def test_every_install_line_comes_from_config_yml():
-    """The one install command (dftlab._install, from `repository.url`/`branch`) is what every Colab cell, README.md
+    """The one install command (dftlab.course.install, from `repository.url`/`branch`) is what every Colab cell, README.md
     and the student zip's README say; `python tools/site.py sync-install` rewrites them after a change."""
-    from dftlab import _install, exercises
+    from dftlab.course import install, exercises
 
     config = ROOT / "_config.yml"
     command = _install.install_command(config)

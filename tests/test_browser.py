@@ -512,12 +512,12 @@ ANSWERS_SHOWN = """() => [...document.querySelectorAll('.cell.tag_hide-output')]
 @pytest.mark.parametrize("mode", ["light", "dark"])
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_no_prediction_shows_its_answer_before_it_is_opened(built_site, site_url, browser, screen, mode):
-    """Every exercise page: each "predict, then run" exercise's answer cells (dftlab.exercises.prediction_answers)
+    """Every exercise page: each "predict, then run" exercise's answer cells (dftlab.course.exercises.prediction_answers)
     are folded (tagged hide-output) and show no output until the reader opens the fold. The stored notebooks carry
     none (tests/test_exercises.py); a site built by `make book` executes them, and the fold keeps them hidden."""
     import nbformat
 
-    from dftlab import exercises
+    from dftlab.course import exercises
 
     watched = WatchedPage(browser, site_url, mode=mode, **SCREENS[screen])
     problems, folded = [], 0

@@ -1,4 +1,4 @@
-"""dftlab.checks: right answers pass, stubs are "not attempted", typical mistakes are named, nothing raises.
+"""dftlab.course.checks: right answers pass, stubs are "not attempted", typical mistakes are named, nothing raises.
 
 The right answers come from the solution notebooks themselves (each function-definition cell is run in
 a namespace with the notebook's imports), so these tests also prove that the solutions pass. The wrong
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import nbformat
-from dftlab import exercises
-from dftlab.checks import EXERCISES, CheckResult, check
+from dftlab.course import exercises
+from dftlab.course.checks import EXERCISES, CheckResult, check
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_IDS = [exercise_id for exercise_id, text in EXERCISES.items() if text.startswith("implement")]
@@ -397,7 +397,7 @@ MISTAKES = [
 
 
 def test_the_listed_words_put_into_chapter_8s_cases_are_on_slop_scores_list():
-    from dftlab.checks import ch08
+    from dftlab.course.checks import ch08
     from dftlab.metrics.slop_score import slop_list_word_hits
 
     assert all(hits == 1 for hits, _ in slop_list_word_hits(list(ch08.LISTED)))

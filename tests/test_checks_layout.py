@@ -1,4 +1,4 @@
-"""dftlab.checks is a package: an engine, one module per chapter, and reference answers that call the package.
+"""dftlab.course.checks is a package: an engine, one module per chapter, and reference answers that call the package.
 
 (What the checks say about answers is tested in tests/test_checks.py.)
 """
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import dftlab.checks as checks
+import dftlab.course.checks as checks
 from dftlab import metrics, objectives, toy
-from dftlab.checks import ch03, ch04, ch05, ch06, engine
+from dftlab.course.checks import ch03, ch04, ch05, ch06, engine
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dftlab"
-CHECKS = PACKAGE / "checks"
+CHECKS = PACKAGE / "course" / "checks"
 CHAPTER_MODULES = ["ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "ch08", "ch09"]
 
 
@@ -53,17 +53,17 @@ def test_registering_an_id_twice_is_refused():
 
 
 def test_the_import_graph_is_one_way():
-    """dftlab.checks may import the modules the chapters derive; none of them imports dftlab.checks. Only the
-    grader, course machinery that sits above the checks, imports them: it judges the answers' records."""
+    """dftlab.course.checks may import the modules the chapters derive; none of them imports dftlab.course.checks. Only the
+    rest of the course machinery (the grader, which judges the answers' records) sits above the checks and imports them."""
     for path in PACKAGE.rglob("*.py"):
-        if CHECKS in path.parents or path == PACKAGE / "grading.py":
+        if PACKAGE / "course" in path.parents:
             continue
-        assert not any(name == "dftlab.checks" or name.startswith("dftlab.checks.")
+        assert not any(name == "dftlab.course.checks" or name.startswith("dftlab.course.checks.")
                        for name in _imported_modules(path)), path
     # The engine knows no chapter; a chapter may build on an earlier one, never on a later one.
-    assert not any(name.startswith("dftlab.checks.ch") for name in _imported_modules(CHECKS / "engine.py"))
+    assert not any(name.startswith("dftlab.course.checks.ch") for name in _imported_modules(CHECKS / "engine.py"))
     for index, chapter in enumerate(CHAPTER_MODULES):
-        later = {f"dftlab.checks.{c}" for c in CHAPTER_MODULES[index:]}
+        later = {f"dftlab.course.checks.{c}" for c in CHAPTER_MODULES[index:]}
         assert not _imported_modules(CHECKS / f"{chapter}.py") & later, chapter
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dftlab import course_plan, exercises
+from dftlab.course import exercises, plan as course_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -197,7 +197,7 @@ def test_the_instructor_pages_are_up_to_date(page, function, catalogue, plan):
 
 
 def test_the_lab_plans_page_shows_each_lab_timetable_reading_and_stuck_points(catalogue, plan):
-    from dftlab import checks
+    from dftlab.course import checks
 
     known = [exercise for name in sorted(vars(checks)) if re.fullmatch(r"ch\d\d", name)
              for exercise in (*getattr(checks, name).FUNCTIONS, *getattr(checks, name).PREDICTIONS)]

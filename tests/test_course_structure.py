@@ -6,7 +6,7 @@ import nbformat
 import pytest
 import yaml
 
-from dftlab import checks, exercises
+from dftlab.course import checks, exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_PROSE_WORDS = 1500

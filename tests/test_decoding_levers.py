@@ -1,4 +1,4 @@
-"""dftlab.decoding_levers: decoding as a lever against SmolLM2's habit words, with guards for the text's quality."""
+"""dftlab.study.decoding_levers: decoding as a lever against SmolLM2's habit words, with guards for the text's quality."""
 from __future__ import annotations
 
 import subprocess
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dftlab import decoding_levers
+from dftlab.study import decoding_levers
 from dftlab.chat_samples import generate_responses
-from dftlab.slop_samples import load_slop_samples
+from dftlab.study.slop_samples import load_slop_samples
 from dftlab.storage import write_json_with_hash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,9 +95,9 @@ def test_the_table_compares_every_decoding_with_the_leaderboard_decoding_on_the_
 def test_results_of_other_settings_are_refused_with_the_command(tmp_path):
     config = {**decoding_levers.levers_config(), "habit_bias": -1.0}
     write_json_with_hash(decoding_levers.levers_path(folder=tmp_path), {"config": config})
-    with pytest.raises(ValueError, match="python -m dftlab.decoding_levers"):
+    with pytest.raises(ValueError, match="python -m dftlab.study.decoding_levers"):
         decoding_levers.load_levers(tmp_path)
-    with pytest.raises(FileNotFoundError, match="python -m dftlab.decoding_levers"):
+    with pytest.raises(FileNotFoundError, match="python -m dftlab.study.decoding_levers"):
         decoding_levers.load_levers(tmp_path / "empty")
 
 

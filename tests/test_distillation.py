@@ -1,10 +1,11 @@
-"""dftlab.distillation: cutting answers at a sentence, the run order, resuming and refusing runs, and the committed
+"""dftlab.study.distillation: cutting answers at a sentence, the run order, resuming and refusing runs, and the committed
 study loading through its loader."""
 from __future__ import annotations
 
 import pytest
 
-from dftlab import distillation, storage
+from dftlab import storage
+from dftlab.study import distillation
 
 
 class WordTokenizer:
@@ -98,18 +99,18 @@ def test_a_run_of_other_settings_is_refused_with_the_command(stand_in_study):
     config = distillation.distillation_config()
     run_file = tmp_path / "cache" / f"distillation-runs-{distillation.config_hash(config)}" / "base.json"
     storage.write_json_with_hash(run_file, {"name": "base", "config_hash": "another", "answers": []})
-    with pytest.raises(ValueError, match="python -m dftlab.distillation"):
+    with pytest.raises(ValueError, match="python -m dftlab.study.distillation"):
         distillation.build_distillation(tmp_path / "results", log=lambda *_: None, compute=compute)
     assert computed == []
 
 
 def test_results_of_other_settings_or_none_at_all_are_refused_with_the_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m dftlab.distillation"):
+    with pytest.raises(FileNotFoundError, match="python -m dftlab.study.distillation"):
         distillation.load_distillation(tmp_path)
     config = distillation.distillation_config()
     storage.write_json_with_hash(distillation.distillation_path(config, tmp_path),
                                  {"config": {**config, "completion_tokens": 1}})
-    with pytest.raises(ValueError, match="python -m dftlab.distillation"):
+    with pytest.raises(ValueError, match="python -m dftlab.study.distillation"):
         distillation.load_distillation(tmp_path)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dftlab import exercises
-from dftlab.checks import EXERCISES
+from dftlab.course import exercises
+from dftlab.course.checks import EXERCISES
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES_DIR = ROOT / "solutions", ROOT / "exercises"
@@ -69,7 +69,7 @@ def test_exercises_are_up_to_date_with_the_solutions(tmp_path):
         generated, committed = read(path), read(EXERCISES_DIR / path.name)
         assert [(c.cell_type, c.source) for c in generated.cells] == \
                [(c.cell_type, c.source) for c in committed.cells], \
-               f"{path.name} is out of date: run `python -m dftlab.exercises build` and commit exercises/"
+               f"{path.name} is out of date: run `python -m dftlab.course.exercises build` and commit exercises/"
     assert exercises.outdated(SOLUTIONS, EXERCISES_DIR) == []
 
 
@@ -91,7 +91,7 @@ def test_check_command_notices_drift(tmp_path):
 
 
 def test_check_command_runs_as_a_module():
-    result = subprocess.run([sys.executable, "-m", "dftlab.exercises", "check", "--root", str(ROOT)],
+    result = subprocess.run([sys.executable, "-m", "dftlab.course.exercises", "check", "--root", str(ROOT)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

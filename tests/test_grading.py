@@ -1,4 +1,4 @@
-"""The grader for lab sessions: `python -m dftlab.exercises grade NOTEBOOK... --out grades.csv`.
+"""The grader for lab sessions: `python -m dftlab.course.exercises grade NOTEBOOK... --out grades.csv`.
 
 Three groups of submissions of chapter 1 (whose notebooks run in a few seconds), graded in one run with --jobs 2:
 - honest ones: the solutions, and the untouched exercises;
@@ -15,8 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dftlab import course_plan, exercises, grading
-from dftlab.checks import engine
+from dftlab.course import exercises, grading, plan as course_plan
+from dftlab.course.checks import engine
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,12 @@ FAKE_RECORDS = {check_id: {"result": ["passed", "correct"]} for check_id in CHEC
 HOSTILE = {
     # The check itself replaced in the student's kernel, so that every check in the notebook reports a pass.
     "replaces_check": """
-import dftlab.checks
-from dftlab.checks.engine import CheckResult
+import dftlab.course.checks
+from dftlab.course.checks.engine import CheckResult
 def check(exercise_id, *args, **kwargs):
     return CheckResult(exercise_id, True, "correct")
-dftlab.checks.check = check
-dftlab.checks.engine.check = check
+dftlab.course.checks.check = check
+dftlab.course.checks.engine.check = check
 """,
     # An IPython hook that prints a fake result line (old and new formats) after every cell, the grader's included.
     "hook_prints_results": f"""
@@ -52,7 +52,7 @@ get_ipython().events.register("post_run_cell", fake)
     # Comparisons that always agree: torch.allclose and equal, and the engine's own comparison.
     "replaces_allclose": """
 import torch
-import dftlab.checks.engine as engine
+import dftlab.course.checks.engine as engine
 torch.allclose = lambda *args, **kwargs: True
 torch.equal = lambda *args, **kwargs: True
 engine._same = lambda *args, **kwargs: True
@@ -61,7 +61,7 @@ engine.judge_trial = lambda exercise, cases, trial: engine._passed(exercise.exer
 """,
     # The recording replaced, so that it reports "passed" for every check.
     "replaces_the_record": """
-import dftlab.checks.engine as engine
+import dftlab.course.checks.engine as engine
 engine.answer_record = lambda exercise_id, answer, seed, time_limit=3.0: {"result": ["passed", "correct"]}
 """,
     # A report written straight to every file descriptor the kernel holds, hoping one reaches the grader.
@@ -79,7 +79,7 @@ os.write(1, b"DFTLAB-ANSWER-RECORDS:" + json.dumps(%s).encode() + b"\\n")
     # Answers that return what the notebook's own checks expect (remembered), and nonsense on any other input.
     "remembers_the_notebook_inputs": """
 import torch
-from dftlab.checks import engine as _engine
+from dftlab.course.checks import engine as _engine
 def _remembering(check_id):
     exercise = _engine._REGISTRY[check_id]
     known = [(case.args, exercise.reference(*case.args)) for case in exercise.cases(_engine._seed(check_id))]
@@ -103,7 +103,7 @@ def _cell_index(notebook, text: str) -> int:
     return next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and text in c.source)
 
 
-def _with_cell(path: Path, source: str, *, after: str = "from dftlab.checks import", before: str | None = None,
+def _with_cell(path: Path, source: str, *, after: str = "from dftlab.course.checks import", before: str | None = None,
                at_end: bool = False):
     notebook = nbformat.read(path, as_version=4)
     index = len(notebook.cells) if at_end else _cell_index(notebook, before) if before else \

@@ -56,6 +56,32 @@ def test_the_graph_sees_the_known_edges():  # guards the test above against a pa
     assert "dftlab.objectives" in graph["dftlab.metrics.model_stats"] and "dftlab.validation" in graph["dftlab.data"]
 
 
+# The three jobs of the package (dftlab/__init__.py): the core a learner studies, the experiments, the course machinery.
+# dftlab.chat_samples is an experiment that stays at the top level: the frozen rules (study/rules.py) import it there.
+EXPERIMENTS = ("dftlab.study", "dftlab.chat_samples")
+COURSE = ("dftlab.course",)
+
+
+def layer(module: str) -> str:
+    def inside(prefixes):
+        return any(module == p or module.startswith(p + ".") for p in prefixes)
+    return "course" if inside(COURSE) else "experiments" if inside(EXPERIMENTS) else "core"
+
+
+def test_the_core_imports_neither_the_experiments_nor_the_course():
+    order = {"core": 0, "experiments": 1, "course": 2}
+    upward = sorted((module, target) for module, targets in import_graph().items() for target in targets
+                    if order[layer(target)] > order[layer(module)])
+    assert not upward, f"an import from a lower layer into a higher one (core < experiments < course): {upward}"
+
+
+def test_each_layer_is_where_the_package_says():
+    assert layer("dftlab.train") == layer("dftlab.metrics.text") == "core"
+    assert layer("dftlab.study.scale") == layer("dftlab.chat_samples") == "experiments"
+    assert layer("dftlab.course.grading") == layer("dftlab.course.checks.ch01") == "course"
+    assert layer("dftlab.studying") == "core"  # a prefix is a package, not a string prefix
+
+
 def test_no_module_is_over_800_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split these modules (at most {MAX_LINES} lines each): {long}"

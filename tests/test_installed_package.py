@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dftlab import _install, exercises
+from dftlab.course import install, exercises
 from dftlab.models import EMBEDDED_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_wheel_holds_every_asset_and_not_the_run_cache(wheel):
 @pytest.mark.parametrize("name", sorted(EMBEDDED_MODELS))
 def test_installed_copy_loads_each_embedded_model(installed, tmp_path, name):
     assert (EMBEDDED_MODELS[name] / "model.safetensors").exists(), \
-        f"{name} is missing from the checkout ({EMBEDDED_MODELS[name]}), so it cannot ship: build it with `python -m dftlab.pretrain`"
+        f"{name} is missing from the checkout ({EMBEDDED_MODELS[name]}), so it cannot ship: build it with `python -m dftlab.study.pretrain`"
     found = run_installed(installed, tmp_path / "empty", f"""
         from dftlab import models
         model, tokenizer = dftlab.load_model({name!r})
@@ -205,7 +205,7 @@ def test_installed_copy_names_a_missing_results_file_and_honours_dftlab_results(
 # ---------------------------------------------------------------------------------------------
 
 def _execute_installed(target: Path, notebook_path: Path, timeout: int = 900) -> dict:
-    """Execute `notebook_path` in place with the installed copy's `dftlab.exercises.execute_notebook` (the executor
+    """Execute `notebook_path` in place with the installed copy's `dftlab.course.exercises.execute_notebook` (the executor
     nbval's runs use); returns every code cell's text outputs and the dftlab the kernel imported."""
     notebook = nbformat.read(notebook_path, as_version=4)
     probe = nbformat.v4.new_code_cell("import dftlab as _probe; print('DFTLAB_FILE=' + _probe.__file__)")
@@ -213,7 +213,7 @@ def _execute_installed(target: Path, notebook_path: Path, timeout: int = 900) ->
     nbformat.write(notebook, notebook_path)
     return run_installed(target, notebook_path.parent, f"""
         import nbformat
-        from dftlab.exercises import execute_notebook
+        from dftlab.course.exercises import execute_notebook
         path = Path({str(notebook_path)!r})
         notebook = execute_notebook(nbformat.read(path, as_version=4), path.parent, timeout=300)
         texts = []

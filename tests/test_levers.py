@@ -1,9 +1,9 @@
-"""dftlab.levers: the same paired measures for every lever, and the committed studies side by side."""
+"""dftlab.study.levers: the same paired measures for every lever, and the committed studies side by side."""
 from __future__ import annotations
 
 import pytest
 
-from dftlab import levers
+from dftlab.study import levers
 
 STORY = ("The old town hummed with life. A tapestry of voices rose over the market, and the baker waved to the "
          "children who ran past his door. Nobody noticed the cat on the roof, watching everything with patient eyes.")

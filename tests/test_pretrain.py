@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dftlab import pretrain
+from dftlab.study import pretrain
 from dftlab.storage import verify_checksums
 
 TOY = dict(vocab_size=400, n_layer=1, n_embd=32, n_head=2, n_positions=32, steps=12, batch_size=4,

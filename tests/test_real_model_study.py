@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from dftlab import scale
+from dftlab.study import scale
 from dftlab.chat_samples import chat_examples, story_from_response
 from dftlab.study import cache
 from dftlab.study.config import (REAL_MODEL, RealModelStudyConfig, StudyConfig, config_from_dict, default_config,

@@ -1,4 +1,4 @@
-"""dftlab.scale: TRL's SFTTrainer with a dftlab objective, in process and under `accelerate launch` (2 CPU steps)."""
+"""dftlab.study.scale: TRL's SFTTrainer with a dftlab objective, in process and under `accelerate launch` (2 CPU steps)."""
 import os
 import shutil
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 import trl  # noqa: F401 -- pinned in pyproject.toml: a missing trl is a broken environment, not a skip
 
 import dftlab
-from dftlab import scale
+from dftlab.study import scale
 
 
 def test_tinytales_dataset_is_prompt_completion_pairs():
@@ -38,12 +38,12 @@ def test_refuses_objectives_a_trainer_cannot_compute(capsys):
 
 
 def test_accelerate_launch_recipe_runs_two_steps(tmp_path):
-    """The chapter's command, on one CPU process: `accelerate launch -m dftlab.scale ...`."""
+    """The chapter's command, on one CPU process: `accelerate launch -m dftlab.study.scale ...`."""
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
     if accelerate is None:
         pytest.skip("accelerate's launcher is not installed")
     command = [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1", "-m", "dftlab.scale",
+               "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1", "-m", "dftlab.study.scale",
                "--objective", "power", "--objective-kwarg", "alpha=0.5", "--model", "tiny-gpt2", "--steps", "2",
                "--examples", "16", "--batch-size", "4", "--output-dir", str(tmp_path / "run"), "--save"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}

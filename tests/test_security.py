@@ -109,7 +109,7 @@ def offenders(finder, files=PYTHON_FILES) -> dict[str, list[str]]:
 def test_the_scan_covers_the_package_tools_and_bench():
     scanned = {path.relative_to(ROOT).parts[0] for path in PYTHON_FILES}
     assert {"src", "tools", "bench"} <= scanned
-    assert PACKAGE / "checks" / "engine.py" in PYTHON_FILES and PACKAGE / "models.py" in PYTHON_FILES
+    assert PACKAGE / "course" / "checks" / "engine.py" in PYTHON_FILES and PACKAGE / "models.py" in PYTHON_FILES
 
 
 def test_every_torch_load_passes_weights_only_true():
@@ -133,7 +133,7 @@ def test_notebooks_neither_trust_remote_code_nor_torch_load_unsafely():
 
 
 def test_no_builtin_eval_or_exec_in_the_package():
-    """In particular dftlab.checks only calls the learner's functions and compares values; it never evaluates text."""
+    """In particular dftlab.course.checks only calls the learner's functions and compares values; it never evaluates text."""
     assert not offenders(eval_or_exec_calls, [p for p in PYTHON_FILES if p.is_relative_to(PACKAGE)])
 
 

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 from jupyter_client import KernelManager
 
-from dftlab._install import NOTEBOOK_ENV
+from dftlab.course.install import NOTEBOOK_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL_TIMEOUT_SECONDS = 60
@@ -137,7 +137,7 @@ WRONG_ANSWERS_01 = [  # (exercise id, a typical wrong answer, words the feedback
 def test_a_learner_in_notebook_01_gets_feedback_out_of_order_twice_and_after_a_restart(learner):
     exercise = code_cells(ROOT / "exercises" / "01_token_distributions.ipynb")
     solution = code_cells(ROOT / "solutions" / "01_token_distributions.ipynb")
-    setup = cell_with(exercise, "from dftlab.checks import check")
+    setup = cell_with(exercise, "from dftlab.course.checks import check")
     check_cell = {exercise_id: cell_with(exercise, f'check("{exercise_id}"') for exercise_id in FUNCTION_IDS_01}
     function_name = {exercise_id: exercise_id.split(".")[1] for exercise_id in FUNCTION_IDS_01}
     stub = {exercise_id: cell_with(exercise, f"def {function_name[exercise_id]}(") for exercise_id in FUNCTION_IDS_01}
@@ -212,7 +212,7 @@ UNDETACHED_DFT = """def dft_loss(logits, targets):
 ], ids=["02-summed-nll", "04-undetached-dft-weight", "04-predicts-q-for-dft"])
 def test_a_learner_pastes_a_typical_wrong_answer_then_the_solutions(learner, name, exercise_id, wrong_answer, words):
     exercise = code_cells(ROOT / "exercises" / name)
-    assert learner.run(cell_with(exercise, "from dftlab.checks import check")).error is None
+    assert learner.run(cell_with(exercise, "from dftlab.course.checks import check")).error is None
     check_cell = cell_with(exercise, f'check("{exercise_id}"')
     assert learner.run(wrong_answer).error is None
     assert_feedback(learner.run(check_cell), exercise_id, "✘", *words)

@@ -1,11 +1,11 @@
-"""SmolLM2 on slop-score's prompts (dftlab.slop_samples): the subset, the resumable seeded build, the loader's
+"""SmolLM2 on slop-score's prompts (dftlab.study.slop_samples): the subset, the resumable seeded build, the loader's
 refusal of another config, and the leaderboard table with its bootstrap intervals."""
 import json
 
 import numpy as np
 import pytest
 
-from dftlab import slop_samples
+from dftlab.study import slop_samples
 from dftlab.chat_samples import _batch_seed
 from dftlab.metrics import slop_list_rate
 from dftlab.slop_score import load_slop_score_outputs, published_slop_figures, slop_score_models
@@ -80,16 +80,16 @@ def test_a_quick_build_is_seeded_per_batch_and_resumes_from_finished_batches(iso
 
 
 def test_the_loader_refuses_a_missing_file_or_another_config(isolated):
-    with pytest.raises(FileNotFoundError, match="python -m dftlab.slop_samples --quick"):
+    with pytest.raises(FileNotFoundError, match="python -m dftlab.study.slop_samples --quick"):
         slop_samples.load_slop_samples(quick=True)
     path = slop_samples.build_slop_samples(quick=True, log=lambda line: None, generate=FakeModel())
     payload = read_json_with_hash(path)
     payload["config"]["max_new_tokens"] = 999
     other = isolated / "other.json"
     write_json_with_hash(other, payload)
-    with pytest.raises(ValueError, match=r"other settings.*`python -m dftlab.slop_samples --quick`"):
+    with pytest.raises(ValueError, match=r"other settings.*`python -m dftlab.study.slop_samples --quick`"):
         slop_samples.load_slop_samples(other, quick=True)
-    with pytest.raises(ValueError, match=r"`python -m dftlab.slop_samples`"):  # the quick file is not the full set
+    with pytest.raises(ValueError, match=r"`python -m dftlab.study.slop_samples`"):  # the quick file is not the full set
         slop_samples.load_slop_samples(path)
     wrapper = json.loads(path.read_text())
     wrapper["payload"]["responses"][0]["response"] = "edited"

@@ -496,7 +496,7 @@ def test_run_ids_name_the_base_model_the_budget_and_the_seed():
 # ---- the study itself, on two tiny models -----------------------------------------------------------
 
 def _tiny_model(folder, seed, make_tiny_gpt2):
-    from dftlab.pretrain import train_tokenizer
+    from dftlab.study.pretrain import train_tokenizer
 
     stories = TinyTales(0, 0.3).sample(300, seed=5)
     tokenizer = train_tokenizer([s["prompt"] + s["completion"] for s in stories], vocab_size=400)

@@ -3,7 +3,7 @@
     python tools/execute_notebooks.py chapters/01_token_distributions.ipynb [more.ipynb ...]
 
 Run it after editing a notebook, then commit the notebook with its outputs; nbval compares against them.
-The executor is `dftlab.exercises.execute_notebook`, which also runs the exercises and solutions: cells run
+The executor is `dftlab.course.exercises.execute_notebook`, which also runs the exercises and solutions: cells run
 with `store_history=False`, as nbval runs them, so IPython's trailing `;` does not silence a value. End
 plotting cells with `plt.show()`, not with a bare expression followed by `;`.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-from dftlab.exercises import execute_notebook
+from dftlab.course.exercises import execute_notebook
 
 
 def execute_in_place(path: str) -> float:

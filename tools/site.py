@@ -13,7 +13,7 @@ footer (_templates/extra-footer.html) dftlab's version and the build date. After
 the instructors' slide deck (tools/slides.py: the chapters' key figures, one per slide) into the site, at
 `_slides/dftlab-slides.html`, which the page instructor/slides links to.
 
-`sync-install` writes the one install command (`dftlab._install`, built from `repository.url` and `branch` in
+`sync-install` writes the one install command (`dftlab.course.install`, built from `repository.url` and `branch` in
 _config.yml) into the hidden Colab cell of every chapter, solution and exercise notebook and into README.md's
 install block; the student zip's README is generated from the same function. `--check` only lists what is out
 of step (exit 1), as tests/test_book.py does.
@@ -204,7 +204,7 @@ def colab_cell(notebook: dict, path: Path) -> dict:
 
 
 # Every notebook a learner may open in Colab starts with the install cell; exercises/ is generated from solutions/,
-# so both are rewritten together (`python -m dftlab.exercises check` compares their sources).
+# so both are rewritten together (`python -m dftlab.course.exercises check` compares their sources).
 NOTEBOOK_FOLDERS = ("chapters", "solutions", "exercises")
 
 

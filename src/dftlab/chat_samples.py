@@ -160,7 +160,7 @@ def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1,
     after the temperature (transformers' min-p; slop-score's leaderboard samples at T = 0.7, min-p 0.1).
     `sequence_bias` (default: none) maps tuples of token ids to a number added to the log-odds of each tuple's last
     token whenever the tokens before it have just been generated (transformers' `sequence_bias`; see
-    `dftlab.decoding_levers`).
+    `dftlab.study.decoding_levers`).
     """
     import torch
 

@@ -27,7 +27,7 @@ from dftlab.storage import CorruptFileError, sha256_of_file, verify_checksums, w
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 # tiny-gpt2: the strong prior (pretrained on English and on TinyTales stories from a flatter grammar; it writes
 # valid stories before any fine-tuning). tiny-gpt2-english: the weak prior (the same English only, and the same
-# tokenizer). Both are built by `python -m dftlab.pretrain`; see their model cards.
+# tokenizer). Both are built by `python -m dftlab.study.pretrain`; see their model cards.
 # tiny-gpt2-medium: the weak prior after a short fine-tuning on TinyTales, the study's medium prior
 # (dftlab.study.followups.build_medium_prior).
 EMBEDDED_MODELS = {"tiny-gpt2": ASSETS_DIR / "tiny-gpt2", "tiny-gpt2-english": ASSETS_DIR / "tiny-gpt2-english",
@@ -80,7 +80,7 @@ def cache_dir() -> Path:
 
 def _restore_hint(folder: Path) -> str:
     return (f"Restore it from git with `git checkout -- {folder}` (or reinstall dftlab), "
-            f"or rebuild it with `python -m dftlab.pretrain`.")
+            f"or rebuild it with `python -m dftlab.study.pretrain`.")
 
 
 def _hub_reachable(timeout_s: float = 1.0) -> bool:

@@ -1,4 +1,7 @@
-"""The study (chapter "The verdict"): every objective, two base models, a budget sweep, seeds and CIs.
+"""The experiments: the study (chapter "The verdict"), every objective, two base models, a budget sweep, seeds and
+CIs; and the experiments around it, each a module imported by name (`from dftlab.study import scale`):
+`scale` (TRL's trainer, chapter 9), `pretrain` (how the embedded models were trained), `distillation`,
+`decoding_levers` and `levers` (chapter 8), `slop_samples` (the real model's samples for slop-score).
 
     python -m dftlab.study            # the full study, about 45 minutes on 2 cores; resumes if interrupted
     python -m dftlab.study --quick    # every column on tiny budgets, under 3 minutes

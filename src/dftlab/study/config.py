@@ -198,7 +198,7 @@ class RealModelStudyConfig(StudyConfig):
     The same design and the same measurements as the tiny-model study, for the headline objectives only, with
     what a real instruction-tuned model needs: each title goes in the chat template as the user's turn and the
     loss falls on the assistant's turn (`dftlab.chat_samples.chat_examples`); training runs through TRL's
-    SFTTrainer (`dftlab.scale.build_trainer`) with LoRA adapters of rank `lora_rank`; exact KL is scored under
+    SFTTrainer (`dftlab.study.scale.build_trainer`) with LoRA adapters of rank `lora_rank`; exact KL is scored under
     SmolLM2's own tokenizer. Each model also answers `open_prompts` of the opening chapter's open writing prompts
     (`dftlab.chat_samples.WRITING_PROMPTS`), so its word overuse against English can be set beside the base
     model's. The budgets are sized for 2 CPU cores (bench/RESULTS.md): one run is a few minutes.

@@ -84,7 +84,7 @@ def run_learning_curve(out=None, quick: bool = False, log=print) -> Path:
     import torch
     from transformers import TrainerCallback
 
-    from dftlab import scale
+    from dftlab.study import scale
     from dftlab.chat_samples import chat_examples
     from dftlab.storage import results_dir, write_json_with_hash
     from dftlab.study.cache import config_hash, fingerprints

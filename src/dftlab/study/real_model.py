@@ -26,13 +26,13 @@ from dftlab.study.measurement import (PROBABILITY_QUANTILES, _histogram, _object
 
 
 def finetune_with_trl(model, tokenizer, train_stories: list[dict], config: RealModelStudyConfig, run: RunSpec):
-    """Fine-tune `model` on chat-formatted `train_stories` through `dftlab.scale` (TRL's SFTTrainer, LoRA);
+    """Fine-tune `model` on chat-formatted `train_stories` through `dftlab.study.scale` (TRL's SFTTrainer, LoRA);
     returns (the model with its adapters merged in, the per-step loss table)."""
     import tempfile
 
     import torch
 
-    from dftlab import scale
+    from dftlab.study import scale
 
     dataset = scale.examples_dataset(train_stories[:run.steps * config.batch_size], chat_tokenizer=tokenizer)
     torch.manual_seed(run.seed)  # the LoRA initialisation

@@ -192,12 +192,12 @@ def results_readme() -> str:
              "- `learning-curve-smollm2-curve-<hash>.json`: SmolLM2's SFT learning curve, one run measured at 64, 128, "
              "192 and 256 steps (`dftlab.study.learning_curve`, `python -m dftlab.study --learning-curve`).",
              "- `chat-samples-<name>-<hash>.json` and `slop-samples-<hash>.json`: the real chat model's answers to open "
-             "prompts (`python -m dftlab.chat_samples`) and to slop-score's prompts (`python -m dftlab.slop_samples`).",
+             "prompts (`python -m dftlab.chat_samples`) and to slop-score's prompts (`python -m dftlab.study.slop_samples`).",
              "- `antislop-comparison-<hash>.json`: gemma-3-27b-it against its anti-slop fine-tune on slop-score's "
              "prompts, on what the tuning did not target (`dftlab.antislop`, `python -m dftlab.antislop`; chapter 0).",
              "- `decoding-levers-<hash>.json`: SmolLM2's answers to slop-score's 100 prompts at four decodings (two "
              "reused from the slop-score sample set, min-p alone and a habit bias added), each scored by the unmodified "
-             "model (`dftlab.decoding_levers`, `python -m dftlab.decoding_levers`; chapter 0).",
+             "model (`dftlab.study.decoding_levers`, `python -m dftlab.study.decoding_levers`; chapter 0).",
              "- `runs/` (not in git, not in the wheel): one cache file per run; an interrupted study resumes from them.",
              "", "Licence: CC BY 4.0, like the course's prose and figures (see LICENSE).", "",
              "## Columns of the table", "", "| column | meaning |", "|---|---|"]

@@ -2,14 +2,14 @@
 the causal shift and the token-mean loss, which tokens SFT supervises and learns, and what masking the prompt
 changes in a short fine-tuning run, and what that run does to the share of the most common opener.
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
 import torch
 
 from dftlab import objectives
-from dftlab.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor,
+from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor,
                                   _Case, _Mistake, _near, _random_logits, _random_targets, _show)
 from dftlab.data import mask_prompt
 

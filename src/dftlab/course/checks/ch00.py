@@ -2,12 +2,12 @@
 model's repetitions, slop-score's rate by kind of writing, and how many habit words survive the split-half topic
 control in another model's outputs.
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter derives wherever there is
 one. (The optimum of preference tuning moved to chapter 5's checks, k-NN coverage to chapter 6's.)
 """
 from __future__ import annotations
 
-from dftlab.checks.engine import _float_result, FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _random_corpus
+from dftlab.course.checks.engine import _float_result, FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _random_corpus
 from dftlab.metrics import formulaic, word_overuse
 
 

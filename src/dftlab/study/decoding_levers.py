@@ -1,10 +1,10 @@
 """Decoding as a lever against a model's habits, with a guard for the quality of the text.
 
-The same weights of SmolLM2-135M-Instruct answer slop-score's prompts (the 100 of `dftlab.slop_samples`) at four
+The same weights of SmolLM2-135M-Instruct answer slop-score's prompts (the 100 of `dftlab.study.slop_samples`) at four
 decodings:
 
 - "T=0.7, min-p 0.1", slop-score's leaderboard decoding, and "T=1", plain sampling: the committed sample set of
-  `dftlab.slop_samples`, reused as it is;
+  `dftlab.study.slop_samples`, reused as it is;
 - "T=1, min-p 0.1": min-p alone, without the lower temperature;
 - "T=0.7, min-p 0.1, habit bias": the leaderboard decoding with a logit bias of `HABIT_BIAS` against SmolLM2's habit
   words, in the spirit of the Antislop sampler (Paech et al. 2025), which suppresses listed phrases while it samples.
@@ -26,7 +26,7 @@ names). `EXPECTED_OUTCOME` was committed before the first answer was sampled. On
 at the results: the non-word guard, as first committed, asked `metrics.formulaic.english_frequency` for a frequency
 of 0, which its floor never returns, so it counted nothing; it now asks wordfreq directly (`is_non_word`).
 
-    python -m dftlab.decoding_levers           # sample the two new decodings and score all four (about 20 minutes)
+    python -m dftlab.study.decoding_levers           # sample the two new decodings and score all four (about 20 minutes)
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def habit_sequence_bias(tokenizer, words, bias: float = HABIT_BIAS) -> dict[tupl
 
 def levers_config() -> dict:
     """Every setting that decides the answers and their scores; its hash names the results file."""
-    from dftlab.slop_samples import default_slop_set_path, slop_set_config
+    from dftlab.study.slop_samples import default_slop_set_path, slop_set_config
 
     base = slop_set_config()
     return {"model": base["model"], "seed": base["seed"], "prompt_indices": base["prompt_indices"],
@@ -125,7 +125,7 @@ def build_levers(out=None, log=print) -> Path:
     decodings, and write the results file atomically."""
     from dftlab.chat_samples import _batch_seed, generate_responses
     from dftlab.models import cache_dir, load_model
-    from dftlab.slop_samples import load_slop_samples
+    from dftlab.study.slop_samples import load_slop_samples
 
     config = levers_config()
     path = levers_path(config, out)
@@ -175,10 +175,10 @@ def load_levers(folder=None) -> dict:
     path = levers_path(config, folder)
     if not path.exists():
         raise FileNotFoundError(f"no decoding-levers results for these settings at {path}; build them with "
-                                f"`python -m dftlab.decoding_levers` (about 20 minutes on a CPU).")
+                                f"`python -m dftlab.study.decoding_levers` (about 20 minutes on a CPU).")
     payload = read_json_with_hash(path)
     if payload["config"] != config:
-        raise ValueError(f"{path} holds results of other settings; rebuild them with `python -m dftlab.decoding_levers`.")
+        raise ValueError(f"{path} holds results of other settings; rebuild them with `python -m dftlab.study.decoding_levers`.")
     return payload
 
 
@@ -262,7 +262,7 @@ def levers_table(levers: dict | None = None, bootstrap: int = BOOTSTRAP, seed: i
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.decoding_levers", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dftlab.study.decoding_levers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="results folder (default: the package's results folder)")
     args = parser.parse_args(argv)
     print(build_levers(args.out))

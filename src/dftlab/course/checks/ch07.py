@@ -1,7 +1,7 @@
 """Chapter 7, back to maximum likelihood: the exercises on the decoding distribution, temperature, greedy
 decoding, a paired comparison read from the study table, and a floor on DFT's weight.
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dftlab import distributions
-from dftlab.checks.engine import FunctionExercise, PredictionExercise, _Case, _Mistake, _probs_of, _random_logits
+from dftlab.course.checks.engine import FunctionExercise, PredictionExercise, _Case, _Mistake, _probs_of, _random_logits
 
 
 def _decoding_cases(g):

@@ -1,9 +1,9 @@
 """Exercise notebooks are generated from the solution notebooks, so the two cannot drift apart.
 
-    python -m dftlab.exercises build               # solutions/*.ipynb -> exercises/*.ipynb, then execute them
-    python -m dftlab.exercises build --solutions   # the same, after re-executing the solutions in place
-    python -m dftlab.exercises check               # exit 1 if exercises/ is out of date with solutions/
-    python -m dftlab.exercises student --out student/dftlab-exercises.zip   # a zip to hand out (with a wheel)
+    python -m dftlab.course.exercises build               # solutions/*.ipynb -> exercises/*.ipynb, then execute them
+    python -m dftlab.course.exercises build --solutions   # the same, after re-executing the solutions in place
+    python -m dftlab.course.exercises check               # exit 1 if exercises/ is out of date with solutions/
+    python -m dftlab.course.exercises student --out student/dftlab-exercises.zip   # a zip to hand out (with a wheel)
 
 The single source is `solutions/NN_<topic>.ipynb`. In it, solution code sits between two marker lines,
 
@@ -15,7 +15,7 @@ The single source is `solutions/NN_<topic>.ipynb`. In it, solution code sits bet
 and a model answer to a written question is a markdown cell whose first line is `<!-- BEGIN ANSWER -->`.
 In the exercise copy a block inside a function body becomes `raise NotImplementedError(...)`; a
 block at the top level of a cell (a predict-then-run cell) becomes `name = ...` for every variable it
-assigns, and the block's hint goes, folded in a <details> block, into a markdown cell right below the cell; which `dftlab.checks.check` reports as "not attempted yet", so the notebook still runs from
+assigns, and the block's hint goes, folded in a <details> block, into a markdown cell right below the cell; which `dftlab.course.checks.check` reports as "not attempted yet", so the notebook still runs from
 top to bottom. A model answer becomes "*Your answer here.*", and a title "# Solutions N: ..." becomes
 "# Exercises N: ...". Every block needs a `# HINT:` line.
 
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import nbformat
 
-from dftlab._install import NOTEBOOK_ENV
+from dftlab.course.install import NOTEBOOK_ENV
 
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
 SOLUTION_END = "### END SOLUTION"
@@ -232,7 +232,7 @@ def find_root(start: Path | None = None) -> Path:
     for folder in [start.resolve(), *start.resolve().parents]:
         if (folder / "solutions").is_dir():
             return folder
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]
     if (checkout / "solutions").is_dir():
         return checkout
     raise FileNotFoundError(f"no solutions/ folder in {start} or above it, nor in {checkout}. "
@@ -386,9 +386,9 @@ LAB_PLAN_SECTION = """
 
 
 def student_readme(contents: list[str], wheel_name: str, config_path: Path | None = None, lab_plan: str = "") -> str:
-    """The student zip's README; both install commands come from `dftlab._install`, the one source, and the lab
-    plan (`dftlab.course_plan.student_plan_markdown`) from the course plan."""
-    from dftlab import _install
+    """The student zip's README; both install commands come from `dftlab.course.install`, the one source, and the lab
+    plan (`dftlab.course.plan.student_plan_markdown`) from the course plan."""
+    from dftlab.course import install
 
     return STUDENT_README.format(contents="\n".join(contents), wheel=wheel_name,
                                  wheel_command=_install.wheel_install_command(wheel_name),
@@ -405,14 +405,14 @@ def _entry(name: str) -> zipfile.ZipInfo:
 def write_student_zip(exercises_dir: Path, out: Path, wheel: Path, folder_name: str = "dftlab-exercises",
                       config_path: Path | None = None) -> Path:
     """A zip that works on its own: the exercise notebooks (outputs cleared, so students start clean), a wheel of
-    dftlab (`wheel`, from `dftlab._install.build_wheel`) and a README with the one command that installs it.
+    dftlab (`wheel`, from `dftlab.course.install.build_wheel`) and a README with the one command that installs it.
     `config_path` is the `_config.yml` the README's git install line is built from (default: the checkout's)."""
     paths = sorted(Path(exercises_dir).glob(NOTEBOOK_GLOB))
     if not paths:
-        raise FileNotFoundError(f"no exercise notebooks in {exercises_dir}; run `python -m dftlab.exercises build`.")
+        raise FileNotFoundError(f"no exercise notebooks in {exercises_dir}; run `python -m dftlab.course.exercises build`.")
     wheel = Path(wheel)
     if not wheel.is_file() or not wheel.name.startswith("dftlab-") or wheel.suffix != ".whl":
-        raise FileNotFoundError(f"{wheel} is not a dftlab wheel; build one with `dftlab._install.build_wheel`.")
+        raise FileNotFoundError(f"{wheel} is not a dftlab wheel; build one with `dftlab.course.install.build_wheel`.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     contents = []
@@ -427,7 +427,7 @@ def write_student_zip(exercises_dir: Path, out: Path, wheel: Path, folder_name: 
             archive.writestr(_entry(f"{folder_name}/{path.name}"), buffer.getvalue(),
                              compress_type=zipfile.ZIP_DEFLATED)
             contents.append(f"* `{path.name}`: {_title(notebook)}")
-        from dftlab import course_plan
+        from dftlab.course import plan as course_plan
 
         lab_plan = course_plan.student_plan_markdown(course_plan.exercise_catalogue(exercises_dir),
                                                      course_plan.load_plan())
@@ -444,7 +444,7 @@ def write_student_zip(exercises_dir: Path, out: Path, wheel: Path, folder_name: 
 # ---------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.exercises",
+    parser = argparse.ArgumentParser(prog="python -m dftlab.course.exercises",
                                      description="Generate, check and hand out the exercise notebooks.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", type=Path, default=None,
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = find_root(args.root)
     if args.command == "grade":
-        from dftlab import grading
+        from dftlab.course import grading
 
         rows = grading.grade(args.notebooks, args.out, root / "solutions", notebook_time_limit=args.notebook_timeout,
                              cell_time_limit=args.cell_timeout, memory_limit_mb=args.memory_limit,
@@ -502,12 +502,12 @@ def main(argv: list[str] | None = None) -> int:
     problems = outdated(solutions_dir, exercises_dir)
     if problems:
         print("exercises/ is out of date with solutions/:\n  " + "\n  ".join(problems)
-              + "\nRun `python -m dftlab.exercises build` and commit the result.", file=sys.stderr)
+              + "\nRun `python -m dftlab.course.exercises build` and commit the result.", file=sys.stderr)
         return 1
     if args.command == "check":
         print(f"exercises/ is up to date ({len(solution_paths(solutions_dir))} notebooks)")
         return 0
-    from dftlab import _install
+    from dftlab.course import install
 
     with tempfile.TemporaryDirectory(prefix="dftlab-student-") as tmp:
         wheel = _install.build_wheel(root, tmp)

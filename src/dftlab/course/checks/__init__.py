@@ -19,22 +19,22 @@ type and code that runs past the time limit all come back as feedback in a `Chec
 still raises `NotImplementedError` (or a prediction still set to `...`) is "not attempted yet".
 Nothing here calls `eval`: answers are only ever called (functions) or compared (values).
 
-Layout: `dftlab.checks.engine` holds the machinery (the result, running the learner's code under a
+Layout: `dftlab.course.checks.engine` holds the machinery (the result, running the learner's code under a
 time limit, comparing values, the two kinds of exercise, the registry and `check`); `ch00` ... `ch09`
 hold each chapter's exercise definitions, whose reference answers call the dftlab modules the
 chapters derive. This module registers every chapter's exercises and re-exports the public names.
 """
 from __future__ import annotations
 
-from dftlab.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09
-from dftlab.checks.ch01 import CH01_ENTROPY, CH01_SOFTMAX, CH01_TOP_K
-from dftlab.checks.ch02 import CH02_CATEGORICAL_MLE, CH02_KL, CH02_NLL_LOSS
-from dftlab.checks.ch03 import CH03_MASK_PROMPT, CH03_SHIFT
-from dftlab.checks.ch04 import CH04_DFT_GRADIENT, CH04_DFT_LOSS, CH04_ECE, DFT_TOY_TARGET
-from dftlab.checks.ch05 import CH05_DFT_LOGIT_STEP, CH05_POWER_FIXED_POINT, CH05_TEMPERATURE_MATCH
-from dftlab.checks.ch06 import CH06_DISTINCT_N, CH06_TOKEN_L2
-from dftlab.checks.ch07 import CH07_DECODING
-from dftlab.checks.engine import (ATOL, EXERCISES, IGNORE_INDEX, RTOL, TIME_LIMIT_SECONDS, CheckResult,
+from dftlab.course.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09
+from dftlab.course.checks.ch01 import CH01_ENTROPY, CH01_SOFTMAX, CH01_TOP_K
+from dftlab.course.checks.ch02 import CH02_CATEGORICAL_MLE, CH02_KL, CH02_NLL_LOSS
+from dftlab.course.checks.ch03 import CH03_MASK_PROMPT, CH03_SHIFT
+from dftlab.course.checks.ch04 import CH04_DFT_GRADIENT, CH04_DFT_LOSS, CH04_ECE, DFT_TOY_TARGET
+from dftlab.course.checks.ch05 import CH05_DFT_LOGIT_STEP, CH05_POWER_FIXED_POINT, CH05_TEMPERATURE_MATCH
+from dftlab.course.checks.ch06 import CH06_DISTINCT_N, CH06_TOKEN_L2
+from dftlab.course.checks.ch07 import CH07_DECODING
+from dftlab.course.checks.engine import (ATOL, EXERCISES, IGNORE_INDEX, RTOL, TIME_LIMIT_SECONDS, CheckResult,
                                   FunctionExercise, PredictionExercise, check, register)
 
 _CHAPTERS = (ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09)

@@ -4,7 +4,7 @@ Everyone fine-tunes small models on a big model's outputs. What happens to the s
 objective, or a less formulaic teacher, change it? This study answers that offline with slop-score's vendored
 outputs (`dftlab.slop_score`): two teachers, google/gemma-3-27b-it and its anti-slop fine-tune
 (sam-paech/gemma-3-27b-it-antislop, `dftlab.antislop`), answering the same prompts, and one student,
-SmolLM2-135M-Instruct, fine-tuned through `dftlab.scale` (TRL's SFTTrainer, LoRA on q and v):
+SmolLM2-135M-Instruct, fine-tuned through `dftlab.study.scale` (TRL's SFTTrainer, LoRA on q and v):
 
 - data: each teacher's answers to the *training half* of the prompts (`antislop.paired_answers`, half 0), each cut
   at a sentence boundary to at most `COMPLETION_TOKENS` of SmolLM2's tokens (`cut_at_sentence`): the teachers write
@@ -27,7 +27,7 @@ The study is cached run by run in the user cache (`models.cache_dir()`), in a fo
 config holds the vendored data's checksums and the student's fingerprint), so an interrupted build resumes from its
 last complete run, and a run of other settings is never read. The same command runs on a GPU when one is present.
 
-    python -m dftlab.distillation          # train 8 students, sample 9 models, write results (about an hour on 2 cores)
+    python -m dftlab.study.distillation          # train 8 students, sample 9 models, write results (about an hour on 2 cores)
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ TRAINING = {"steps": 24, "batch_size": 8, "lr": 2e-3, "warmup_steps": 2, "max_le
 DECODING = {"temperature": 0.7, "top_p": 1.0, "min_p": 0.1}  # slop-score's leaderboard decoding
 PROMPTS_PER_BATCH = 25
 BOOTSTRAP = 2000
-COMMAND = "python -m dftlab.distillation"
+COMMAND = "python -m dftlab.study.distillation"
 
 EXPECTED_OUTCOME = (
     "Written before the first run. Fine-tuning by maximum likelihood fits the student to its data (chapter 2), so "
@@ -174,7 +174,7 @@ def compute_run(name: str, config: dict, data: dict) -> dict:
 
     import torch
 
-    from dftlab import scale
+    from dftlab.study import scale
     from dftlab.models import load_model
 
     teacher, objective, seed = _parse_run(name)

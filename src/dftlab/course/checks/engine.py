@@ -1,8 +1,8 @@
-"""The engine of `dftlab.checks`: the result, running the learner's code under a time limit, comparing
+"""The engine of `dftlab.course.checks`: the result, running the learner's code under a time limit, comparing
 values, the two kinds of exercise, the registry and `check`.
 
-The exercises themselves are defined one chapter per module (`dftlab.checks.ch01` ... `ch07`), with
-the helpers below; `dftlab.checks` registers them all. Nothing here calls `eval`: answers are only
+The exercises themselves are defined one chapter per module (`dftlab.course.checks.ch01` ... `ch07`), with
+the helpers below; `dftlab.course.checks` registers them all. Nothing here calls `eval`: answers are only
 ever called (functions) or compared (values).
 """
 from __future__ import annotations
@@ -342,7 +342,7 @@ class Trial:
     """What the learner's function did on an exercise's inputs, before any judgement.
 
     `run_trial` makes it where the learner's code runs; `judge_trial` needs only it, the exercise and the same
-    inputs, so the grader can judge in a process the learner's code cannot reach (`dftlab.grading`). `outputs` are
+    inputs, so the grader can judge in a process the learner's code cannot reach (`dftlab.course.grading`). `outputs` are
     the converted results of the inputs that ran cleanly, in order; `stop` is (input index, feedback, attempted)
     where the run stopped (the function raised, changed its input, or returned something unusable); `gradients`
     (losses only) hold, per input, the gradient in the logits or a sentence saying why there is none, and
@@ -533,7 +533,7 @@ def _check_prediction(exercise: PredictionExercise, prediction, measured) -> Che
 
 # ---------------------------------------------------------------------------------------------
 # Grading in two processes: a record of what the answer did, made where the learner's code runs,
-# as plain JSON data, and its judgement, made where it cannot reach (`dftlab.grading`).
+# as plain JSON data, and its judgement, made where it cannot reach (`dftlab.course.grading`).
 # ---------------------------------------------------------------------------------------------
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,

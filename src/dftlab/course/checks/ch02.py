@@ -2,7 +2,7 @@
 a uniform model's NLL, the bigram MLE and how its KL grows with the vocabulary, forward against reverse KL, and
 what gradient descent on the NLL learns from a small sample.
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from dftlab import distributions, objectives
-from dftlab.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _Case, _Mistake, _near,
+from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _Case, _Mistake, _near,
                                   _probs_of, _random_logits, _random_probs, _random_targets)
 
 

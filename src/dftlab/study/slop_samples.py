@@ -5,8 +5,8 @@ by how many words and trigrams of its lists of LLM-overused language they write 
 SmolLM2-135M-Instruct (`load_model("smollm2-135m-instruct")`) on a subset of the same prompts, at the leaderboard's
 decoding and at T = 1, and builds the committed sample set:
 
-    python -m dftlab.slop_samples            # the full set (100 prompts x 1 response x 2 decodings, 256 new tokens)
-    python -m dftlab.slop_samples --quick    # 4 prompts x 2 decodings of 48 new tokens, to try the command
+    python -m dftlab.study.slop_samples            # the full set (100 prompts x 1 response x 2 decodings, 256 new tokens)
+    python -m dftlab.study.slop_samples --quick    # 4 prompts x 2 decodings of 48 new tokens, to try the command
 
 The subset: every third prompt (prompt_index 0, 3, ..., 297), which is 50 of slop-score's 150 creative-writing
 prompts and 50 of its 150 essay prompts, spread evenly over each list rather than taken from its start (the lists
@@ -92,7 +92,7 @@ def default_slop_set_path(quick: bool = False) -> Path:
 
 
 def _command(quick: bool) -> str:
-    return "python -m dftlab.slop_samples" + (" --quick" if quick else "")
+    return "python -m dftlab.study.slop_samples" + (" --quick" if quick else "")
 
 
 def build_slop_samples(quick: bool = False, out: Path | None = None, log=print, generate=None) -> Path:
@@ -314,7 +314,7 @@ def chat_slop_list_enrichment(sample_set: dict | None = None, decoding: str = RE
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.slop_samples", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dftlab.study.slop_samples", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 prompts x 2 decodings of 48 new tokens, to try it")
     parser.add_argument("--out", type=Path, default=None, help="write here instead of the results folder")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Chapter 1, token distributions: the exercises on entropy, softmax with temperature, top-k filtering,
 Zipf's law, min-p filtering (and what temperature does to it) and the repetition penalty.
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import torch
 
 from dftlab import distributions
-from dftlab.checks.engine import (FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _probs_of,
+from dftlab.course.checks.engine import (FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _probs_of,
                                   _random_logits, _random_probs)
 
 

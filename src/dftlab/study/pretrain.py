@@ -1,4 +1,4 @@
-"""Pretrain the embedded model, tiny-gpt2, from scratch: `python -m dftlab.pretrain` (chapter 0 and the model card).
+"""Pretrain the embedded model, tiny-gpt2, from scratch: `python -m dftlab.study.pretrain` (chapter 0 and the model card).
 
 The recipe, top to bottom:
 1. Corpus: public-domain English (King James Bible, The Devil's Dictionary) plus TinyTales-style
@@ -264,7 +264,7 @@ def _stage_one_matches(folder: Path, config: PretrainConfig) -> None:
     report = folder / "pretrain_report.json"
     if not report.exists():
         raise ValueError(f"--continue-from {folder}: no pretrain_report.json there, so its recipe is unknown. Pass a "
-                         f"folder written by `python -m dftlab.pretrain` with the same settings and anneal_steps=0.")
+                         f"folder written by `python -m dftlab.study.pretrain` with the same settings and anneal_steps=0.")
     written = json.loads(report.read_text())["config"]
     expected = {k: v for k, v in asdict(config).items() if k not in ("anneal_steps", "anneal_lr")}
     differ = {k: (written.get(k), v) for k, v in expected.items() if written.get(k) != v}
@@ -410,7 +410,7 @@ def model_card(config: PretrainConfig, report: dict, samples: list[dict], folder
               if config.anneal_steps else "")
     return f"""# {name}: an embedded model of dftlab
 
-A `GPT2LMHeadModel` pretrained from scratch by `python -m dftlab.pretrain --prior {"strong" if strong else "weak"}`
+A `GPT2LMHeadModel` pretrained from scratch by `python -m dftlab.study.pretrain --prior {"strong" if strong else "weak"}`
 (seed {config.seed}). It is {role}. It is tiny on purpose: it trains in minutes on 2 CPU cores and fine-tunes
 in seconds, so every experiment in the course runs on a laptop.
 
@@ -445,7 +445,7 @@ Weights: MIT, like the code. Training text: public domain (see `dftlab/assets/co
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.pretrain", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m dftlab.study.pretrain", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--prior", choices=sorted(PRIORS), default="strong",
                         help="which embedded model to build: strong (tiny-gpt2) or weak (tiny-gpt2-english); it sets "

@@ -6,7 +6,7 @@ generated from here by `python tools/site.py sync-install`, and `tests/test_book
 
 - the hidden Colab cell (the first code cell, tagged `remove-cell`) of every chapter notebook;
 - the install line in README.md (between the `INSTALL_BEGIN`/`INSTALL_END` markers);
-- the student zip's README (`dftlab.exercises.write_student_zip`), which also ships a wheel built by
+- the student zip's README (`dftlab.course.exercises.write_student_zip`), which also ships a wheel built by
   `build_wheel` and the one command that installs it (`wheel_install_command`).
 
 A fork changes the two lines in `_config.yml`, runs `python tools/site.py sync-install`, and commits.
@@ -26,7 +26,7 @@ TORCH_REQUIREMENT = "torch==2.13.0"
 COLAB_CELL_TAG = "remove-cell"
 README_BEGIN = "<!-- INSTALL_BEGIN: written by `python tools/site.py sync-install` from _config.yml -->"
 README_END = "<!-- INSTALL_END -->"
-# The environment a notebook runs in wherever its outputs are stored or compared (dftlab.exercises.execute_notebook,
+# The environment a notebook runs in wherever its outputs are stored or compared (dftlab.course.exercises.execute_notebook,
 # nbval through tests/conftest.py, the book build in tools/site.py, the tests' kernels and subprocesses): offline,
 # string hashing fixed, no notices, no progress bars (their text changes from run to run). The one place
 # PYTHONHASHSEED is set; it is passed to each child process, never written into this process's os.environ.
@@ -38,7 +38,7 @@ NOTEBOOK_ENV = {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0", "TRANSFORMERS_VERB
 
 def default_config_path() -> Path:
     """`_config.yml` of the checkout this module lives in (a maintainer's file: an installed wheel has none)."""
-    return Path(__file__).resolve().parents[2] / "_config.yml"
+    return Path(__file__).resolve().parents[3] / "_config.yml"
 
 
 def repository(config_path: Path | None = None) -> tuple[str, str]:

@@ -21,8 +21,8 @@ Two sources, so that nothing is typed twice:
 The two labs (`LABS`) and their fixed parts (opening, a short framing per chapter, closing) are here; everything
 else in a lab's timetable (`lab_schedule`) is the plan's minutes of its core exercises.
 
-    python -m dftlab.course_plan check      # exit 1, listing what is out of step between plan.toml and solutions/
-    python -m dftlab.course_plan missing    # print plan.toml tables to fill in for exercises without an entry
+    python -m dftlab.course.plan check      # exit 1, listing what is out of step between plan.toml and solutions/
+    python -m dftlab.course.plan missing    # print plan.toml tables to fill in for exercises without an entry
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-PLAN_PATH = Path(__file__).resolve().parent / "assets" / "course" / "plan.toml"
-# The markers of dftlab.exercises (which imports this module for the student zip, so it cannot import it back);
+PLAN_PATH = Path(__file__).resolve().parents[1] / "assets" / "course" / "plan.toml"
+# The markers of dftlab.course.exercises (which imports this module for the student zip, so it cannot import it back);
 # tests/test_course_plan.py checks that the two agree.
 ANSWER_MARKER = "<!-- BEGIN ANSWER -->"
 ANSWER_PLACEHOLDER = "*Your answer here.*"
@@ -223,7 +223,7 @@ def load_plan(path: Path | str | None = None) -> dict[str, PlanEntry]:
     tables = data.get("exercises")
     if not isinstance(tables, dict) or not tables:
         raise ValueError(f"{path} has no [exercises.\"N.M\"] tables; add one per exercise "
-                         f"(`python -m dftlab.course_plan missing` prints them)")
+                         f"(`python -m dftlab.course.plan missing` prints them)")
     noted = _noted_titles(text)
     plan = {}
     for number, table in tables.items():
@@ -275,7 +275,7 @@ def validate_plan(catalogue: list[Exercise], plan: dict[str, PlanEntry]) -> list
         entry = plan.get(exercise.number)
         if entry is None:
             problems.append(f"exercise {exercise.number} ({exercise.title}) has no entry in plan.toml; add "
-                            f"[exercises.\"{exercise.number}\"] (`python -m dftlab.course_plan missing` prints it)")
+                            f"[exercises.\"{exercise.number}\"] (`python -m dftlab.course.plan missing` prints it)")
             continue
         if entry.noted_title is not None and entry.noted_title != exercise.title:
             problems.append(f"plan.toml's entry {exercise.number} was written for '{entry.noted_title}', but exercise "
@@ -283,7 +283,7 @@ def validate_plan(catalogue: list[Exercise], plan: dict[str, PlanEntry]) -> list
                             f"number and update its comment line")
         if entry.track == "core" and lab_of(exercise) is None:
             problems.append(f"exercise {exercise.number} is core, but no lab covers chapter {exercise.chapter} "
-                            f"(dftlab.course_plan.LABS); make it optional")
+                            f"(dftlab.course.plan.LABS); make it optional")
         needs_rubric = exercise.kind == "written" or exercise.model_answer is not None
         if needs_rubric and not entry.rubric:
             problems.append(f"exercise {exercise.number} is a written answer without a rubric; add rubric = "
@@ -472,7 +472,7 @@ def _label(exercise: Exercise) -> str:
 def stuck_points_markdown(lab: Lab, catalogue: list[Exercise], plan: dict[str, PlanEntry], known_checks,
                           per_check: int = 3) -> str:
     """Where learners get stuck on a lab's core exercises: the wrong answers each check recognises and names
-    (`known_checks`: the exercise objects of dftlab.checks, passed in so that this module stays free of torch)."""
+    (`known_checks`: the exercise objects of dftlab.course.checks, passed in so that this module stays free of torch)."""
     by_id = {check.exercise_id: check for check in known_checks}
     lines = []
     for exercise in core_exercises(lab, catalogue, plan):
@@ -501,7 +501,7 @@ def plan_stub(exercise: Exercise) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.course_plan", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dftlab.course.plan", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["check", "missing"])
     parser.add_argument("--solutions", type=Path, default=Path("solutions"), help="the solutions/ folder")
     parser.add_argument("--plan", type=Path, default=None, help="plan.toml (default: the shipped one)")

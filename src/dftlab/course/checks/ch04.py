@@ -2,7 +2,7 @@
 is not uniform, its loss ratio to the NLL, the expected calibration error that shows its over-confidence, and a
 fine-tune of tiny-gpt2 with the learner's own loss (the opener share and the validation NLL it leaves).
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from dftlab import metrics, objectives, toy
-from dftlab.checks.ch02 import _loss_cases, _per_token_nll
-from dftlab.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case,
+from dftlab.course.checks.ch02 import _loss_cases, _per_token_nll
+from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case,
                                   _Mistake, _near, _probs_of, _random_probs)
 
 

@@ -1,8 +1,8 @@
 """Scaling up: the course's objectives inside TRL's `SFTTrainer`, on a CPU or on many GPUs (chapter 9).
 
-    python -m dftlab.scale --objective dft --model gpt2 --steps 200
-    accelerate launch -m dftlab.scale --objective dft --model gpt2 --steps 200 --bf16
-    python -m dftlab.scale --objective dft --model smollm2-135m-instruct --chat-template --lora-rank 16 --steps 40
+    python -m dftlab.study.scale --objective dft --model gpt2 --steps 200
+    accelerate launch -m dftlab.study.scale --objective dft --model gpt2 --steps 200 --bf16
+    python -m dftlab.study.scale --objective dft --model smollm2-135m-instruct --chat-template --lora-rank 16 --steps 40
 
 The trainer is TRL's own; the one change is `compute_loss_func`, built from a dftlab objective by
 `dftlab.objectives.make_compute_loss_func`. So any objective of the course (nll, dft, dft_floored, power, mix,
@@ -144,7 +144,7 @@ def recorded_losses(trainer) -> pd.DataFrame:
     for callback in trainer.callback_handler.callbacks:
         if type(callback).__name__ == "LossRecorder":
             return pd.DataFrame(callback.rows)
-    raise ValueError("recorded_losses: this trainer has no LossRecorder; build it with dftlab.scale.build_trainer.")
+    raise ValueError("recorded_losses: this trainer has no LossRecorder; build it with dftlab.study.scale.build_trainer.")
 
 
 def train(trainer) -> pd.DataFrame:
@@ -167,9 +167,9 @@ def _key_value(text: str) -> tuple[str, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dftlab.scale",
+        prog="python -m dftlab.study.scale",
         description="Fine-tune a causal LM on TinyTales with TRL's SFTTrainer and a dftlab objective. Runs on a CPU "
-                    "as it is, and on one or many GPUs under `accelerate launch -m dftlab.scale ...`.")
+                    "as it is, and on one or many GPUs under `accelerate launch -m dftlab.study.scale ...`.")
     parser.add_argument("--objective", default="nll",
                         help=f"dftlab objective: {', '.join(TRAINER_OBJECTIVES)} (default: nll)")
     parser.add_argument("--objective-kwarg", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
         dataset = tinytales_dataset(args.examples, args.seed, args.zipf_exponent,
                                     chat_tokenizer=tokenizer if args.chat_template else None)
     except (ValueError, ModelNotAvailableError) as error:
-        raise SystemExit(f"dftlab.scale: {error}") from None
+        raise SystemExit(f"dftlab.study.scale: {error}") from None
     output_dir = args.output_dir or os.path.join("scale-runs", f"{os.path.basename(model_name)}-{args.objective}")
     trainer = build_trainer(model, tokenizer, dataset, args.objective, objective_kwargs=dict(args.objective_kwarg),
                             trl_loss=args.trl_loss, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
         trainer.save_model(output_dir)
     if trainer.is_world_process_zero():  # under accelerate launch, one process reports
         source = f"TRL loss_type={args.objective!r}" if args.trl_loss else f"dftlab objective {args.objective!r}"
-        print(f"dftlab.scale: {model_name}, {source}, {args.steps} steps on {trainer.args.world_size} process(es)")
+        print(f"dftlab.study.scale: {model_name}, {source}, {args.steps} steps on {trainer.args.world_size} process(es)")
         print(losses.round(4).to_string(index=False))
         if args.save:
             print(f"saved to {output_dir}")

@@ -3,7 +3,7 @@
 distributions, DFT's exact steps from a start that gives the data's mode almost nothing, and the optimum of
 preference tuning with a reward that likes the familiar.
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 
 from dftlab import toy
-from dftlab.checks.ch04 import DFT_TOY_TARGET, _one_number
-from dftlab.checks.engine import (FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _probs_of,
+from dftlab.course.checks.ch04 import DFT_TOY_TARGET, _one_number
+from dftlab.course.checks.engine import (FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _probs_of,
                                   _random_logits, _random_probs)
 
 # --- The power family's fixed point --------------------------------------------------------------------------------

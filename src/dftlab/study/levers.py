@@ -1,7 +1,7 @@
 """Three levers on a real model's writing, side by side: the fine-tuning data, the objective, and the decoding.
 
 Each lever is a paired comparison: the same prompts answered before and after the lever is pulled. The three cached
-studies supply them (`dftlab.antislop`, `dftlab.distillation`, `dftlab.decoding_levers`), and `levers_side_by_side`
+studies supply them (`dftlab.antislop`, `dftlab.study.distillation`, `dftlab.study.decoding_levers`), and `levers_side_by_side`
 measures every pair the same way, on three measures of the text:
 
 - slop-score's list words per 1,000 words (`metrics.slop_list_word_hits`), as the ratio of the "after" rate to the
@@ -92,7 +92,8 @@ def paired_change(before: list[list[str]], after: list[list[str]], bootstrap: in
 def lever_pairs() -> list[dict]:
     """Every comparison of the three cached studies, as {"lever", "comparison", "label" (a short name for a figure),
     "before", "after"} with one list of answers per prompt on each side."""
-    from dftlab import antislop, decoding_levers, distillation
+    from dftlab import antislop
+    from dftlab.study import decoding_levers, distillation
 
     pairs = antislop.paired_answers()
     rows = [{"lever": "data", "comparison": "27B teacher: anti-slop tuned vs original", "label": "27B: anti-slop vs original",

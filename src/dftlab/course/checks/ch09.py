@@ -2,13 +2,13 @@
 into micro-batches. The predictions are measured with `dftlab.objectives.make_compute_loss_func`, the adapter the
 chapter prints; the function exercise asks for the step's loss from per-token losses.
 
-Registered by `dftlab.checks`.
+Registered by `dftlab.course.checks`.
 """
 from __future__ import annotations
 
 import torch
 
-from dftlab.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _Case, _float_result,
+from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _Case, _float_result,
                                   _Mistake)
 
 

@@ -1,13 +1,13 @@
 """Chapter 8, what changes a real model's writing: the exercises on slop-score's list-word rate pooled over a set of
 answers (then used to measure a lever on the cached students and decodings), and on what distillation hands on.
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter uses.
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter uses.
 """
 from __future__ import annotations
 
 import torch
 
-from dftlab.checks.engine import FunctionExercise, PredictionExercise, _Case, _float_result, _Mistake, _random_corpus
+from dftlab.course.checks.engine import FunctionExercise, PredictionExercise, _Case, _float_result, _Mistake, _random_corpus
 from dftlab.metrics.slop_score import slop_list_rate, slop_list_word_hits
 
 # A few words on slop-score's list (checked by tests/test_checks_ch08.py), to put into random answers.

@@ -1,4 +1,4 @@
-"""Grading a class's exercise notebooks: `python -m dftlab.exercises grade NOTEBOOK... --out grades.csv`.
+"""Grading a class's exercise notebooks: `python -m dftlab.course.exercises grade NOTEBOOK... --out grades.csv`.
 
 **Where each thing happens.** The grader (this process) never runs a student's code. Each submission runs in a
 child process, in a fresh Python kernel, from a copy in a scratch folder. When its cells have run, the child tries
@@ -23,13 +23,13 @@ reference functions are public; a student who calls them is graded as one who wr
 run the grader inside a container with no network and only the submissions mounted, e.g.
 
     docker run --rm --network none -v "$PWD/submissions:/subs:ro" -v "$PWD/out:/out" <image with dftlab> \\
-        python -m dftlab.exercises grade /subs/*.ipynb --out /out/grades.csv
+        python -m dftlab.course.exercises grade /subs/*.ipynb --out /out/grades.csv
 
 **What comes out** (all written at the end, atomically): `grades.csv`, one row per submission and check, with the
 exercise number, its kind, status, points earned and possible, and feedback; `grades-totals.csv`, one row per
 student, ready for a gradebook; `grades-written.csv`, every written answer with its rubric and model answer and an
 empty points column to mark; `grades-info.json`, the dftlab version, the checks' hash, the plan's hash, the seed,
-the limits and the isolation. Points come from the course plan (`dftlab.course_plan`, one file of weights): a
+the limits and the isolation. Points come from the course plan (`dftlab.course.plan`, one file of weights): a
 function exercise earns its points when it passes, a prediction when it was made (completion credit), and a
 written answer when the instructor marks it. Student names, IDs and late flags are read from LMS download names
 (`submission_from_path`: Canvas and Moodle).
@@ -207,7 +207,7 @@ class _Course:
 
 
 def _load_course(solutions_dir: Path, plan_path: Path | None) -> _Course:
-    from dftlab import course_plan
+    from dftlab.course import plan as course_plan
 
     calls = reference_calls(solutions_dir)
     catalogue = course_plan.exercise_catalogue(solutions_dir)
@@ -248,7 +248,7 @@ def _chapter_of(name: str, text: str, known: dict) -> str | None:
 def written_answers(notebook) -> dict[str, str]:
     """{exercise number: the learner's answer}: the markdown cells under `## Exercise N.M: ...` up to the next `## `
     heading, without the question's own cell, and without the untouched placeholder."""
-    from dftlab.course_plan import ANSWER_PLACEHOLDER, EXERCISE_HEADING
+    from dftlab.course.plan import ANSWER_PLACEHOLDER, EXERCISE_HEADING
 
     answers, current = {}, None
     for cell in notebook.get("cells", []):
@@ -309,7 +309,7 @@ def record(eid, answer, on_error):
 
 # Predictions share variable names from one exercise to the next (`prediction`), so each is recorded right after the
 # cell that checks it; functions, and predictions whose check cell is gone, at the end.
-setup = "from dftlab.checks import engine as _dftlab_engine\n_dftlab_records = {}"
+setup = "from dftlab.course.checks import engine as _dftlab_engine\n_dftlab_records = {}"
 recording = ("import json as _dftlab_json\n"
              + "".join(f"if {eid!r} not in _dftlab_records:\n" + textwrap.indent(record(
                  eid, answer, f"_dftlab_records[{eid!r}] = {{'missing': f'{{type(_e).__name__}}: {{_e}}'[:300]}}"), "    ")
@@ -404,7 +404,7 @@ def _limit_resources(limits: Limits):
 
 def _sandbox_env(scratch: str) -> dict:
     """The environment the student's code sees: the grader's PATH and locale, a scratch HOME, nothing else."""
-    from dftlab._install import NOTEBOOK_ENV
+    from dftlab.course.install import NOTEBOOK_ENV
 
     kept = {name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "HF_HOME", "HF_HUB_CACHE",
                                                 "ATEN_CPU_CAPABILITY") if name in os.environ}
@@ -415,7 +415,7 @@ def _sandbox_env(scratch: str) -> dict:
 
 def _run_sandboxed(copy: Path, calls: list, seed: int, limits: Limits) -> tuple[dict | None, str]:
     """Run a submission in the child; (its report, or None when it sent none, and the end of its stderr)."""
-    from dftlab.checks import engine
+    from dftlab.course.checks import engine
 
     prefix = _namespace_prefix()
     calls = [(check_id, answer, isinstance(engine._REGISTRY.get(check_id), engine.PredictionExercise))
@@ -486,7 +486,7 @@ def _points(course: _Course, check_id: str) -> tuple[float, str, str]:
 def grade_submission(submission: Submission, course: _Course, limits: Limits, seed: int) -> _Graded:
     """Grade one submission: a row per check of its chapter and one per written answer. Never raises because of
     the submission."""
-    from dftlab.checks import engine
+    from dftlab.course.checks import engine
 
     path, graded = submission.path, _Graded()
     who = (submission.student, submission.student_id, submission.late, path.name)
@@ -519,7 +519,7 @@ def grade_submission(submission: Submission, course: _Course, limits: Limits, se
     check_ids = [check_id for check_id, _ in calls]
     if chapter in course.unplanned:
         add(check_ids, "error", f"the course plan {course.plan_path} gives no points for exercise(s) "
-                                f"{', '.join(course.unplanned[chapter])}; add them (`python -m dftlab.course_plan "
+                                f"{', '.join(course.unplanned[chapter])}; add them (`python -m dftlab.course.plan "
                                 f"missing` prints the tables to fill in) and grade again.")
         return graded
     answers = written_answers(notebook)

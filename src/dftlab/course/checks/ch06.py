@@ -1,7 +1,7 @@
 """Chapter 6, distribution matching: the exercises on distinct-n, token-L2, the MMD permutation test and precision
 and recall by k-nearest-neighbour coverage, and on what they cannot see.
 
-Registered by `dftlab.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
+Registered by `dftlab.course.checks`. A reference answer calls the dftlab function the chapter derives wherever there is one.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dftlab import metrics
-from dftlab.checks.engine import (_float_result, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
+from dftlab.course.checks.engine import (_float_result, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
                                   _near, _random_corpus)
 from dftlab.metrics.text import _ngrams
 
