@@ -23,7 +23,7 @@ def test_build_trainer_records_a_loss_per_step_and_saves_nothing(tmp_path, capsy
     model, tokenizer = dftlab.load_model("tiny-gpt2")
     trainer = scale.build_trainer(model, tokenizer, scale.tinytales_dataset(8), "dft", steps=2, batch_size=4,
                                   lr=1e-3, output_dir=tmp_path, use_cpu=True)
-    losses = scale.train(trainer)
+    losses = scale.run_trainer(trainer)
     assert list(losses["step"]) == [1, 2] and (losses["loss"] > 0).all()
     assert {"entropy", "mean_token_accuracy"} <= set(losses.columns)
     assert capsys.readouterr().out == ""  # quiet: no progress bar, no printed log dicts

@@ -256,3 +256,47 @@ def test_an_interrupt_at_a_random_step_never_loses_the_run(tokenizer, tmp_path, 
     resumed = train(tiny_model(tokenizer), tokenizer, TRAIN, VALID, checkpoint_dir=tmp_path,
                     resume=(tmp_path / "checkpoint.json").exists(), **settings)
     pd.testing.assert_frame_equal(resumed.history, straight.history, check_exact=True)
+
+
+
+def test_train_step_is_short_enough_to_read_whole_and_chapter_3_prints_it_whole():
+    """Chapter 3 prints `train_step` with inspect.getsource and reads it line by line: it must stay a short function,
+    and the chapter's stored output must be today's source."""
+    import inspect
+    from pathlib import Path
+
+    import nbformat
+
+    source = inspect.getsource(train_module.train_step)
+    code = [line for line in source.split('"""')[-1].splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert len(code) <= 16, f"train_step has {len(code)} lines of code; chapter 3 reads it whole, keep it short"
+    chapter = nbformat.read(Path(__file__).resolve().parents[1] / "chapters" / "03_sft.ipynb", as_version=4)
+    cells = [cell for cell in chapter.cells if cell.cell_type == "code" and "getsource(train.train_step)" in cell.source]
+    assert cells, "chapter 3 no longer prints train.train_step"
+    printed = "".join(output.get("text", "") for output in cells[0].outputs)
+    assert printed.strip() == source.strip(), "chapter 3's printed train_step is out of date: re-execute the chapter"
+
+
+def test_train_leaves_torch_global_generator_as_it_found_it(tokenizer, tiny_model):
+    model = tiny_model(tokenizer)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(model, tokenizer, TRAIN, None, "nll", steps=2, progress=False, **FAST)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_non_finite_loss_stops_train_step_before_the_weights_change(tokenizer, tiny_model):
+    from dftlab import data
+
+    model = tiny_model(tokenizer)
+    before = weights(model)
+    optimizer = train_module.make_optimizer(model, 1e-3, 0.0)
+    batch = next(data.iterate_batches(data.encode_examples(tokenizer, TRAIN, 64), 4, data.pad_id_of(tokenizer)))
+
+    def broken(logits, labels):
+        return (logits * float("nan")).sum()
+
+    with pytest.raises(FloatingPointError, match="loss was nan"):
+        train_module.train_step(model, optimizer, batch, broken, lr=1e-3)
+    assert same_weights(before, weights(model))

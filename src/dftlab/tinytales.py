@@ -1,6 +1,6 @@
 """TinyTales: a corpus of short stories whose true distribution q is known exactly.
 
-The TinyTales chapter uses it as the fine-tuning data. Because every story comes from a small
+Chapter 3 introduces it, and every chapter after it that trains a tiny model uses it as the fine-tuning data. Because every story comes from a small
 probabilistic grammar, we can score any text under the *true* distribution (`log_prob`), compute
 the exact entropy of the data (`entropy`), and read off how often each formulaic choice really
 occurs (`choice_distribution`). A fine-tuned model that opens 95% of its stories with
@@ -23,114 +23,33 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import math
 import random
 import re
+from pathlib import Path
 
 from dftlab.validation import check_int, check_number
 
 # ---------------------------------------------------------------------------------------------
-# The grammar, as plain data. Order matters: the first option of each list is the most frequent.
+# The grammar, as plain data in assets/tinytales/grammar.json. Order matters: the first option of each
+# list is the most frequent.
 # ---------------------------------------------------------------------------------------------
-PROMPT_TEMPLATE = "Title: The {character} and the {place}.\nStory:"
-OPENING_TEMPLATE = "{opener} {article} {adjective} {character} lived {place_phrase}."
-MIDDLE_TEMPLATE = "{connective} the {character} {action}."
-FEELING_TEMPLATE = "At the end of the day, the {character} felt {feeling}."
-
-# character -> home place; the home is the most likely place for that character.
-CHARACTERS = {
-    "fox": "forest", "rabbit": "meadow", "bear": "mountain", "owl": "forest", "mouse": "farm",
-    "duck": "pond", "cat": "village", "dog": "farm", "frog": "pond", "turtle": "beach",
-    "squirrel": "garden", "goat": "hill", "otter": "river", "crab": "beach", "hedgehog": "garden",
-    "lamb": "hill",
-}
-# place (the title word) -> where the character lives (the phrase in the opening sentence)
-PLACES = {
-    "forest": "in the forest", "meadow": "in a meadow", "river": "near the river",
-    "pond": "by the pond", "farm": "on a farm", "hill": "on a green hill", "garden": "in a garden",
-    "village": "at the edge of the village", "beach": "on the beach", "mountain": "high on a mountain",
-}
-OPENERS = [
-    "Once upon a time,", "Long ago,", "One day,", "A long time ago,", "Many years ago,",
-    "In a faraway land,", "Once,", "Not so long ago,", "In the old days,", "Some time ago,",
-    "On a bright spring morning,", "In a quiet corner of the world,", "When the world was young,",
-    "Far, far away,", "Before anyone can remember,", "In a land of soft rain,",
-]
-ADJECTIVES = [
-    "small", "little", "brave", "kind", "old", "curious", "clever", "shy", "young", "gentle",
-    "quiet", "lazy", "busy", "tiny", "grumpy", "friendly", "silly", "wise", "hungry", "cheerful",
-    "playful", "careful", "eager", "clumsy",
-]
-MIDDLE_COUNTS = ["2", "1", "3"]  # middle sentences; stories have middle_count + 3 sentences
-CONNECTIVES = [
-    "One day,", "Then", "After that,", "Soon", "But", "Later,", "The next morning,", "Every day",
-    "That afternoon,", "Suddenly,", "Before long,", "At noon,", "Meanwhile,", "Once again,",
-]
-ACTIONS = {
-    "forest": ["found a big red apple", "climbed a tall tree", "heard a strange sound",
-               "followed a narrow path", "met a friendly owl", "gathered nuts for the winter",
-               "got lost among the trees", "built a house of sticks", "watched the leaves fall",
-               "helped a bird fix its nest", "hid behind a mossy log", "picked a basket of berries"],
-    "meadow": ["ran through the tall grass", "found a field of flowers", "chased a yellow butterfly",
-               "rolled down a soft slope", "counted the clouds", "lay in the warm sun",
-               "saw a rainbow in the sky", "made a crown of daisies", "met a busy bee",
-               "played hide and seek", "heard the crickets sing", "looked for a lost friend"],
-    "river": ["jumped over a wet log", "watched the fish swim by", "found a shiny stone in the water",
-              "built a little boat out of leaves", "sat on the bank and listened to the water",
-              "tried to catch a silver fish", "crossed the river on a fallen tree",
-              "splashed in the shallow water", "followed the river to a waterfall",
-              "drank the cool water", "lost a hat in the current", "waved to a passing boat"],
-    "pond": ["sat on a lily pad", "saw its face in the water", "caught a fat fly",
-             "swam to the other side", "talked to an old frog", "listened to the rain on the water",
-             "found a lost feather", "watched the dragonflies dance", "slipped into the mud",
-             "made ripples with a stick", "counted the ducks", "hid among the reeds"],
-    "farm": ["helped the farmer", "found an egg in the hay", "played in the barn",
-             "chased the chickens", "rode on a big tractor", "ate a fresh carrot",
-             "slept on a pile of straw", "fed the little pigs", "fixed a broken fence",
-             "woke up the rooster", "jumped into a haystack", "watched the cows come home"],
-    "hill": ["climbed to the very top", "flew a red kite", "rolled down the grass",
-             "looked at the whole valley", "found a hidden cave", "watched the sun go down",
-             "sat under an old oak", "raced the wind", "picked wild flowers",
-             "saw the first star", "built a tower of stones", "shouted to hear the echo"],
-    "garden": ["planted a tiny seed", "watered the roses", "found a fat worm",
-               "ate a ripe tomato", "dug a deep hole", "smelled the flowers",
-               "chased a snail", "picked some strawberries", "hid under a big leaf",
-               "painted the gate blue", "made friends with a ladybug", "grew a huge pumpkin"],
-    "village": ["visited the baker", "went to the market", "rang the old bell",
-                "helped an old man", "found a lost coin", "danced in the square",
-                "painted a door green", "bought a warm loaf of bread", "sang with the children",
-                "climbed the clock tower", "mailed a letter", "watched the lanterns glow"],
-    "beach": ["built a sand castle", "found a pretty shell", "ran from the waves",
-              "dug for treasure", "watched the boats sail away", "collected smooth pebbles",
-              "met a lost seagull", "swam in the cold sea", "wrote a name in the sand",
-              "found a bottle with a note", "sat by a rock pool", "chased the foam"],
-    "mountain": ["climbed a steep path", "saw the clouds below", "found a cold stream",
-                 "slid down the snow", "met a mountain goat", "hid from the wind",
-                 "found a warm cave", "watched an eagle fly", "crossed a rope bridge",
-                 "made a snowman", "picked a blue flower", "rested on a big rock"],
-}
-# feeling -> mood; the ending depends on the feeling through its mood.
-FEELINGS = {
-    "happy": "glad", "proud": "glad", "tired": "calm", "sad": "sad", "calm": "calm",
-    "thankful": "glad", "lonely": "sad", "sleepy": "calm", "excited": "glad", "worried": "sad",
-    "peaceful": "calm", "grumpy": "sad",
-}
-ENDINGS = {
-    "glad": ["The end.", "And they all lived happily ever after.", "It was the best day ever.",
-             "What a wonderful day it was.", "And everyone smiled.", "Life was good.",
-             "Nobody ever forgot that happy day."],
-    "sad": ["The end.", "Tomorrow would be a better day.", "Sometimes days are hard, and that is okay.",
-            "Soon the sun came out again.", "A warm hug made everything better.",
-            "Nobody was alone after that.", "But friends came to help, and the sky grew bright."],
-    "calm": ["The end.", "Then it was time to sleep.", "The stars came out one by one.",
-             "And all was quiet.", "Good night, little friend.", "The wind sang a soft song.",
-             "It had been a long and gentle day."],
-}
-# choice point -> the earlier choice it depends on (None: it depends on nothing)
-CHOICE_PARENTS = {
-    "character": None, "place": "character", "opener": None, "adjective": None,
-    "middle_count": None, "connective": None, "action": "place", "feeling": None, "ending": "feeling",
-}
+_GRAMMAR = json.loads((Path(__file__).resolve().parent / "assets" / "tinytales" / "grammar.json").read_text("utf-8"))
+PROMPT_TEMPLATE = _GRAMMAR["prompt_template"]
+OPENING_TEMPLATE = _GRAMMAR["opening_template"]
+MIDDLE_TEMPLATE = _GRAMMAR["middle_template"]
+FEELING_TEMPLATE = _GRAMMAR["feeling_template"]
+CHARACTERS = _GRAMMAR["characters"]        # character -> home place; the home is the most likely place for it
+PLACES = _GRAMMAR["places"]                # place (the title word) -> where the character lives (the opening's phrase)
+OPENERS = _GRAMMAR["openers"]
+ADJECTIVES = _GRAMMAR["adjectives"]
+MIDDLE_COUNTS = _GRAMMAR["middle_counts"]  # middle sentences; stories have middle_count + 3 sentences
+CONNECTIVES = _GRAMMAR["connectives"]
+ACTIONS = _GRAMMAR["actions"]              # place -> what a character can do there
+FEELINGS = _GRAMMAR["feelings"]            # feeling -> mood; the ending depends on the feeling through its mood
+ENDINGS = _GRAMMAR["endings"]              # mood -> endings
+CHOICE_PARENTS = _GRAMMAR["choice_parents"]  # choice point -> the earlier choice it depends on (None: nothing)
 DEFAULT_ZIPF_EXPONENT = 1.1
 PRETRAINING_ZIPF_EXPONENT = 0.3
 

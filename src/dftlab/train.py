@@ -1,9 +1,13 @@
 """The training loop (chapter 3): fine-tune a causal LM on prompt/completion pairs with any objective.
 
 One loop serves every objective of `dftlab.objectives`; only the loss line changes between SFT
-(`objective="nll"`) and Dynamic Fine-Tuning (`objective="dft"`). Each step is
+(`objective="nll"`) and Dynamic Fine-Tuning (`objective="dft"`). One update is `train_step`, about fifteen lines
+that chapter 3 prints whole:
 
-    batch -> loss -> backward -> clip -> AdamW step -> learning-rate schedule -> (every eval_every) evaluate + checkpoint
+    learning rate -> loss -> backward -> clip -> AdamW step
+
+and `train` keeps everything around it: the checks, the data, resuming, the schedule, an evaluation and a checkpoint
+every `eval_every` steps, and the progress bar.
 
 and every evaluation appends a row to `TrainResult.history`: the training loss (whatever the objective
 is), and on the validation set the token-mean NLL, the mean predictive entropy, the token accuracy and
@@ -35,6 +39,7 @@ from dftlab.data import (check_token_ids, device_of, encode_examples, iterate_ba
                          vocab_size_of)
 from dftlab.objectives import (causal_lm_loss, check_objective_kwargs, get_objective, needs_base_logits,
                                supervised_log_probs)
+from dftlab.runtime import torch_global_seed
 from dftlab.storage import atomic_save_safetensors, atomic_write, atomic_write_text
 from dftlab.validation import check_int, check_number
 
@@ -235,8 +240,28 @@ def _check_features(features: list[dict], model) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop
+# One step, and the loop around it
 # ---------------------------------------------------------------------------------------------
+
+def train_step(model, optimizer, batch, objective="nll", *, lr: float, grad_clip: float | None = 1.0,
+               base_model=None, objective_kwargs: dict | None = None) -> float:
+    """One update of the weights on one batch; returns the batch's loss as a number (chapter 3 reads it line by line).
+
+    Raises FloatingPointError, before the weights change, when the loss or the gradient is not finite."""
+    for group in optimizer.param_groups:  # the schedule sets the rate of every step by hand
+        group["lr"] = lr
+    loss = causal_lm_loss(model, batch, objective, base_model=base_model, check=False, **(objective_kwargs or {}))
+    loss_value = loss.item()  # a plain number for the history; `loss` keeps its graph for backward()
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(f"loss was {loss_value}")
+    loss.backward()  # the gradient of the loss, into each weight's .grad
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
+    if not torch.isfinite(grad_norm):  # checked before optimizer.step(), so the weights stay finite
+        raise FloatingPointError(f"gradient norm was {grad_norm.item()}")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # the next backward() must not add to this step's gradient
+    return loss_value
+
 
 def train(model, tokenizer, train_examples, valid_examples=None, objective="nll", *, steps: int = 200,
           batch_size: int = 16, lr: float = 3e-4, warmup_steps: int = 20, weight_decay: float = 0.0,
@@ -265,17 +290,26 @@ def train(model, tokenizer, train_examples, valid_examples=None, objective="nll"
     config = {"objective": objective_name, "lr": lr, "batch_size": batch_size, "warmup_steps": warmup_steps,
               "weight_decay": weight_decay, "grad_clip": grad_clip, "max_length": max_length, "seed": seed,
               "packing": packing, "objective_kwargs": objective_kwargs, "steps": steps}
-    torch.manual_seed(seed)  # dropout draws from the global generator; the data order has its own
+    with torch_global_seed(seed):  # dropout draws from the global generator; the data order has its own
+        return _train_loop(model, tokenizer, train_examples, valid_examples, objective, objective_name, config,
+                           eval_every=eval_every, base_model=base_model, checkpoint_dir=checkpoint_dir, resume=resume,
+                           progress=progress)
 
+
+def _train_loop(model, tokenizer, train_examples, valid_examples, objective, objective_name: str, config: dict, *,
+                eval_every: int, base_model, checkpoint_dir, resume: bool, progress: bool | None) -> TrainResult:
+    """`train` after its checks: the data, the optimizer, resuming, then `train_step` with evaluations and checkpoints."""
+    steps, batch_size, max_length, seed = config["steps"], config["batch_size"], config["max_length"], config["seed"]
+    lr, warmup_steps, grad_clip = config["lr"], config["warmup_steps"], config["grad_clip"]
     features = encode_examples(tokenizer, train_examples, max_length)
-    if packing:
+    if config["packing"]:
         features = pack(features, max_length)
     _check_features(features, model)  # once, here: the steps below do not check their batches again
     valid_batches = (make_batches(tokenizer, valid_examples, batch_size, max_length, shuffle=False)
                      if valid_examples is not None else None)
     model.train()
     model.zero_grad(set_to_none=True)  # gradients left over from earlier code would leak into step 1
-    optimizer = make_optimizer(model, lr, weight_decay)
+    optimizer = make_optimizer(model, lr, config["weight_decay"])
     resumed = resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).exists()
     start_step, history = _resume(checkpoint_dir, model, optimizer, config) if resumed else (0, [])
     if needs_base_logits(objective) and base_model is None:
@@ -291,20 +325,13 @@ def train(model, tokenizer, train_examples, valid_examples=None, objective="nll"
     train_losses = []  # the objective's values since the last history row
     try:
         for step in range(start_step, steps):
-            batch = next(batches)
             step_lr = learning_rate_at(step, lr=lr, warmup_steps=warmup_steps, steps=steps)
-            for group in optimizer.param_groups:
-                group["lr"] = step_lr
-            loss = causal_lm_loss(model, batch, objective, base_model=base_model, check=False, **objective_kwargs)
-            train_losses.append(loss.item())
-            if not math.isfinite(train_losses[-1]):
-                _diverged(step, objective_name, f"loss was {train_losses[-1]}", lr, history)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
-            if not torch.isfinite(grad_norm):  # checked before optimizer.step(), so the weights stay finite
-                _diverged(step, objective_name, f"gradient norm was {grad_norm.item()}", lr, history)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            try:
+                train_losses.append(train_step(model, optimizer, next(batches), objective, lr=step_lr,
+                                               grad_clip=grad_clip, base_model=base_model,
+                                               objective_kwargs=config["objective_kwargs"]))
+            except FloatingPointError as not_finite:
+                _diverged(step, objective_name, str(not_finite), lr, history)
             bar.update(1)
 
             if (step + 1) % eval_every == 0 or step + 1 == steps:

@@ -147,7 +147,7 @@ def recorded_losses(trainer) -> pd.DataFrame:
     raise ValueError("recorded_losses: this trainer has no LossRecorder; build it with dftlab.study.scale.build_trainer.")
 
 
-def train(trainer) -> pd.DataFrame:
+def run_trainer(trainer) -> pd.DataFrame:
     """Run `trainer.train()` quietly and return `recorded_losses(trainer)`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
                             output_dir=output_dir, seed=args.seed, max_length=args.max_length, bf16=args.bf16,
                             gradient_checkpointing=args.gradient_checkpointing,
                             gradient_accumulation_steps=args.gradient_accumulation_steps, lora_rank=args.lora_rank)
-    losses = train(trainer)
+    losses = run_trainer(trainer)
     if args.save:
         trainer.save_model(output_dir)
     if trainer.is_world_process_zero():  # under accelerate launch, one process reports
