@@ -1,9 +1,9 @@
 """TinyTales: a corpus of short stories whose true distribution q is known exactly.
 
-Chapter 3 introduces it, and every chapter after it that trains a tiny model uses it as the fine-tuning data. Because every story comes from a small
-probabilistic grammar, we can score any text under the *true* distribution (`log_prob`), compute
-the exact entropy of the data (`entropy`), and read off how often each formulaic choice really
-occurs (`choice_distribution`). A fine-tuned model that opens 95% of its stories with
+Chapter 3 introduces it, and every chapter after it that trains a tiny model uses it as the fine-tuning data.
+Because every story comes from a small probabilistic grammar, we can score any text under the *true* distribution
+(`log_prob`), compute the exact entropy of the data (`entropy`), and read off how often each formulaic choice
+really occurs (`choice_distribution`). A fine-tuned model that opens 95% of its stories with
 "Once upon a time," while the data does so about a third of the time is then plainly visible.
 
 A story is a chain of choices. The prompt carries two of them, the rest go into the completion:
