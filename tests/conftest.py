@@ -159,27 +159,56 @@ def make_tiny_gpt2():
 
 
 # ---------------------------------------------------------------------------------------------
-# The fast tier, `make test-fast` (pytest -m "not slow"): the unit tests. These system tests are marked slow and
-# run only in `make test`: the notebooks (nbval), the website and the browser, the built wheel installed
-# elsewhere, kernels driven like a learner or graded, tiny end-to-end studies and pretraining runs, the real LLM,
-# the end-to-end device run, and commands run in a subprocess.
+# The fast tier, `make test-fast` (pytest -m "not slow"): the unit tests. Each system test says it is slow itself,
+# with `pytest.mark.slow` on the test or `pytestmark = pytest.mark.slow` on its module, so a renamed test keeps its
+# tier. Only the notebooks' cells (nbval items, which have no module to mark) are marked here, by their type.
 # ---------------------------------------------------------------------------------------------
-
-SLOW_FILES = {"test_book.py", "test_browser.py", "test_installed_package.py", "test_simulated_learner.py",
-              "test_grading.py", "test_device.py"}
-SLOW_FIXTURES = {"every_column", "tiny_model_folder", "weak_model_folder", "converted", "built_site"}
-SLOW_TESTS = {"test_a_crash_while_writing_keeps_the_old_model", "test_model_folder_is_complete_and_verified",
-              "test_accelerate_launch_recipe_runs_two_steps", "test_student_zip", "test_check_command_runs_as_a_module",
-              "test_an_interrupted_real_model_study_resumes_and_refuses_foreign_runs"}
-
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a system test, left out of the fast tier (make test-fast)")
 
 
 def pytest_collection_modifyitems(config, items):
+    try:
+        from nbval.plugin import IPyNbCell
+    except ImportError:  # nbval not installed: no notebook items either
+        return
     for item in items:
-        path = Path(str(item.fspath))
-        if (path.suffix == ".ipynb" or path.name in SLOW_FILES or getattr(item, "originalname", item.name) in SLOW_TESTS
-                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):
+        if isinstance(item, IPyNbCell):
             item.add_marker(pytest.mark.slow)
+
+
+# ---------------------------------------------------------------------------------------------
+# A test run leaves the checkout as it found it: no new untracked file or folder (a build/ of a wheel build, a
+# scale-runs/ of a training run...). Outputs go to a temporary folder or under an ignored one (_build/).
+# ---------------------------------------------------------------------------------------------
+
+def _untracked_paths() -> set[str] | None:
+    """The checkout's untracked, not ignored paths (a new folder as one entry); None outside a git checkout."""
+    try:
+        result = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--directory"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(result.stdout.splitlines()) if result.returncode == 0 else None
+
+
+_UNTRACKED_BEFORE = pytest.StashKey[set]()
+
+
+def pytest_sessionstart(session):
+    before = _untracked_paths()
+    if before is not None:
+        session.config.stash[_UNTRACKED_BEFORE] = before
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_UNTRACKED_BEFORE, None)
+    after = _untracked_paths() if before is not None else None
+    new = sorted(after - before) if after is not None else []
+    if new:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"the test run left new untracked files in the checkout (write them to a temporary "
+                                f"folder instead): {', '.join(new)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -14,6 +14,8 @@ import nbformat
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # builds the website: `make test` only, not the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 CDN_HOSTS = ("unpkg.com", "cdn.jsdelivr.net", "cdnjs.cloudflare.com")
@@ -234,7 +236,7 @@ def test_every_install_line_comes_from_config_yml():
     from dftlab.course import install, exercises
 
     config = ROOT / "_config.yml"
-    command = _install.install_command(config)
+    command = install.install_command(config)
     assert command == f'pip install "dftlab @ git+{CONFIG["repository"]["url"]}@{CONFIG["repository"]["branch"]}"'
     stale = load_site_tool().sync_install(check=True)
     assert not stale, (f"out of step with _config.yml: {[str(p.relative_to(ROOT)) for p in stale]}; "
@@ -243,11 +245,11 @@ def test_every_install_line_comes_from_config_yml():
     assert len(notebooks) >= 19
     for path in notebooks:
         cell = next(cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
-        assert cell.source == _install.colab_cell_source(config), path
+        assert cell.source == install.colab_cell_source(config), path
         assert "remove-cell" in cell.metadata.get("tags", []), path
-        assert _install.install_requirement(config) in cell.source
+        assert install.install_requirement(config) in cell.source
     readme = (ROOT / "README.md").read_text()
-    assert _install.readme_install_block(config) in readme
+    assert install.readme_install_block(config) in readme
     assert not re.search(r"^\s*pip install dftlab\s*$", readme, re.M), "dftlab is not on PyPI"
     student = exercises.student_readme(["* `01_x.ipynb`: X"], "dftlab-0.1.0-py3-none-any.whl", config)
     assert command.removeprefix("pip install ") in student

@@ -95,6 +95,7 @@ def converted(tmp_path_factory):
     return cache, model, tokenizer
 
 
+@pytest.mark.slow
 def test_smollm2_loads_offline_from_its_gguf_wheel(converted):
     cache, model, tokenizer = converted
     assert type(model).__name__ == "LlamaForCausalLM" and not model.training
@@ -108,6 +109,7 @@ def test_smollm2_loads_offline_from_its_gguf_wheel(converted):
     assert tokenizer.decode(int(probs.argmax())) == " Paris" and probs.max() > 0.5
 
 
+@pytest.mark.slow
 def test_a_later_load_reads_the_cache_without_converting(converted, monkeypatch):
     cache, model, _ = converted
     monkeypatch.setenv("DFTLAB_CACHE", str(cache))
@@ -117,6 +119,7 @@ def test_a_later_load_reads_the_cache_without_converting(converted, monkeypatch)
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_a_truncated_cache_is_detected_and_rebuilt_never_used(converted, tmp_path, monkeypatch):
     cache, model, _ = converted
     (good,) = cache.iterdir()
@@ -164,6 +167,7 @@ def test_offline_model_lists_name_it():
         models.load_model("gpt2")
 
 
+@pytest.mark.slow
 def test_the_chat_template_is_what_the_model_is_given(converted):
     _, _, tokenizer = converted
     text = chat_samples.chat_prompt_text(tokenizer, "Write a poem.")
@@ -184,6 +188,7 @@ def test_the_committed_sample_set_matches_its_config():
         assert sample_set["provenance"][key]
 
 
+@pytest.mark.slow
 def test_the_committed_sample_set_reproduces_from_its_seed(converted):
     """The first batch, regenerated for 12 tokens, starts every committed response of that batch."""
     _, model, tokenizer = converted
@@ -212,6 +217,7 @@ def test_a_missing_or_foreign_sample_set_names_the_command(tmp_path):
         chat_samples.load_sample_set(foreign)
 
 
+@pytest.mark.slow
 def test_generate_responses_bad_input(converted):
     _, model, tokenizer = converted
     with pytest.raises(ValueError, match="wrap a single prompt"):
@@ -222,3 +228,14 @@ def test_generate_responses_bad_input(converted):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="no chat template"):
             chat_samples.chat_prompt_text(models.load_model("tiny-gpt2")[1], "Write a poem.")
+
+
+@pytest.mark.slow
+def test_generate_responses_leaves_the_padding_side_and_torchs_generator_as_they_were(converted):
+    _, model, tokenizer = converted
+    tokenizer.padding_side = "right"
+    state = torch.random.get_rng_state()
+    first = chat_samples.generate_responses(model, tokenizer, ["Write a poem."], 2, max_new_tokens=6, seed=3)
+    assert tokenizer.padding_side == "right"
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert chat_samples.generate_responses(model, tokenizer, ["Write a poem."], 2, max_new_tokens=6, seed=3) == first

@@ -18,6 +18,7 @@ import torch
 import nbformat
 from dftlab.course import exercises
 from dftlab.course.checks import EXERCISES, CheckResult, check
+from dftlab.metrics.words import words as course_words
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_IDS = [exercise_id for exercise_id, text in EXERCISES.items() if text.startswith("implement")]
@@ -82,7 +83,8 @@ def test_independent_hand_written_answers_pass():
         return torch.tensor([-sum(p * math.log(p) for p in row if p > 0) for row in rows]).reshape(probs.shape[:-1])
 
     def distinct_n(texts, n):
-        grams = Counter(tuple(t.split()[i:i + n]) for t in texts for i in range(len(t.split()) - n + 1))
+        split = [course_words(t) for t in texts]
+        grams = Counter(tuple(w[i:i + n]) for w in split for i in range(len(w) - n + 1))
         return len(grams) / sum(grams.values())
 
     assert check("ch01.entropy", entropy).passed
@@ -142,7 +144,7 @@ def _one_hot(probs, target):
 def _distinct_per_text(texts, n):
     ratios = []
     for text in texts:
-        words = text.split()
+        words = course_words(text)
         grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
         if grams:
             ratios.append(len(set(grams)) / len(grams))
@@ -150,20 +152,33 @@ def _distinct_per_text(texts, n):
 
 
 def _distinct_joined(texts, n):
-    words = " ".join(texts).split()
+    words = course_words(" ".join(texts))
     grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams)
 
 
+def _distinct_on_whitespace(texts, n):
+    grams = [tuple(t.split()[i:i + n]) for t in texts for i in range(len(t.split()) - n + 1)]
+    return len(set(grams)) / len(grams)
+
+
+def _l2_on_whitespace(samples, reference):
+    def freq(texts):
+        c = Counter(w for t in texts for w in t.split())
+        return {w: k / sum(c.values()) for w, k in c.items()}
+    p, q = freq(samples), freq(reference)
+    return math.sqrt(sum((p.get(w, 0) - q.get(w, 0)) ** 2 for w in p.keys() | q.keys()))
+
+
 def _counts_l2(samples, reference):
-    p = Counter(w for t in samples for w in t.split())
-    q = Counter(w for t in reference for w in t.split())
+    p = Counter(w for t in samples for w in course_words(t))
+    q = Counter(w for t in reference for w in course_words(t))
     return math.sqrt(sum((p[w] - q[w]) ** 2 for w in p.keys() | q.keys()))
 
 
 def _squared_l2(samples, reference):
     def freq(texts):
-        c = Counter(w for t in texts for w in t.split())
+        c = Counter(w for t in texts for w in course_words(t))
         return {w: k / sum(c.values()) for w, k in c.items()}
     p, q = freq(samples), freq(reference)
     return sum((p.get(w, 0) - q.get(w, 0)) ** 2 for w in p.keys() | q.keys())
@@ -374,6 +389,8 @@ MISTAKES = [
     ("ch05.temperature_match", lambda o, a: _opener_distance(o, a, filtered=False), "other runs"),
     ("ch06.distinct_n", _distinct_per_text, "counted per text instead of over the corpus"),
     ("ch06.distinct_n", _distinct_joined, "cross from the end of one text"),
+    ("ch06.distinct_n", _distinct_on_whitespace, "split the texts on whitespace"),
+    ("ch06.token_l2_distance", _l2_on_whitespace, "split the texts on whitespace"),
     ("ch06.distinct_n", lambda texts, n: len({tuple(t[i:i + n]) for t in texts for i in range(len(t) - n + 1)})
      / sum(len(t) - n + 1 for t in texts if len(t) >= n), "characters"),
     ("ch06.token_l2_distance", _counts_l2, "raw counts"),
@@ -583,3 +600,16 @@ def test_exercise_ids_and_descriptions():
     for required in ["ch01.entropy", "ch01.softmax_with_temperature", "ch02.nll_loss", "ch03.mask_prompt",
                      "ch04.dft_loss", "ch06.distinct_n"]:
         assert required in FUNCTION_IDS
+
+
+def test_the_study_tables_of_the_checks_follow_dftlab_results(monkeypatch, tmp_path):
+    """Changing DFTLAB_RESULTS after a first look must be seen: the cached tables are keyed by the results folder."""
+    from dftlab.course.checks import ch05, ch07
+
+    seen = []
+    monkeypatch.setattr(ch05, "_openers_in", lambda folder: seen.append(("openers", folder)) or folder)
+    monkeypatch.setattr(ch07, "_results_in", lambda folder: seen.append(("results", folder)) or folder)
+    for folder in (tmp_path / "first", tmp_path / "second"):
+        monkeypatch.setenv("DFTLAB_RESULTS", str(folder))
+        assert ch05._study_openers() == str(folder) and ch07._study_results() == str(folder)
+    assert seen == [(kind, str(tmp_path / name)) for name in ("first", "second") for kind in ("openers", "results")]

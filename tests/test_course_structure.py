@@ -76,9 +76,25 @@ def test_at_least_thirty_exercises_are_checked_automatically():
 
 
 def test_every_solution_block_has_a_folded_hint_in_the_exercise_copy():
+    """Each code cell with solution blocks is followed, in the exercise copy, by exactly one folded hint that holds
+    the `# HINT:` text of every block in it, in order; no other cell is a hint."""
     for path in sorted((ROOT / "exercises").glob(exercises.NOTEBOOK_GLOB)):
         cells = nbformat.read(path, as_version=4).cells
-        solution = nbformat.read(ROOT / "solutions" / path.name, as_version=4)
-        blocks = sum(cell.source.count(exercises.SOLUTION_BEGIN) for cell in solution.cells if cell.cell_type == "code")
-        hints = sum(cell.cell_type == "markdown" and cell.source.startswith("<details>") for cell in cells)
-        assert hints >= 1 and hints <= blocks, f"{path.name}: {hints} folded hints for {blocks} solution blocks"
+        expected = {}  # exercise cell id -> the hint texts of its blocks
+        for cell in nbformat.read(ROOT / "solutions" / path.name, as_version=4).cells:
+            if cell.cell_type == "code" and exercises.SOLUTION_BEGIN in cell.source:
+                blocks = cell.source.split(exercises.SOLUTION_BEGIN)[1:]
+                expected[cell.id] = [" ".join(line.strip()[len(exercises.HINT_PREFIX):].strip()
+                                              for line in block.split(exercises.SOLUTION_END)[0].split("\n")
+                                              if line.strip().startswith(exercises.HINT_PREFIX)) for block in blocks]
+        hint_cells = [i for i, cell in enumerate(cells) if cell.cell_type == "markdown" and "<details>" in cell.source]
+        hinted = {cells[i - 1].id: cells[i].source for i in hint_cells if i > 0}
+        assert len(hint_cells) == len(hinted) == len(expected), \
+            f"{path.name}: {len(hint_cells)} folded hints for {len(expected)} cells with solution blocks"
+        for cell_id, hints in expected.items():
+            assert cell_id in hinted, f"{path.name}: the cell {cell_id} has no folded hint right below it"
+            assert all(hints), f"{path.name}: a solution block of cell {cell_id} has no `{exercises.HINT_PREFIX}` line"
+            assert hinted[cell_id].startswith("<details>") and hinted[cell_id].count("<details>") == 1, cell_id
+            positions = [hinted[cell_id].find(hint) for hint in hints]
+            assert -1 not in positions and positions == sorted(positions), \
+                f"{path.name}: the hint below cell {cell_id} does not hold its blocks' hints {hints} in order"

@@ -1,7 +1,8 @@
 """`load_model(device=...)` end to end: training, generation, the losses and the metrics all take the device from
 the model, so a model on any device works with batches built on the CPU.
 
-The CPU case runs everywhere; the CUDA case runs where a GPU is present, and must agree with the CPU numbers.
+The CPU case runs everywhere; the CUDA case runs where a GPU is present, and must agree with the CPU numbers
+(elsewhere it is reported as skipped, with the reason).
 """
 import math
 
@@ -14,7 +15,10 @@ from dftlab.data import device_of, make_batches
 from dftlab.tinytales import TinyTales
 from dftlab.train import evaluate, train
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+pytestmark = pytest.mark.slow  # trains and samples end to end on each device: `make test` only, not the fast tier
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                          reason="no CUDA GPU here: the CUDA case needs one"))]
 STORIES = TinyTales().sample(8, seed=3)
 
 

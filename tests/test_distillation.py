@@ -60,7 +60,7 @@ def stand_in_study(tmp_path, monkeypatch):
     def compute(name, config, data):
         computed.append(name)
         teacher = "original" if name == "base" else name.split("-")[0]
-        return {"name": name, "config_hash": distillation.config_hash(config),
+        return {"name": name, "config_hash": storage.config_digest(config),
                 "answers": [row[teacher] for row in data["held_out"]], "losses": [], "train_seconds": 0.0,
                 "sample_seconds": 0.0, "device": "cpu", "threads": 1}
 
@@ -97,7 +97,7 @@ def test_an_interrupted_build_resumes_from_its_last_complete_run(stand_in_study)
 def test_a_run_of_other_settings_is_refused_with_the_command(stand_in_study):
     tmp_path, compute, computed = stand_in_study
     config = distillation.distillation_config()
-    run_file = tmp_path / "cache" / f"distillation-runs-{distillation.config_hash(config)}" / "base.json"
+    run_file = tmp_path / "cache" / f"distillation-runs-{storage.config_digest(config)}" / "base.json"
     storage.write_json_with_hash(run_file, {"name": "base", "config_hash": "another", "answers": []})
     with pytest.raises(ValueError, match="python -m dftlab.study.distillation"):
         distillation.build_distillation(tmp_path / "results", log=lambda *_: None, compute=compute)

@@ -61,3 +61,23 @@ def test_top_p_works_on_unsorted_batches():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_total_variation_is_half_the_l1_distance_over_the_last_axis():
+    assert D.total_variation([0.5, 0.5, 0.0], [0.0, 0.5, 0.5]).item() == pytest.approx(0.5)
+    assert D.total_variation([1.0, 0.0], [0.0, 1.0]).item() == pytest.approx(1.0)  # nothing in common
+    batch = D.total_variation(torch.tensor([[0.2, 0.8], [0.6, 0.4]]), torch.tensor([[0.2, 0.8], [0.4, 0.6]]))
+    assert batch.tolist() == pytest.approx([0.0, 0.2])
+    with pytest.raises(ValueError, match="same shape"):
+        D.total_variation([0.5, 0.5], [1.0, 0.0, 0.0])
+
+
+def test_toy_power_family_distances_are_total_variations_of_the_check():
+    import pandas as pd
+
+    from dftlab import toy
+
+    check = pd.DataFrame({"alpha": [0.5, 0.5], "opener": ["A", "B"], "model": [0.7, 0.3],
+                          "closed_form": [0.6, 0.4], "sampled": [0.75, 0.25]})
+    row = toy.power_family_distances(check).iloc[0]
+    assert row["closed_form"] == pytest.approx(0.1) and row["sampled"] == pytest.approx(0.05)

@@ -90,6 +90,7 @@ def test_check_command_notices_drift(tmp_path):
     assert exercises.main(["check", "--root", str(tmp_path)]) == 1
 
 
+@pytest.mark.slow
 def test_check_command_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "dftlab.course.exercises", "check", "--root", str(ROOT)],
                             capture_output=True, text=True)
@@ -294,6 +295,7 @@ def test_a_model_answer_becomes_a_placeholder():
 # The student zip.
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_student_zip(tmp_path):
     """The zip works on its own: notebooks without outputs, a dftlab wheel, and a README with the command for it."""
     assert exercises.main(["student", "--root", str(ROOT), "--out", str(tmp_path / "student.zip")]) == 0
@@ -316,7 +318,7 @@ def test_student_zip(tmp_path):
         wheel.write_bytes(archive.read(wheels[0]))
         with zipfile.ZipFile(wheel) as built:
             shipped = built.namelist()
-            assert "dftlab/checks/engine.py" in shipped and "dftlab/assets/tiny-gpt2/model.safetensors" in shipped
+            assert "dftlab/course/checks/engine.py" in shipped and "dftlab/assets/tiny-gpt2/model.safetensors" in shipped
     again = exercises.write_student_zip(EXERCISES_DIR, tmp_path / "again.zip", wheel)
     assert again.read_bytes() == (tmp_path / "student.zip").read_bytes()  # reproducible, byte for byte
 

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from dftlab.metrics import formulaic
-from dftlab.metrics.formulaic import (controlled_habit_words, formulaic_words, habit_word_evidence, merge_possessive,
-                                      slop_list_enrichment, slop_list_words, word_overuse, words)
+from dftlab.metrics.formulaic import (controlled_habit_words, formulaic_words, habit_word_evidence,
+                                      slop_list_enrichment, slop_list_words, word_overuse)
+from dftlab.metrics.words import merge_possessive, words
 
 
 # --- possessives and contractions ------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def test_habit_word_evidence_flags_list_words_and_compares_with_the_human_rate()
     ok = table["text_low"] <= table["text_per_1k"] + 1e-12
     assert ok.all() and (table["text_per_1k"] <= table["text_high"] + 1e-12).all()
     # the rate counts slop-score tokens: 'tapestry' once in each answer
-    total = sum(len(formulaic.words(t)) for t in texts)
+    total = sum(len(words(t)) for t in texts)
     assert table.at["tapestry", "text_per_1k"] == pytest.approx(40 / total * 1000)
 
 

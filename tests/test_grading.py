@@ -25,7 +25,7 @@ SOLUTION = ROOT / "solutions" / "01_token_distributions.ipynb"
 EXERCISE = ROOT / "exercises" / "01_token_distributions.ipynb"
 NAME = SOLUTION.name
 CHECK_IDS = [check_id for check_id, _ in grading.check_calls(nbformat.read(SOLUTION, as_version=4))]
-FUNCTION_IDS = [c for c in CHECK_IDS if isinstance(engine._REGISTRY[c], engine.FunctionExercise)]
+FUNCTION_IDS = [c for c in CHECK_IDS if isinstance(engine.REGISTRY[c], engine.FunctionExercise)]
 
 # Each hostile submission adds one code cell to the untouched exercise notebook: right after its imports, or at its
 # end for the answers that must not be replaced by the notebook's own stubs.
@@ -81,7 +81,7 @@ os.write(1, b"DFTLAB-ANSWER-RECORDS:" + json.dumps(%s).encode() + b"\\n")
 import torch
 from dftlab.course.checks import engine as _engine
 def _remembering(check_id):
-    exercise = _engine._REGISTRY[check_id]
+    exercise = _engine.REGISTRY[check_id]
     known = [(case.args, exercise.reference(*case.args)) for case in exercise.cases(_engine._seed(check_id))]
     def answer(*args):
         for known_args, result in known:
@@ -314,7 +314,7 @@ def test_points_totals_written_answers_and_versions(graded):
     assert alice["answer"] and alice["rubric"] and alice["model_answer"] and alice["points"] == ""
     bob = next(row for row in written if row["student"] == "bob")
     assert bob["answer"] == "" and bob["points"] == "0"
-    prediction = next(c for c in CHECK_IDS if isinstance(engine._REGISTRY[c], engine.PredictionExercise))
+    prediction = next(c for c in CHECK_IDS if isinstance(engine.REGISTRY[c], engine.PredictionExercise))
     assert by_key["alice", prediction]["status"] == "answered"
     assert "completion" in by_key["alice", prediction]["feedback"]
 

@@ -23,6 +23,8 @@ import pytest
 from dftlab.course import install, exercises
 from dftlab.models import EMBEDDED_MODELS
 
+pytestmark = pytest.mark.slow  # builds, installs and runs the wheel: `make test` only, not the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "dftlab"
 # Planted in the build's copy of the sources: the study's run cache must stay out of the wheel.
@@ -34,7 +36,7 @@ RESULTS_CHAPTER = ROOT / "chapters" / "07_back_to_mle.ipynb"  # loads the cached
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    built = _install.build_wheel(ROOT, tmp_path_factory.mktemp("wheel"), extra_files={PLANTED_RUN: "{}"})
+    built = install.build_wheel(ROOT, tmp_path_factory.mktemp("wheel"), extra_files={PLANTED_RUN: "{}"})
     print(f"\nbuilt {built.name}: {built.stat().st_size / 1e6:.2f} MB")
     return built
 
@@ -60,7 +62,7 @@ def installed(wheel, tmp_path_factory) -> Path:
 def _environment(target: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DFTLAB_RESULTS", "DFTLAB_MODEL", "PYTHONPATH")}
     env.update(PYTHONPATH=os.pathsep.join([str(target), str(target.parent / f"{target.name}-shim")]),
-               **_install.NOTEBOOK_ENV, **extra)
+               **install.NOTEBOOK_ENV, **extra)
     return env
 
 
@@ -100,7 +102,7 @@ def test_wheel_holds_every_asset_and_not_the_run_cache(wheel):
     missing = _shipped_in_checkout() - names
     assert not missing, f"these package files are not in the wheel: {sorted(missing)}"
     for required in ["dftlab/assets/corpus/kjv.txt.xz", "dftlab/assets/tiny-gpt2/model.safetensors",
-                     "dftlab/checks/__init__.py", "dftlab/checks/engine.py", "dftlab/study/__init__.py"]:
+                     "dftlab/course/checks/__init__.py", "dftlab/course/checks/engine.py", "dftlab/study/__init__.py"]:
         assert required in names
     assert any(n.startswith("dftlab/assets/results/study-full-") and n.endswith(".json") for n in names)
     assert any(n.startswith("dftlab/assets/results/study-quick-") and n.endswith(".json") for n in names)
@@ -233,7 +235,7 @@ def test_student_zip_installs_and_its_exercise_checks_give_feedback(wheel, tmp_p
     folder = tmp_path / "unzipped" / "dftlab-exercises"
     readme = (folder / "README.md").read_text()
     (zipped_wheel,) = folder.glob("dftlab-*.whl")
-    assert _install.wheel_install_command(zipped_wheel.name) in readme
+    assert install.wheel_install_command(zipped_wheel.name) in readme
     target = _install_wheel(zipped_wheel, tmp_path / "venv" / "site-packages")
 
     notebook_path = folder / CHAPTER_1_EXERCISES.name

@@ -1,6 +1,5 @@
 """Tests for dftlab.metrics: each metric against a small example worked out by hand."""
 import math
-import time
 from collections import Counter
 from types import SimpleNamespace
 from pathlib import Path
@@ -17,9 +16,10 @@ from dftlab import metrics
 from dftlab.data import make_batches
 from dftlab.metrics import (
     choice_chi_square, choice_frequency_table, completion_log_probs, distinct_n, mmd, ngram_counts,
-    overuse_table, predictive_entropy, repetition_rate, self_bleu, sentence_embeddings, sequence_cross_entropy,
-    token_l2_distance, validity_rate, zipf_coefficient,
+    mean_word_count, overuse_table, predictive_entropy, rank_frequency, repetition_rate, self_bleu, sentence_embeddings,
+    sequence_cross_entropy, token_l2_distance, validity_rate, zipf_coefficient,
 )
+from dftlab.metrics.words import bleu_13a_tokens, whitespace_tokens
 
 WORDS = ["<unk>", "<eos>", "once", "there", "was", "a", "cat", "dog", "fox", "ran", "slept", "home", "."]
 
@@ -95,9 +95,51 @@ def story(completion: str, prompt: str = FakeTales.PROMPT) -> dict:
 # 1. Text statistics.
 # ---------------------------------------------------------------------------------------------
 
-def test_ngram_counts_stay_inside_each_text_and_keep_case_and_punctuation():
+def test_ngram_counts_stay_inside_each_text_and_count_the_course_words():
     assert ngram_counts(["a b", "c d"], n=2) == Counter({("a", "b"): 1, ("c", "d"): 1})  # no ("b", "c")
-    assert ngram_counts(["The end.", "the end"], n=1) == Counter({("The",): 1, ("end.",): 1, ("the",): 1, ("end",): 1})
+    # "The end." and "the end" are the same two words: lower case, punctuation dropped.
+    assert ngram_counts(["The end.", "the end"], n=1) == Counter({("the",): 2, ("end",): 2})
+    # The study's unit keeps case and punctuation.
+    assert ngram_counts(["The end.", "the end"], n=1, split_words=whitespace_tokens) == \
+        Counter({("The",): 1, ("end.",): 1, ("the",): 1, ("end",): 1})
+
+
+def test_every_word_metric_counts_the_course_words_by_default():
+    """Capitals and punctuation do not make new words in any of them (each would differ on whitespace tokens)."""
+    plain, written = ["the cat sat on the mat", "the dog ran"], ["The cat sat on the mat.", "the dog, ran"]
+    assert distinct_n(written, 1) == distinct_n(plain, 1) != distinct_n(written, 1, split_words=whitespace_tokens)
+    assert repetition_rate(["The cat. the cat", "a b"], n=2) == repetition_rate(["the cat the cat", "a b"], n=2)
+    assert token_l2_distance(written, plain) == 0.0 < token_l2_distance(written, plain, split_words=whitespace_tokens)
+    assert zipf_coefficient(written) == zipf_coefficient(plain)
+    same_words = ["The cat sat.", "the cat sat"]
+    assert self_bleu(same_words) == pytest.approx(1.0)
+    assert self_bleu(same_words, split_words=whitespace_tokens) < 0.9
+    assert mean_word_count(["Hello, world!", "One more time."]) == 2.5
+    assert mean_word_count(["1 2 3 go"]) == 1  # a token without a letter is not a word
+    table = overuse_table(["The cat. The cat."], ["a dog"], n=1, min_count=2)
+    assert set(table["phrase"]) == {"the", "cat"}
+
+
+def test_the_study_block_measures_exactly_as_before():
+    """The study's cached word columns were measured on whitespace tokens (sacrebleu's 13a tokens for self-BLEU);
+    its block must still give the numbers the code gave then. Expected values computed with the code of that time."""
+    from dftlab.study.measurement import word_metrics
+
+    texts = ["Once upon a time, a little fox found a shiny key. The fox was happy.",
+             "Once upon a time, a little bird sang. The bird was happy, and the bird flew home.",
+             "One day, Tom saw a big red ball. Tom said, \"Let's play!\" They played all day.",
+             "Once upon a time, the cat sat. The cat sat. The cat sat on the mat, and it was happy.",
+             "Lily had a doll. Lily loved the doll. Once upon a time, she lost it in the park."]
+    reference = ["Once upon a time, a dog ran to the park. The dog was happy.",
+                 "One day, Sam found a box. In the box was a toy. Sam was happy.",
+                 "Once upon a time, a girl named Mia wanted a cake. She baked one with her mom.",
+                 "The sun was warm. The bird sang, and the kids played all day."]
+    expected = {"distinct_1": 0.5465116279069767, "distinct_2": 0.8148148148148148, "distinct_3": 0.868421052631579,
+                "self_bleu": 0.23491565545912624, "token_l2_1": 0.13714751379502102,
+                "token_l2_2": 0.15375572426077402, "zipf_coefficient": 0.6247306308689831,
+                "seq_rep_4": 0.011764705882352944, "overuse_formulaic": 0.970823231551519,
+                "overuse_top_phrases": 1.1370192307692308, "mean_words": 17.2}
+    assert word_metrics(texts, reference, 200) == expected
     assert ngram_counts(["a"], n=2) == Counter()
 
 
@@ -143,6 +185,11 @@ def test_self_bleu_equals_sacrebleu_sentence_scores():
     texts = [" ".join(rng.choice(words, size=rng.integers(1, 15))) for _ in range(25)] + ["the cat sat"] * 2 + [""]
     bleu = BLEU(effective_order=True, smooth_method="floor", smooth_value=0.1)
     expected = np.mean([bleu.sentence_score(t, texts[:i] + texts[i + 1:]).score for i, t in enumerate(texts)]) / 100
+    assert self_bleu(texts, split_words=bleu_13a_tokens) == pytest.approx(expected, abs=1e-12)
+    # In the course's words: sacrebleu on the words joined by spaces, its own tokenizer off.
+    joined = [" ".join(metrics.words.words(t)) for t in texts]
+    bleu = BLEU(effective_order=True, smooth_method="floor", smooth_value=0.1, tokenize="none")
+    expected = np.mean([bleu.sentence_score(t, joined[:i] + joined[i + 1:]).score for i, t in enumerate(joined)]) / 100
     assert self_bleu(texts) == pytest.approx(expected, abs=1e-12)
 
 
@@ -152,6 +199,24 @@ def test_self_bleu_subsample_is_deterministic_and_bounded():
     first = self_bleu(texts, max_texts=10, seed=3)
     assert first == self_bleu(texts, max_texts=10, seed=3)
     assert 0.0 <= first <= 1.0
+
+
+def test_plot_zipf_draws_the_words_zipf_coefficient_fits():
+    """The Zipf plot's data and the Zipf coefficient count the same words, ranked the same way."""
+    import matplotlib.pyplot as plt
+
+    from dftlab import plots
+
+    texts = ["The cat saw the dog.", "THE END, the end", "a cat; a Dog"]
+    ax = plots.plot_zipf({"corpus": texts})
+    drawn = ax.get_lines()[0].get_ydata()
+    plt.close("all")
+    table = rank_frequency(texts)
+    assert list(table["word"]) == ["the", "cat", "dog", "end", "a", "saw"]  # ties in order of first appearance
+    assert drawn.tolist() == pytest.approx(table["frequency"].tolist())
+    ranks, counts = np.log(table["rank"].to_numpy(float)), np.log(table["count"].to_numpy(float))
+    assert zipf_coefficient(texts) == pytest.approx(-np.polyfit(ranks, counts, 1)[0])
+    assert zipf_coefficient(texts) != zipf_coefficient(texts, split_words=whitespace_tokens)
 
 
 def test_zipf_coefficient_recovers_exponent_one():
@@ -323,13 +388,6 @@ def test_mmd_same_versus_different_distributions():
     assert mmd(x, shifted, seed=1) == different  # seeded: the same call gives the same result
 
 
-def test_mmd_is_fast_for_course_sizes():
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
-    mmd(rng.normal(size=(300, 384)), rng.normal(size=(300, 384)), num_permutations=200)
-    assert time.perf_counter() - start < 5.0
-
-
 @pytest.mark.parametrize("x, y, argument", [
     (np.zeros((5, 3)), np.zeros((5, 4)), "dimensions"),
     (np.zeros((1, 3)), np.zeros((5, 3)), "x_emb"),
@@ -364,9 +422,7 @@ def test_auto_embeddings_fall_back_with_a_warning(monkeypatch):
 
 def test_minilm_embeddings_load_once_and_separate_meanings():
     texts = ["A cat sat on the mat.", "A kitten rested on the rug.", "Stock markets fell sharply today."]
-    start = time.perf_counter()
     embeddings = sentence_embeddings(texts, method="minilm")
-    assert time.perf_counter() - start < 20.0
     assert embeddings.shape == (3, 384)
     assert np.linalg.norm(embeddings, axis=1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
     assert embeddings[0] @ embeddings[1] > embeddings[0] @ embeddings[2] + 0.2

@@ -30,10 +30,34 @@ def test_embedded_model_is_small_and_fits_the_budget():
     assert (folder / "MODEL_CARD.md").read_text().count("sha256") >= 1
 
 
+# Written for this test in the corpus's style; no six words in a row of it are in any pretraining document
+# (test_the_held_out_sentence_is_in_no_training_passage checks it).
+HELD_OUT_ENGLISH = "And the woman took the lamp and went into the house, and all the house was full of light."
+
+
+def _six_word_runs(text: str) -> set[str]:
+    words = text.split()
+    return {" ".join(words[i:i + 6]) for i in range(len(words) - 5)}
+
+
+def test_the_held_out_sentence_is_in_no_training_passage():
+    import json
+
+    from dftlab.study.pretrain import PretrainConfig, build_documents
+
+    recipe = json.loads((models.EMBEDDED_MODELS["tiny-gpt2"] / "pretrain_report.json").read_text())["config"]
+    english, stories = build_documents(PretrainConfig(**recipe))
+    assert len(english) > 9000 and len(stories) == recipe["tinytales_stories"]
+    training_text = "\n".join(english + stories)
+    seen = [run for run in _six_word_runs(HELD_OUT_ENGLISH) if run in training_text]
+    assert not seen, f"these runs of the held-out sentence are in the training passages: {seen}"
+    assert "And the LORD spake unto Moses, saying" in training_text  # the check can find a run that is there
+
+
 def test_embedded_model_learned_something():
     """A pretrained model must beat the uniform distribution by far on held-out English."""
     model, tokenizer = dftlab.load_model()
-    ids = torch.tensor([tokenizer("And the LORD spake unto Moses, saying, Speak unto the children of Israel.").input_ids])
+    ids = torch.tensor([tokenizer(HELD_OUT_ENGLISH).input_ids])
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss.item()
     assert loss < 0.6 * torch.log(torch.tensor(float(len(tokenizer)))).item()

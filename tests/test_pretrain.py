@@ -32,6 +32,7 @@ def test_pretraining_lowers_the_loss(toy_run):
     assert report["valid_loss_stories"] < uniform and report["valid_loss"] < report["train_loss"] + 5
 
 
+@pytest.mark.slow
 def test_model_folder_is_complete_and_verified(toy_run, tmp_path):
     config, (model, tokenizer, report) = toy_run
     target = pretrain.write_model_folder(model, tokenizer, config, report, tmp_path / "toy-gpt2", "toy-gpt2")
@@ -46,6 +47,7 @@ def test_model_folder_is_complete_and_verified(toy_run, tmp_path):
     assert not (tmp_path / "toy-gpt2.staging").exists()
 
 
+@pytest.mark.slow
 def test_a_crash_while_writing_keeps_the_old_model(toy_run, tmp_path, monkeypatch):
     config, (model, tokenizer, report) = toy_run
     target = pretrain.write_model_folder(model, tokenizer, config, report, tmp_path / "toy-gpt2", "toy-gpt2")

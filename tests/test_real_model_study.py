@@ -78,7 +78,7 @@ def test_lora_trains_only_the_adapters_of_a_tiny_model(tmp_path):
     model, tokenizer = dftlab.load_model("tiny-gpt2")
     trainer = scale.build_trainer(model, tokenizer, scale.tinytales_dataset(8), "dft", steps=2, batch_size=4, lr=1e-3,
                                   output_dir=tmp_path, use_cpu=True, lora_rank=4, lora_targets=("c_attn",))
-    losses = scale.train(trainer)
+    losses = scale.run_trainer(trainer)
     trainable = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
     assert list(losses["step"]) == [1, 2]
@@ -114,15 +114,17 @@ def test_the_committed_real_model_study_has_every_run_and_reads_like_the_tiny_on
 
 def test_the_committed_real_model_claims_file_is_what_the_claims_code_writes():
     from dftlab.study import load_study
+    from dftlab.storage import reading_results_dir
     from dftlab.study.claims import claims_markdown
     from dftlab.study.results import study_table
 
     config = real_model_config()
     study = load_study(config=config)
-    path = cache.claims_path(cache.results_dir(), config, cache.fingerprints(config))
+    path = cache.claims_path(reading_results_dir(), config, cache.fingerprints(config))
     assert path.read_text() == claims_markdown(study_table(study), study)
 
 
+@pytest.mark.slow
 def test_an_interrupted_real_model_study_resumes_and_refuses_foreign_runs(tmp_path, monkeypatch):
     """The quick study, computed once; a second call computes nothing, a damaged run file is recomputed."""
     from dftlab.study import run as study_run

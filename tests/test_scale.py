@@ -37,6 +37,7 @@ def test_refuses_objectives_a_trainer_cannot_compute(capsys):
         scale.main(["--objective", "power", "--trl-loss", "--steps", "1"])
 
 
+@pytest.mark.slow
 def test_accelerate_launch_recipe_runs_two_steps(tmp_path):
     """The chapter's command, on one CPU process: `accelerate launch -m dftlab.study.scale ...`."""
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")

@@ -170,7 +170,8 @@ def test_every_dependency_is_pinned_with_double_equals_in_pyproject_and_environm
 ASSET_LICENCES = {"corpus": ("PROVENANCE.md", "public domain"), "tiny-gpt2": ("MODEL_CARD.md", "MIT"),
                   "tiny-gpt2-english": ("MODEL_CARD.md", "MIT"), "tiny-gpt2-medium": ("MODEL_CARD.md", "MIT"),
                   "results": ("README.md", "CC BY 4.0"),
-                  "slop_score": ("PROVENANCE.md", "MIT"), "course": ("README.md", "CC BY 4.0")}
+                  "slop_score": ("PROVENANCE.md", "MIT"), "course": ("README.md", "CC BY 4.0"),
+                  "tinytales": ("README.md", "MIT")}
 
 
 def test_every_asset_folder_has_a_licence_statement():

@@ -21,6 +21,8 @@ from jupyter_client import KernelManager
 
 from dftlab.course.install import NOTEBOOK_ENV
 
+pytestmark = pytest.mark.slow  # drives notebook kernels like a learner: `make test` only, not the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 CELL_TIMEOUT_SECONDS = 60
 

@@ -14,7 +14,7 @@ import torch
 from transformers import GPT2LMHeadModel
 
 import dftlab
-from dftlab import study
+from dftlab import storage, study
 from dftlab.objectives import IGNORE_INDEX, distribution_matching, nll
 from dftlab.storage import CorruptFileError
 from dftlab.study import (Decoding, ObjectiveSpec, StudyConfig, compare, judge_claims, load_results, measurement,
@@ -538,11 +538,11 @@ class CountingRuns:
         self.computed, self.interrupt_after = [], interrupt_after
         monkeypatch.setattr(measurement, "compute_run", self)
 
-    def __call__(self, config, run):
+    def __call__(self, config, run, pipeline=measurement.TINY_MODEL_PIPELINE):
         if self.interrupt_after is not None and len(self.computed) == self.interrupt_after:
             raise KeyboardInterrupt
         self.computed.append(run.run_id)
-        return COMPUTE_RUN(config, run)
+        return COMPUTE_RUN(config, run, pipeline)
 
 
 @pytest.fixture(scope="module")
@@ -555,6 +555,7 @@ def every_column(tiny_model_folder, weak_model_folder, tmp_path_factory):
     return config, out, run_study(config, out)
 
 
+@pytest.mark.slow
 def test_every_objective_every_column(every_column):
     config, out, results = every_column
     objectives = study.DEFAULT_OBJECTIVES
@@ -587,6 +588,7 @@ def test_every_objective_every_column(every_column):
     assert set(results["run_id"]) == {run.run_id for run in study.plan_runs(config)}
 
 
+@pytest.mark.slow
 def test_the_study_files(every_column):
     config, out, results = every_column
     saved = study.load_study(config=config, out=out)
@@ -596,7 +598,7 @@ def test_the_study_files(every_column):
     assert saved["model_sha256"] == {"strong0": model_fingerprints[config.model],
                                      "weak0": model_fingerprints[config.weak_model]}
     path = study.study_path(out, config, model_fingerprints)
-    assert path.exists() and study.config_hash(config, model_fingerprints) in path.name
+    assert path.exists() and study.study_config_hash(config, model_fingerprints) in path.name
     assert [p.name for p in out.glob("study-*.json")] == [path.name]
     assert (out / path.name.replace("study-", "summary-").replace(".json", ".csv")).exists()
     pd.testing.assert_frame_equal(load_results(config=config, out=out), results)
@@ -616,6 +618,7 @@ def test_the_study_files(every_column):
     assert set(previews["run_id"]) == set(results["run_id"]) and previews["text"].map(len).gt(0).any()
 
 
+@pytest.mark.slow
 def test_the_summary_has_a_row_per_base_model_budget_objective_and_decoding(every_column):
     config, out, results = every_column
     summary = summary_table(results)
@@ -636,6 +639,7 @@ def test_the_summary_has_a_row_per_base_model_budget_objective_and_decoding(ever
     assert set(wide.index.get_level_values("steps")) == {0, 2}
 
 
+@pytest.mark.slow
 def test_the_judgement_of_a_tiny_study_covers_both_priors_and_the_lambda_sweep(every_column):
     config, out, results = every_column
     judgement = study.judge(results)
@@ -651,6 +655,7 @@ def test_the_judgement_of_a_tiny_study_covers_both_priors_and_the_lambda_sweep(e
     assert list(regime["prior"]) == ["strong"] * 3 + ["weak"] * 3 and set(regime["base_model"]) == {"strong0", "weak0"}
 
 
+@pytest.mark.slow
 def test_the_study_figures_draw_from_its_tables(every_column):
     config, out, results = every_column
     from dftlab import plots
@@ -665,6 +670,7 @@ def test_the_study_figures_draw_from_its_tables(every_column):
         plots.plot_study_metric(summary, "no_such_metric")
 
 
+@pytest.mark.slow
 def test_the_truth_row_is_measured_against_a_matched_reference(tiny_model_folder):
     config = tiny_config(tiny_model_folder, num_prompts=3, samples_per_prompt=8)
     payload = measurement.compute_run(config, study.RunSpec("truth", 0))  # no model needed
@@ -699,6 +705,7 @@ def test_true_completions_follow_the_prompts():
         study.true_completions(tales, prompts, per_prompt=1, seed=0, stream="other")
 
 
+@pytest.mark.slow
 def test_results_are_deterministic_for_a_seed(tiny_model_folder, tmp_path):
     config = tiny_config(tiny_model_folder)
     first = run_study(config, tmp_path / "a")
@@ -708,6 +715,7 @@ def test_results_are_deterministic_for_a_seed(tiny_model_folder, tmp_path):
     assert not np.allclose(first["kl"], other_seed["kl"])
 
 
+@pytest.mark.slow
 def test_finished_runs_come_from_the_cache_and_a_changed_config_recomputes(tiny_model_folder, tmp_path, monkeypatch):
     config = tiny_config(tiny_model_folder)
     runs = [run.run_id for run in study.plan_runs(config)]
@@ -741,6 +749,7 @@ def test_finished_runs_come_from_the_cache_and_a_changed_config_recomputes(tiny_
     assert sorted(counter.computed) == sorted(runs)
 
 
+@pytest.mark.slow
 def test_the_model_files_not_the_path_key_the_runs(tiny_model_folder, tmp_path, monkeypatch):
     import shutil
 
@@ -757,6 +766,7 @@ def test_the_model_files_not_the_path_key_the_runs(tiny_model_folder, tmp_path, 
     assert counter.computed == []  # same files: every run comes from the cache
 
 
+@pytest.mark.slow
 def test_retrained_weights_recompute_every_run(tiny_model_folder, tmp_path, monkeypatch):
     import shutil
 
@@ -775,6 +785,7 @@ def test_retrained_weights_recompute_every_run(tiny_model_folder, tmp_path, monk
     assert sorted(counter.computed) == sorted(r.run_id for r in study.plan_runs(config) if r.kind != "truth")
 
 
+@pytest.mark.slow
 def test_the_weak_prior_has_runs_of_its_own(tiny_model_folder, weak_model_folder, tmp_path, monkeypatch):
     strong_only = tiny_config(tiny_model_folder)
     run_study(strong_only, tmp_path)
@@ -782,7 +793,7 @@ def test_the_weak_prior_has_runs_of_its_own(tiny_model_folder, weak_model_folder
     both = tiny_config(tiny_model_folder, weak_model=weak_model_folder)
     results = run_study(both, tmp_path)
     assert counter.computed == ["weak0-base-seed0", "weak0-nll-2steps-seed0", "weak0-dft-2steps-seed0"]
-    assert study.config_hash(both, study.fingerprints(both)) != study.config_hash(
+    assert study.study_config_hash(both, study.fingerprints(both)) != study.study_config_hash(
         strong_only, study.fingerprints(strong_only))
     weak = results[results["prior"] == "weak"]
     strong = results[results["prior"] == "strong"]
@@ -791,6 +802,7 @@ def test_the_weak_prior_has_runs_of_its_own(tiny_model_folder, weak_model_folder
     assert not np.allclose(weak.sort_values(pair)["kl"], strong.sort_values(pair)["kl"])
 
 
+@pytest.mark.slow
 def test_a_truncated_cache_file_is_detected_and_recomputed(tiny_model_folder, tmp_path, monkeypatch):
     config = tiny_config(tiny_model_folder)
     first = run_study(config, tmp_path)
@@ -810,6 +822,7 @@ def test_a_truncated_cache_file_is_detected_and_recomputed(tiny_model_folder, tm
     assert json.loads(victim.read_text())["sha256"]  # rewritten whole
 
 
+@pytest.mark.slow
 def test_an_interrupted_study_resumes_from_the_finished_runs(tiny_model_folder, tmp_path, monkeypatch):
     config = tiny_config(tiny_model_folder, seeds=(0, 1), headline_seeds=(0, 1))
     runs = [run.run_id for run in study.plan_runs(config)]
@@ -823,6 +836,7 @@ def test_an_interrupted_study_resumes_from_the_finished_runs(tiny_model_folder, 
     assert resumed.computed == runs[3:]  # the first three are not recomputed
 
 
+@pytest.mark.slow
 def test_a_worker_process_rebuilds_the_run_from_plain_json(tiny_model_folder, tmp_path):
     # --workers N ships each run to another process as JSON-able dicts; what it computes must not change.
     # (Across processes the last bits of token_l2 may differ: it sums over a set, whose order follows the hash seed.)
@@ -840,27 +854,45 @@ def test_a_worker_process_rebuilds_the_run_from_plain_json(tiny_model_folder, tm
 
 # ---- reading results: where they live, and refusing the wrong ones ---------------------------------
 
-def test_results_dir_is_the_environment_variable_or_the_package_folder(monkeypatch, tmp_path):
+def test_results_are_written_to_the_user_folder_and_read_from_it_then_the_shipped_one(monkeypatch, tmp_path):
+    from dftlab import storage
+
+    shipped = Path(dftlab.__file__).resolve().parent / "assets" / "results"
     monkeypatch.delenv("DFTLAB_RESULTS", raising=False)
-    assert study.results_dir() == Path(dftlab.__file__).resolve().parent / "assets" / "results"
-    monkeypatch.setenv("DFTLAB_RESULTS", str(tmp_path))
-    assert study.results_dir() == tmp_path
+    monkeypatch.setenv("DFTLAB_CACHE", str(tmp_path / "cache"))
+    assert study.results_dir() == tmp_path / "cache" / "results"  # writes never go into the package
+    assert storage.results_folders() == [tmp_path / "cache" / "results", shipped]
+    assert storage.reading_results_dir("study-full-*.json") == shipped  # nothing recomputed yet: the shipped one
+    (tmp_path / "cache" / "results").mkdir(parents=True)
+    (tmp_path / "cache" / "results" / "study-full-0.json").write_text("{}")
+    assert storage.reading_results_dir("study-full-*.json") == tmp_path / "cache" / "results"  # yours first
+    monkeypatch.setenv("DFTLAB_RESULTS", str(tmp_path / "mine"))
+    assert study.results_dir() == tmp_path / "mine" and storage.results_folders() == [tmp_path / "mine"]
 
 
+def test_the_shipped_results_are_read_without_writing_to_the_package(monkeypatch, tmp_path):
+    monkeypatch.delenv("DFTLAB_RESULTS", raising=False)
+    monkeypatch.setenv("DFTLAB_CACHE", str(tmp_path))
+    assert len(study.load_results(quick=True)) > 0
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
 def test_load_results_says_which_command_to_run(tiny_model_folder, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"python -m dftlab.study --quick"):
         load_results(quick=True, config=tiny_config(tiny_model_folder, name="quick"), out=tmp_path)
 
 
+@pytest.mark.slow
 def test_a_results_file_of_another_config_is_refused(tiny_model_folder, tmp_path):
     from dftlab.storage import write_json_with_hash
 
     config = tiny_config(tiny_model_folder, name="quick")
     other = tiny_config(tiny_model_folder, name="quick", steps=5)
     model_fingerprints = study.fingerprints(config)
-    assert study.config_hash(other, model_fingerprints) != study.config_hash(config, model_fingerprints)
+    assert study.study_config_hash(other, model_fingerprints) != study.study_config_hash(config, model_fingerprints)
     # another config's study, under this config's file name (renamed by hand, or copied from another machine)
-    payload = {"config": other.to_dict(), "config_hash": study.config_hash(other, model_fingerprints), "rows": []}
+    payload = {"config": other.to_dict(), "config_hash": study.study_config_hash(other, model_fingerprints), "rows": []}
     write_json_with_hash(study.study_path(tmp_path, config, model_fingerprints), payload)
     with pytest.raises(CorruptFileError, match=r"another configuration.*`python -m dftlab\.study --quick`"):
         study.load_study(config=config, out=tmp_path)
@@ -872,12 +904,14 @@ def test_a_results_file_of_another_config_is_refused(tiny_model_folder, tmp_path
     assert stray.name in str(error.value) and "refused" in str(error.value)
 
 
+@pytest.mark.slow
 def test_a_missing_base_model_is_named_when_results_are_read(tiny_model_folder, tmp_path):
     config = tiny_config(tiny_model_folder, weak_model=str(tmp_path / "no-such-model"))
     with pytest.raises(FileNotFoundError, match=r"no-such-model.*keyed by the base models' files"):
         study.load_study(config=config, out=tmp_path)
 
 
+@pytest.mark.slow
 def test_the_claims_file_is_named_after_the_default_studies(tiny_model_folder, weak_model_folder, tmp_path):
     from dataclasses import replace
 
@@ -889,7 +923,7 @@ def test_the_claims_file_is_named_after_the_default_studies(tiny_model_folder, w
         installed_elsewhere = replace(default, model=tiny_model_folder, weak_model=weak_model_folder)
         assert claims_path(tmp_path, installed_elsewhere, fake) == tmp_path / name
     config = tiny_config(tiny_model_folder)
-    assert claims_path(tmp_path, config, fake).name == f"CLAIMS-test-{study.config_hash(config, fake)}.md"
+    assert claims_path(tmp_path, config, fake).name == f"CLAIMS-test-{study.study_config_hash(config, fake)}.md"
 
 
 def test_the_config_hash_depends_on_the_files_not_the_names():
@@ -898,11 +932,11 @@ def test_the_config_hash_depends_on_the_files_not_the_names():
     from dataclasses import replace
 
     renamed = replace(config, model="/a/strong", weak_model="/b/weak")
-    assert study.config_hash(renamed, {"/a/strong": "0" * 64, "/b/weak": "1" * 64}) == study.config_hash(config, fake)
-    assert study.config_hash(config, {STRONG: "0" * 64, WEAK: "2" * 64}) != study.config_hash(config, fake)
+    assert study.study_config_hash(renamed, {"/a/strong": "0" * 64, "/b/weak": "1" * 64}) == study.study_config_hash(config, fake)
+    assert study.study_config_hash(config, {STRONG: "0" * 64, WEAK: "2" * 64}) != study.study_config_hash(config, fake)
     swapped = {STRONG: "1" * 64, WEAK: "0" * 64}  # which model is the strong prior matters
-    assert study.config_hash(config, swapped) != study.config_hash(config, fake)
-    assert study.config_hash(replace(config, weak_model=None), {STRONG: "0" * 64}) != study.config_hash(config, fake)
+    assert study.study_config_hash(config, swapped) != study.study_config_hash(config, fake)
+    assert study.study_config_hash(replace(config, weak_model=None), {STRONG: "0" * 64}) != study.study_config_hash(config, fake)
 
 
 # ---- configuration and command line ----------------------------------------------------------------
@@ -983,6 +1017,7 @@ def test_the_command_line_builds_the_config_it_is_asked_for(monkeypatch, tmp_pat
     assert "2 rows" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_claims_command_without_results_says_what_to_run(tiny_model_folder, tmp_path, monkeypatch):
     from dftlab.study import claims
 
@@ -1002,7 +1037,7 @@ def test_the_committed_claims_are_regenerated_byte_for_byte(quick):
     from dftlab.study.claims import claims_markdown
     from dftlab.study.results import study_table
 
-    committed = study.results_dir() / ("CLAIMS-quick.md" if quick else "CLAIMS.md")
+    committed = storage.reading_results_dir() / ("CLAIMS-quick.md" if quick else "CLAIMS.md")
     payload = study.load_study(quick=quick)
     assert claims_markdown(study_table(payload), payload) == committed.read_text(), \
         f"{committed} is out of date: run `python -m dftlab.study claims{' --quick' if quick else ''}`"

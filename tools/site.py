@@ -188,8 +188,8 @@ def build_env() -> dict[str, str]:
 
 
 def install_module():
-    """`src/dftlab/_install.py`, loaded from its file: it needs only PyYAML, not torch (which `import dftlab` loads)."""
-    spec = importlib.util.spec_from_file_location("dftlab_install", ROOT / "src" / "dftlab" / "_install.py")
+    """`src/dftlab/course/install.py`, loaded from its file: it needs only PyYAML, not torch (which `import dftlab` loads)."""
+    spec = importlib.util.spec_from_file_location("dftlab_install", ROOT / "src" / "dftlab" / "course" / "install.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

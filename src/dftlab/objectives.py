@@ -1,7 +1,7 @@
 """Training objectives: SFT's cross-entropy, Dynamic Fine-Tuning and the family between them.
 
 Chapter 2 derives `nll` (SFT is maximum likelihood). Chapter 4 derives `dft` and its relatives:
-`dft_floored`, `power`, `mix` and `asft`. The study chapter adds `distribution_matching`, the course's
+`dft_floored`, `power`, `mix` and `asft`. Chapter 6 adds `distribution_matching`, the course's
 own reconstruction of a distribution-level objective.
 
 Every objective is a plain function `(logits, labels, ...) -> loss` on *aligned* tensors: row i of
@@ -208,7 +208,7 @@ def asft(logits: torch.Tensor, labels: torch.Tensor, base_logits: torch.Tensor, 
 @objective
 def distribution_matching(logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 1.0,
                           reduction: str = "mean") -> torch.Tensor:
-    """A distribution-level objective (the study chapter): nll + lam * KL(f || p_bar) over the batch.
+    """A distribution-level objective (chapter 6): nll + lam * KL(f || p_bar) over the batch.
 
     RECONSTRUCTION, not the original: this is the course's own guess at the idea behind Rosmine's
     "Distribution Fine Tuning" (2026), whose algorithm, data and code are unpublished. The idea kept is

@@ -16,7 +16,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from dftlab.distributions import decoding_distribution, entropy, softmax_with_temperature
+from dftlab.distributions import decoding_distribution, entropy, entropy_by_temperature
+from dftlab.models import STRONG_PRIOR_MODEL
 
 PALETTE = "colorblind"
 # The course look as matplotlib settings: seaborn's white grid and notebook sizes, the colour-blind-safe palette.
@@ -122,13 +123,6 @@ def plot_top_tokens(table: pd.DataFrame, title: str = "", ax=None):
     return ax
 
 
-def entropy_by_temperature(logits: torch.Tensor, temperatures) -> pd.DataFrame:
-    """Entropy (nats) of softmax(logits / T) for each temperature T."""
-    rows = [{"temperature": float(t), "entropy (nats)": entropy(softmax_with_temperature(logits.double(), float(t))).item()}
-            for t in temperatures]
-    return pd.DataFrame(rows)
-
-
 @_course_style
 def plot_entropy_by_temperature(logits: torch.Tensor, temperatures=None, ax=None):
     """How temperature moves the entropy of one next-token distribution, with log(V) as the ceiling."""
@@ -176,16 +170,14 @@ def _legend_below(ax, ncol: int = 2, offset: float = -0.2, **kwargs):
     return ax.legend(loc="upper center", bbox_to_anchor=(0.5, offset), ncol=ncol, frameon=False, fontsize=9, **kwargs)
 
 
-def rank_frequency(texts: list[str]) -> pd.DataFrame:
-    """Word frequencies sorted by rank (whitespace words, lower-cased), for a Zipf plot."""
-    counts = pd.Series([w for t in texts for w in t.lower().split()]).value_counts()
-    return pd.DataFrame({"rank": np.arange(1, len(counts) + 1), "frequency": counts.to_numpy() / counts.sum(),
-                         "word": counts.index})
-
-
 @_course_style
 def plot_zipf(named_texts: dict[str, list[str]], ax=None):
-    """Rank-frequency curves on log-log axes, one per named corpus: a straight line is Zipf's law."""
+    """Rank-frequency curves on log-log axes, one per named corpus: a straight line is Zipf's law.
+
+    Each curve is `dftlab.metrics.rank_frequency(texts)`, the course's words (`dftlab.metrics.words.words`), the
+    same rows `dftlab.metrics.zipf_coefficient` fits its line to."""
+    from dftlab.metrics.text import rank_frequency
+
     ax = _new_axes(ax)
     tables = [rank_frequency(texts).assign(source=name) for name, texts in named_texts.items()]
     sns.lineplot(data=pd.concat(tables), x="rank", y="frequency", hue="source", ax=ax)
@@ -307,7 +299,7 @@ def plot_study_metric(summary: pd.DataFrame, metric: str, decoding: str = "T=1",
 
 @_course_style
 def plot_target_probability_histograms(histograms: pd.DataFrame, objectives=("base", "nll", "dft"),
-                                       base_model: str = "tiny-gpt2", steps: int | None = None, ax=None):
+                                       base_model: str = STRONG_PRIOR_MODEL, steps: int | None = None, ax=None):
     """Where p(target token) lands after training, per objective: `dftlab.study.load_histograms`, seeds pooled.
 
     Dynamic FT piles the mass near 0 and 1 (the bimodal picture of Wu et al.); NLL keeps a spread (chapter 4).
@@ -442,7 +434,7 @@ def plot_power_family(target, alphas=(0.0, 0.25, 0.5, 0.75), fitted: dict | None
 
 
 @_course_style
-def plot_budget_sweep(summary: pd.DataFrame, objectives=("nll", "dft"), base_model: str = "tiny-gpt2",
+def plot_budget_sweep(summary: pd.DataFrame, objectives=("nll", "dft"), base_model: str = STRONG_PRIOR_MODEL,
                       decoding: str = "T=1"):
     """KL and top-opener share against the fine-tuning budget, per objective, mean and 95% CI (chapter 5).
 
@@ -525,46 +517,20 @@ def plot_calibration(tables: dict[str, pd.DataFrame], ax=None):
     return ax
 
 
-def power_family_check(openers: pd.DataFrame, alphas=(0.25, 0.5), base_model: str = "tiny-gpt2",
-                       steps: int | None = None) -> pd.DataFrame:
-    """Each opener's share under `power_<alpha>` at T = 1, beside the two things it should equal (chapter 5).
-
-    `openers` is `dftlab.study.load_opener_probabilities()`. Shares are means over seeds. Columns: alpha, opener,
-    model (power_<alpha> at T = 1; alpha 0 is nll at T = 1), closed_form (q^(1/(1-alpha)) from the true opener
-    probabilities), sampled (nll at T = 1 - alpha).
-    """
-    from dftlab.toy import power_fixed_point
-
-    rows = openers[openers["base_model"] == base_model]
-    if steps is not None:
-        rows = rows[rows["steps"] == steps]
-    shares = rows.groupby(["objective", "temperature", "opener"])["share"].mean()
-    true = rows.groupby("opener")["true_prob"].first().sort_values(ascending=False)
-    frames = []
-    for alpha in (0.0, *alphas):
-        objective = "nll" if alpha == 0 else f"power_{alpha:g}"
-        missing = [key for key in ((objective, 1.0), ("nll", 1.0 - alpha)) if key not in shares.index.droplevel(2)]
-        if missing:
-            raise ValueError(f"power_family_check: no opener shares for {missing} (objective, temperature) in "
-                             f"`openers`; pass dftlab.study.load_opener_probabilities().")
-        frames.append(pd.DataFrame({"alpha": alpha, "opener": true.index,
-                                    "model": shares[objective, 1.0].reindex(true.index).to_numpy(),
-                                    "closed_form": power_fixed_point(true.to_numpy(), alpha),
-                                    "sampled": shares["nll", 1.0 - alpha].reindex(true.index).to_numpy()}))
-    return pd.concat(frames, ignore_index=True)
-
-
 @_course_style
 def plot_power_family_check(check: pd.DataFrame, axes=None):
     """Training at alpha is sampling at T = 1 - alpha, on the fine-tuned models' exact opener shares (chapter 5).
 
-    `check` is `power_family_check(...)`. Left: each model's share of each opener against q^(1/(1-alpha)); right:
+    `check` is `dftlab.toy.power_family_check(...)`. Left: each model's share of each opener against q^(1/(1-alpha)); right:
     against SFT sampled at T = 1 - alpha. Log-log, one colour per alpha; on the dashed diagonal they agree. The
     legend gives each alpha's total variation distance over the openers.
     """
+    from dftlab.toy import power_family_distances
+
     if axes is None:
         axes = plt.subplots(1, 2, figsize=(8, 4.4), sharey=True)[1]
     palette = sns.color_palette(PALETTE)
+    distances = power_family_distances(check).set_index("alpha")
     low = max(1e-4, 0.7 * float(check[["model", "closed_form", "sampled"]].min().min()))
     for ax, column, xlabel in zip(axes, ("closed_form", "sampled"),
                                   (r"closed form $q^{1/(1-\alpha)}$ from the true openers",
@@ -573,7 +539,7 @@ def plot_power_family_check(check: pd.DataFrame, axes=None):
         for index, (alpha, rows) in enumerate(check.groupby("alpha", sort=True)):
             if column == "sampled" and alpha == 0:
                 continue  # nll at T = 1 against itself
-            distance = 0.5 * float((rows["model"] - rows[column]).abs().sum())
+            distance = distances.loc[float(alpha), column]
             name = "nll" if alpha == 0 else f"power, α = {alpha:g}"
             ax.scatter(rows[column], rows["model"], s=30, color=palette[index], edgecolors="black", linewidths=0.4,
                        zorder=3, label=f"{name} (TV {distance:.3f})")
@@ -656,13 +622,13 @@ def plot_next_token_comparison(tables: dict[str, pd.DataFrame], title: str = "",
     return axes
 
 
-# --- Chapter 7: the real model beside the tiny ones ------------------------------------------------
+# --- Chapter 8: the real model beside the tiny ones; then the quality-diversity frontier -------------
 
 @_course_style
 def plot_carry_over(table: pd.DataFrame, metrics=("validity", "kl", "top_opener_share", "predictive_entropy",
                                                   "distinct_2", "seq_rep_4"), reference: dict | None = None,
                     log_metrics=("kl", "predictive_entropy"), ncols: int = 3):
-    """One panel per metric: the base model, NLL and DFT means of each study, one line per study (chapter 7).
+    """One panel per metric: the base model, NLL and DFT means of each study, one line per study (chapter 8).
 
     `table` is `dftlab.study.carry_over.carry_over_table(...)`. A line that climbs or falls from NLL to DFT in
     both studies is a finding that carries over. `reference` draws a dashed line per metric (e.g. the true

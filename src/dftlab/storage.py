@@ -1,9 +1,17 @@
-"""Safe files: atomic writes and sha256 checks.
+"""Safe files: atomic writes, sha256 checks, the hash of a config, and where results are read and written.
 
 Every file dftlab writes (checkpoints, cached study results, the pretrained model) goes through
 `atomic_write_bytes` or `atomic_save_safetensors`: the data lands in a temporary file in the same
 folder, is flushed to disk, and only then renamed over the target. A crash or Ctrl-C therefore
 leaves either the old file or the new one, never half of one.
+
+Where results live. The package ships the results the chapters read in `src/dftlab/assets/results`
+(`shipped_results_dir()`); once installed, that folder is read only. What dftlab computes is written to
+`results_dir()`: `$DFTLAB_RESULTS` if it is set, else a folder of the user's cache, `$DFTLAB_CACHE/results` if that is
+set, else the user cache folder of `platformdirs` (`~/.cache/dftlab/results` on Linux), else `~/.cache/dftlab/results`.
+A read looks in `results_folders()` in order: `$DFTLAB_RESULTS` alone if it is set (a folder you chose is the only
+one read, so results of another folder are never mixed in), else the user folder and then the shipped one, so a
+result you recomputed is read before the shipped copy.
 """
 from __future__ import annotations
 
@@ -119,7 +127,50 @@ def write_json_with_hash(path: str | os.PathLike, payload: dict) -> Path:
     return atomic_write_text(path, json.dumps({"sha256": digest, "payload": payload}, indent=1, sort_keys=True))
 
 
+def config_digest(config) -> str:
+    """12 hex digits of the sha256 of `config` (JSON types) written as canonical JSON (keys sorted).
+
+    Cached results are named by it, so any change of a setting names a new file and never reads an old one."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def shipped_results_dir() -> Path:
+    """The results shipped inside the package (`src/dftlab/assets/results`): read only once installed."""
+    return Path(__file__).resolve().parent / "assets" / "results"
+
+
+def user_results_dir() -> Path:
+    """The user's own results folder: $DFTLAB_CACHE/results, else the user cache folder (via platformdirs when it
+    is installed), else ~/.cache/dftlab/results."""
+    if os.environ.get("DFTLAB_CACHE"):
+        return Path(os.environ["DFTLAB_CACHE"]) / "results"
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:
+        return Path.home() / ".cache" / "dftlab" / "results"
+    return Path(user_cache_dir("dftlab")) / "results"
+
+
 def results_dir() -> Path:
-    """Where cached results live (the study's, and the chat model's sample set): $DFTLAB_RESULTS, else the `results`
-    folder shipped inside the package (`src/dftlab/assets/results`)."""
-    return Path(os.environ.get("DFTLAB_RESULTS", Path(__file__).resolve().parent / "assets" / "results"))
+    """Where computed results are written (the study's, the chat model's sample set, ...): $DFTLAB_RESULTS, else
+    `user_results_dir()`. Never the package's own folder: reads find the shipped results (`results_folders`)."""
+    chosen = os.environ.get("DFTLAB_RESULTS")
+    return Path(chosen) if chosen else user_results_dir()
+
+
+def results_folders() -> list[Path]:
+    """Where a read looks, in order: $DFTLAB_RESULTS alone if set, else the user folder, then the shipped results."""
+    if os.environ.get("DFTLAB_RESULTS"):
+        return [results_dir()]
+    return [user_results_dir(), shipped_results_dir()]
+
+
+def reading_results_dir(pattern: str = "study-*.json") -> Path:
+    """The first folder of `results_folders()` that holds a file matching `pattern` (a file name or a glob
+    pattern); the first folder of the list if none does (so an error message names where the file was looked for
+    first)."""
+    folders = results_folders()
+    for folder in folders:
+        if any(folder.glob(pattern)):
+            return folder
+    return folders[0]

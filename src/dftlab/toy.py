@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,8 @@ import torch
 
 from dftlab.objectives import (asft, check_objective_kwargs, dft, dft_floored, get_objective, mix, needs_base_logits, nll,
                                power)
+from dftlab.models import STRONG_PRIOR_MODEL
+from dftlab.runtime import torch_threads
 from dftlab.validation import check_int, check_number
 
 
@@ -125,7 +126,9 @@ def _descend(targets, context_probs, objective, steps, lr, exact, seed, init_log
     logits.requires_grad_(True)
 
     recorded_steps, recorded_log_probs = [], []
-    with _one_thread():
+    # One thread: on tensors this small, handing work to other threads costs far more than the arithmetic, and on
+    # a busy machine it made the loop over ten times slower.
+    with torch_threads(1):
         for step in range(steps + 1):
             if step % record_every == 0 or step == steps:
                 recorded_steps.append(step)
@@ -141,18 +144,6 @@ def _descend(targets, context_probs, objective, steps, lr, exact, seed, init_log
             with torch.no_grad():
                 logits -= lr * gradient
     return logits.detach().numpy(), np.array(recorded_steps), np.stack(recorded_log_probs)
-
-
-@contextmanager
-def _one_thread():
-    """Run torch on one thread: on tensors this small, handing work to other threads costs far more
-    than the arithmetic, and on a busy machine it made the loop over ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _entropy_and_kl(log_probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,6 +229,51 @@ def power_fixed_point(target, alpha: float) -> np.ndarray:
                  hint="At alpha = 1, DFT's gradient, the fixed point is the one-hot mode: use fixed_point(target, 'dft').")
     sharpened = target ** (1.0 / (1.0 - alpha))
     return sharpened / sharpened.sum()
+
+
+def power_family_check(openers: pd.DataFrame, alphas=(0.25, 0.5), base_model: str = STRONG_PRIOR_MODEL,
+                       steps: int | None = None) -> pd.DataFrame:
+    """Each opener's share under `power_<alpha>` at T = 1, beside the two things it should equal (chapter 5): the
+    power family's fixed point on the true openers, and the maximum-likelihood model sampled at T = 1 - alpha.
+
+    `openers` is `dftlab.study.load_opener_probabilities()`. Shares are means over seeds. Columns: alpha, opener,
+    model (power_<alpha> at T = 1; alpha 0 is nll at T = 1), closed_form (q^(1/(1-alpha)) from the true opener
+    probabilities), sampled (nll at T = 1 - alpha).
+    """
+    rows = openers[openers["base_model"] == base_model]
+    if steps is not None:
+        rows = rows[rows["steps"] == steps]
+    shares = rows.groupby(["objective", "temperature", "opener"])["share"].mean()
+    true = rows.groupby("opener")["true_prob"].first().sort_values(ascending=False)
+    frames = []
+    for alpha in (0.0, *alphas):
+        objective = "nll" if alpha == 0 else f"power_{alpha:g}"
+        missing = [key for key in ((objective, 1.0), ("nll", 1.0 - alpha)) if key not in shares.index.droplevel(2)]
+        if missing:
+            raise ValueError(f"power_family_check: no opener shares for {missing} (objective, temperature) in "
+                             f"`openers`; pass dftlab.study.load_opener_probabilities().")
+        frames.append(pd.DataFrame({"alpha": alpha, "opener": true.index,
+                                    "model": shares[objective, 1.0].reindex(true.index).to_numpy(),
+                                    "closed_form": power_fixed_point(true.to_numpy(), alpha),
+                                    "sampled": shares["nll", 1.0 - alpha].reindex(true.index).to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def power_family_distances(check: pd.DataFrame) -> pd.DataFrame:
+    """The total variation distance over the openers, per alpha, between the fine-tuned model's shares and each of
+    the two things they should equal. `check` is `power_family_check(...)`. Columns: alpha, closed_form (model
+    against q^(1/(1-alpha))), sampled (model against nll sampled at T = 1 - alpha; 0 at alpha = 0, nll against
+    itself)."""
+    from dftlab.distributions import total_variation
+
+    rows = []
+    for alpha, group in check.groupby("alpha", sort=True):
+        distances = {column: float(total_variation(group["model"].to_numpy(dtype=float, copy=True),
+                                                   group[column].to_numpy(dtype=float, copy=True)))
+                     for column in ("closed_form", "sampled")}
+        rows.append({"alpha": float(alpha), **distances})
+    return pd.DataFrame(rows, columns=["alpha", "closed_form", "sampled"])
+
 
 
 def preference_optimum(reference_probs, rewards, beta: float) -> torch.Tensor:
@@ -370,7 +406,7 @@ def simplex_trajectories(target, objectives=("nll", "dft", "mix"), *, steps: int
 def fit_bigram(transition_matrix, objective="nll", steps: int = 1000, lr: float = 0.5, exact: bool = True, *,
                context_probs=None, seed: int = 0, init_logits=None, batch_size: int = 16,
                record_every: int = 10, **objective_kwargs) -> BigramFit:
-    """Fit one logit row per context of a bigram language with known conditionals q(. | c) (chapter 4).
+    """Fit one logit row per context of a bigram language with known conditionals q(. | c).
 
     `transition_matrix[c, y]` = q(y | c). Contexts occur with `context_probs` (default uniform; pass the
     chain's stationary distribution to weight them as running text would). The loss averages over

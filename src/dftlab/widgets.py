@@ -78,8 +78,10 @@ def decoding_spec(log_probs, token_labels: dict[int, str], title: str, k: int = 
                   top_p: float = 0.9, top_k: int = 0) -> dict:
     """The Vega-Lite spec of `decoding_explorer` from a log-probability vector (no model needed; tested alone).
 
-    The page recomputes `dftlab.distributions.decoding_distribution` exactly: temperature first, then top-k
-    (0 = off), then top-p, each renormalising; the readout is the entropy of the result in nats.
+    The page recomputes `dftlab.sampling.sampling_distribution` exactly: temperature first, then top-k (0 = off),
+    then top-p, each renormalising; the readout is the entropy of the result in nats. Top-k keeps, as the sampler
+    does, every token whose scaled logit equals the k-th largest (ties are kept); top-p adds tokens in rank order.
+    `tests/test_sampling.py` runs these expressions under Node and compares them with the sampler.
     """
     log_probs = np.asarray(log_probs, dtype=np.float64)
     order = np.argsort(-log_probs, kind="stable")
@@ -95,7 +97,9 @@ def decoding_spec(log_probs, token_labels: dict[int, str], title: str, k: int = 
         {"calculate": "exp(datum.z - datum.zmax)", "as": "e"},
         {"joinaggregate": [{"op": "sum", "field": "e", "as": "Z"}]},
         {"calculate": "datum.e / datum.Z", "as": "pT"},                       # softmax(logits / T)
-        {"calculate": "top_k == 0 || datum.r <= top_k ? datum.pT : 0", "as": "ek"},
+        {"calculate": "datum.r == top_k ? datum.z : -1e308", "as": "zr"},       # the k-th largest scaled logit
+        {"joinaggregate": [{"op": "max", "field": "zr", "as": "zk"}]},
+        {"calculate": "top_k == 0 || datum.z >= datum.zk ? datum.pT : 0", "as": "ek"},  # ties with it stay
         {"joinaggregate": [{"op": "sum", "field": "ek", "as": "Zk"}]},
         {"calculate": "datum.ek / datum.Zk", "as": "pk"},                     # after top-k
         {"window": [{"op": "sum", "field": "pk", "as": "cum"}], "sort": [{"field": "r"}], "frame": [None, 0]},

@@ -391,8 +391,8 @@ def student_readme(contents: list[str], wheel_name: str, config_path: Path | Non
     from dftlab.course import install
 
     return STUDENT_README.format(contents="\n".join(contents), wheel=wheel_name,
-                                 wheel_command=_install.wheel_install_command(wheel_name),
-                                 git_command=_install.install_command(config_path)) + (
+                                 wheel_command=install.wheel_install_command(wheel_name),
+                                 git_command=install.install_command(config_path)) + (
         LAB_PLAN_SECTION.format(lab_plan=lab_plan) if lab_plan else "")
 
 
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     from dftlab.course import install
 
     with tempfile.TemporaryDirectory(prefix="dftlab-student-") as tmp:
-        wheel = _install.build_wheel(root, tmp)
+        wheel = install.build_wheel(root, tmp)
         out = write_student_zip(exercises_dir, args.out, wheel, config_path=root / "_config.yml")
         print(f"wrote {out} (with {wheel.name}, {wheel.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -228,7 +228,7 @@ def _load_course(solutions_dir: Path, plan_path: Path | None) -> _Course:
 
 @lru_cache(maxsize=1)
 def checks_hash() -> str:
-    """A hash of the checks' source (dftlab/checks/*.py): two gradings with the same hash used the same checks."""
+    """A hash of the checks' source (dftlab/course/checks/*.py): two gradings with the same hash used the same checks."""
     folder = Path(__file__).resolve().parent / "checks"
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*.py")):
@@ -418,7 +418,7 @@ def _run_sandboxed(copy: Path, calls: list, seed: int, limits: Limits) -> tuple[
     from dftlab.course.checks import engine
 
     prefix = _namespace_prefix()
-    calls = [(check_id, answer, isinstance(engine._REGISTRY.get(check_id), engine.PredictionExercise))
+    calls = [(check_id, answer, isinstance(engine.REGISTRY.get(check_id), engine.PredictionExercise))
              for check_id, answer in calls]
     reader, writer = os.pipe()
     chunks = []

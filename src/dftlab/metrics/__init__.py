@@ -1,11 +1,12 @@
-"""Measuring formulaic text and model fit (the chapter "Measuring formulaic text", and the study).
+"""Measuring formulaic text and model fit (chapter 1, "Measuring formulaic text", and the study).
 
 Six families of numbers, each a plain function, one submodule each (every name is importable from
 `dftlab.metrics` itself):
 
 1. `dftlab.metrics.text`, text statistics on lists of strings: n-gram counts, token L2 (Rosmine),
-   distinct-n (Li et al. 2016), self-BLEU (Zhu et al. 2018), the Zipf coefficient (Holtzman et al. 2019),
-   seq-rep-n (Welleck et al. 2019) and an overuse table (slop-forensics, Antislop).
+   distinct-n (Li et al. 2016), self-BLEU (Zhu et al. 2018), the Zipf coefficient and its rank-frequency table
+   (Holtzman et al. 2019), seq-rep-n (Welleck et al. 2019), an overuse table (slop-forensics, Antislop) and the
+   mean length in words.
 2. `dftlab.metrics.model_stats`, model statistics: mean predictive entropy, the log-probability of a
    completion given its prompt, exact option probabilities, target probabilities by role, and calibration
    (confidence against accuracy, expected calibration error; Guo et al. 2017).
@@ -19,13 +20,15 @@ Six families of numbers, each a plain function, one submodule each (every name i
    computed by slop-score's own rules (its tokens, its joining of texts) so that they match its published
    leaderboard; the data it needs (lists, outputs, published figures) is loaded by `dftlab.slop_score`.
 
-Conventions (except in `slop_score`, which follows slop-score's). A "token" in the text statistics is a
-whitespace-separated word, case and punctuation kept ("The" and "the." are different tokens), unless a `tokenizer`
-is passed: then the tokens are the ids of `tokenizer.encode(text)`. N-grams never cross from one text into the next.
-Entropies and log-probabilities are in nats.
+Conventions (except in `slop_score`, which follows slop-score's). A word is `dftlab.metrics.words.words(text)`,
+one definition for every metric and plot: wordfreq's English words, lower case, punctuation dropped ("The" and
+"the." are one word), the words wordfreq's frequency lists count. The text statistics take `split_words` to count in
+another unit (the study passes `dftlab.metrics.words.whitespace_tokens`, the unit its cached results were measured
+in), and, where they accept one, a `tokenizer`: then the tokens are the ids of `tokenizer.encode(text)`. N-grams
+never cross from one text into the next. Entropies and log-probabilities are in nats.
 """
-from dftlab.metrics.text import (distinct_n, ngram_counts, overuse_table, repetition_rate, self_bleu,
-                                 token_l2_distance, zipf_coefficient)
+from dftlab.metrics.text import (distinct_n, mean_word_count, ngram_counts, overuse_table, rank_frequency,
+                                 repetition_rate, self_bleu, token_l2_distance, zipf_coefficient)
 from dftlab.metrics.model_stats import (calibration_bins, calibration_table, completion_log_probs,
                                         expected_calibration_error, option_probabilities, predictive_entropy,
                                         target_probabilities_by_role, top_predictions)
@@ -38,8 +41,8 @@ from dftlab.metrics.two_sample import (MMDResult, embedding_projection, knn_cove
 from dftlab.metrics.slop_score import slop_list_rate, slop_list_word_hits, slop_score_tokens
 
 __all__ = [
-    "ngram_counts", "token_l2_distance", "distinct_n", "self_bleu", "zipf_coefficient", "repetition_rate",
-    "overuse_table", "word_overuse", "formulaic_words", "phrase_spread", "opening_table", "same_opener_run_rate",
+    "ngram_counts", "token_l2_distance", "distinct_n", "self_bleu", "zipf_coefficient", "rank_frequency",
+    "repetition_rate", "overuse_table", "mean_word_count", "word_overuse", "formulaic_words", "phrase_spread", "opening_table", "same_opener_run_rate",
     "predictive_entropy", "completion_log_probs", "option_probabilities", "target_probabilities_by_role",
     "top_predictions", "calibration_bins", "calibration_table", "expected_calibration_error",
     "MMDResult", "mmd", "paired_mmd", "sentence_embeddings", "mmd_comparison_table", "mmd_by_zipf_exponent",

@@ -9,9 +9,10 @@ shows up in three ways this module measures:
 - `opening_table` and `same_opener_run_rate`: answers that open the same way, and sentences that keep starting
   with the same word (Rosmine reports three in a row in 53% of SFT outputs at T=0.7, against 17.4% of human text).
 
-Words are wordfreq's English tokens: lower case, punctuation dropped, apostrophes kept ("it's"). For word
-overuse, a possessive counts as its word ("moon's" as "moon"), as slop-score and slop-forensics count them, while
-contractions stay whole ("it's", "don't"): see `words(text, merge_possessives=True)`.
+Words are the course's words (`dftlab.metrics.words.words`: wordfreq's English tokens, lower case, punctuation
+dropped, apostrophes kept, "it's"), so a word is what wordfreq's frequency lists count. For word overuse, a
+possessive counts as its word ("moon's" as "moon"), as slop-score and slop-forensics count them, while contractions
+stay whole ("it's", "don't"): see `words(text, merge_possessives=True)`.
 
 Whether a habit word is a habit or a topic, and whether others found it too:
 
@@ -28,40 +29,13 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from dftlab.metrics.words import words
 from dftlab.validation import check_int, check_number, check_texts
 
 REFERENCES = ("english",)
 # wordfreq lists English words down to a frequency of 1e-8 (Zipf 1); a word it does not list is treated as if it
 # had that frequency, so an overuse ratio is always finite.
 ENGLISH_FREQUENCY_FLOOR = 1e-8
-
-
-# The "'s" endings that are "is" or "us", not a possessive: slop-score's KNOWN_CONTRACTIONS_S (js/metrics.js) and
-# slop-forensics' (slop_forensics/constants.py), the same thirteen.
-CONTRACTIONS_S = frozenset({"it's", "that's", "what's", "who's", "he's", "she's", "there's", "here's", "where's",
-                            "when's", "why's", "how's", "let's"})
-_STRAIGHT_APOSTROPHE = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\uff07": "'"})
-
-
-def merge_possessive(word: str) -> str:
-    """`word` with a possessive "'s" removed ("moon's" -> "moon", "o'neill's" -> "o'neill"), curly apostrophes made
-    straight; contractions stay whole ("it's", "let's", "don't"), as slop-score and slop-forensics merge them.
-    (A plural possessive, "students'", is already "students": wordfreq drops a final apostrophe.)"""
-    word = word.translate(_STRAIGHT_APOSTROPHE)
-    if word.endswith("'s") and len(word) > 2 and word not in CONTRACTIONS_S:
-        return word[:-2]
-    return word
-
-
-def words(text: str, merge_possessives: bool = False) -> list[str]:
-    """The English words of `text`, as wordfreq counts them (lower case, no punctuation, no numbers).
-
-    With `merge_possessives`, each word goes through `merge_possessive`: "the moon's glow" gives "the", "moon",
-    "glow", while "it's" and "don't" stay whole. `word_overuse` counts words this way."""
-    from wordfreq import tokenize
-
-    tokens = [token for token in tokenize(text, "en") if any(ch.isalpha() for ch in token)]
-    return [merge_possessive(token) for token in tokens] if merge_possessives else tokens
 
 
 def english_frequency(word: str) -> float:
@@ -333,10 +307,10 @@ def controlled_habit_words(texts, groups, *, words=None, halves=None, max_englis
 def slop_list_words() -> frozenset[str]:
     """slop-score's list of LLM-overused words (data/slop_list.json, vendored in dftlab.slop_score), each entry read
     as slop-score's current code reads it (lower case; an inner apostrophe kept)."""
-    from dftlab.metrics.slop_score import _entries
+    from dftlab.metrics.slop_score import slop_list_entries
     from dftlab.slop_score import slop_word_lists
 
-    return frozenset(_entries(slop_word_lists()["words"], corrected=True))
+    return frozenset(slop_list_entries(slop_word_lists()["words"], corrected=True))
 
 
 def _human_word_rates() -> tuple[dict[str, float], float]:

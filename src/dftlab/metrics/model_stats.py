@@ -264,12 +264,13 @@ def top_predictions(model, tokenizer, stories, batch_size: int = 16) -> pd.DataF
 
 
 def calibration_table(model, tokenizer, stories, bins: int = 10, batch_size: int = 16) -> pd.DataFrame:
-    """Reliability table of `model` on TinyTales-style `stories` (chapter 4): confidence against accuracy per bin.
+    """Reliability table of `model` on TinyTales-style `stories`: confidence against accuracy per bin.
 
     At every completion token the model's top next-token prediction is scored right or wrong against the story's
     actual token (`top_predictions`); the predictions are grouped by confidence (`calibration_bins`). A model
     fitted by maximum likelihood is calibrated on data from its own distribution; Dynamic FT, which pushes every
-    distribution to its mode, is over-confident: confidence near 1, accuracy lower.
+    distribution to its mode, is over-confident: confidence near 1, accuracy lower. (Chapter 4 bins its
+    predictions with `calibration_bins` directly.)
     """
     predictions = top_predictions(model, tokenizer, stories, batch_size=batch_size)
     return calibration_bins(predictions["confidence"], predictions["correct"], bins)

@@ -53,7 +53,8 @@ def slop_score_tokens(text: str) -> list[str]:
     return [run for run in runs if _KEPT_TOKEN.fullmatch(run)]
 
 
-def _entries(raw_entries: list[str], corrected: bool) -> set[str]:
+def slop_list_entries(raw_entries: list[str], corrected: bool) -> set[str]:
+    """The entries of one of slop-score's lists as they are matched: lower case, read as published or corrected."""
     pattern = _ENTRY_CORRECTED if corrected else _ENTRY_AS_PUBLISHED
     found = (pattern.search(entry.lower()) for entry in raw_entries)
     return {match.group(0) for match in found if match}
@@ -126,10 +127,10 @@ def slop_list_rate(texts, *, drop_short: bool = True, corrected_lists: bool = Fa
         raise ValueError("texts hold no words (no letters a-z), so there is no rate per 1,000 words; "
                          "pass the models' written outputs.")
     lists = slop_word_lists()
-    words = _entries(lists["words"], corrected_lists)
+    words = slop_list_entries(lists["words"], corrected_lists)
     # As word tuples: an entry with other whitespace or another number of words becomes a tuple no window equals,
     # just as its string never equals three tokens joined by single spaces.
-    trigrams = {tuple(entry.split(" ")) for entry in _entries(lists["trigrams"], corrected_lists)}
+    trigrams = {tuple(entry.split(" ")) for entry in slop_list_entries(lists["trigrams"], corrected_lists)}
     word_hits = sum(token in words for token in tokens)
     trigram_hits = sum(window in trigrams for window in zip(tokens, tokens[1:], tokens[2:]))
     return {"slop_words_per_1k": word_hits / len(tokens) * 1000,
@@ -146,7 +147,7 @@ def slop_list_word_hits(texts, *, corrected_lists: bool = False) -> list[tuple[i
     texts = check_texts(texts)
     corrected_lists = _check_flag(corrected_lists, "corrected_lists",
                                   "read list entries with slop-score's later fix instead of as published")
-    words = _entries(slop_word_lists()["words"], corrected_lists)
+    words = slop_list_entries(slop_word_lists()["words"], corrected_lists)
     counts = []
     for text in texts:
         tokens = slop_score_tokens(text)

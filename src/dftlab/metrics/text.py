@@ -1,10 +1,12 @@
 """Text statistics on lists of strings (chapter 1): n-gram counts, token L2 (Rosmine), distinct-n (Li et al.
-2016), self-BLEU (Zhu et al. 2018), the Zipf coefficient (Holtzman et al. 2019), seq-rep-n (Welleck et al. 2019)
-and an overuse table (slop-forensics, Antislop).
+2016), self-BLEU (Zhu et al. 2018), the Zipf coefficient and the rank-frequency table behind a Zipf plot (Holtzman
+et al. 2019), seq-rep-n (Welleck et al. 2019), an overuse table (slop-forensics, Antislop) and the mean length.
 
-A "token" here is a whitespace-separated word, case and punctuation kept ("The" and "the." are different
-tokens), unless a `tokenizer` is passed: then the tokens are the ids of `tokenizer.encode(text)`. N-grams
-never cross from one text into the next.
+A "word" here is the course's word, `dftlab.metrics.words.words`: lower case, punctuation dropped, so "The" and
+"the." are one word. Every function takes `split_words`, a function from a text to its words, to count in another
+unit (the study passes `dftlab.metrics.words.whitespace_tokens`, the unit its cached results were measured in).
+Where a `tokenizer` is accepted and passed, the tokens are the ids of `tokenizer.encode(text)` instead.
+N-grams never cross from one text into the next.
 """
 from __future__ import annotations
 
@@ -14,28 +16,33 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from dftlab.metrics.words import check_split_words, words
 from dftlab.validation import check_int, check_texts
 
 
-def _tokens(text: str, tokenizer=None) -> list:
+def _tokens(text: str, tokenizer=None, split_words=words) -> list:
+    """The words of `text` (`split_words`), or the ids of `tokenizer.encode(text)` when a tokenizer is passed."""
     if tokenizer is None:
-        return text.split()
+        return list(split_words(text))
     encoded = tokenizer.encode(text)
     # A `tokenizers.Tokenizer` returns an Encoding object; a transformers tokenizer returns the ids.
     return list(getattr(encoded, "ids", encoded))
 
 
-def _ngrams(tokens: list, n: int) -> list[tuple]:
+def ngrams(tokens: list, n: int) -> list[tuple]:
+    """The n-grams of one list of tokens, in order, each a tuple of n tokens (none when there are fewer than n)."""
     return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
 
 
-def ngram_counts(texts, n: int = 1, tokenizer=None) -> Counter:
-    """Counts of every n-gram (a tuple of n tokens) over all texts; n-grams stay inside one text."""
+def ngram_counts(texts, n: int = 1, tokenizer=None, split_words=words) -> Counter:
+    """Counts of every n-gram (a tuple of n words, or of n token ids with a `tokenizer`) over all texts; n-grams
+    stay inside one text."""
     texts = check_texts(texts)
     n = check_int(n, "n")
+    split_words = check_split_words(split_words)
     counts = Counter()
     for text in texts:
-        counts.update(_ngrams(_tokens(text, tokenizer), n))
+        counts.update(ngrams(_tokens(text, tokenizer, split_words), n))
     return counts
 
 
@@ -47,7 +54,7 @@ def _frequencies(counts: Counter, name: str, n: int) -> dict:
     return {gram: count / total for gram, count in counts.items()}
 
 
-def token_l2_distance(samples, reference, n: int = 1, tokenizer=None) -> float:
+def token_l2_distance(samples, reference, n: int = 1, tokenizer=None, split_words=words) -> float:
     """Rosmine's "token L2": the L2 distance between the n-gram frequency vectors of two corpora.
 
     Each vector is normalised to sum to 1 and lives on the union of both vocabularies, so an n-gram
@@ -55,20 +62,20 @@ def token_l2_distance(samples, reference, n: int = 1, tokenizer=None) -> float:
     possible value, sqrt(2), means two corpora with no n-gram in common, each made of one n-gram.
     """
     samples, reference = check_texts(samples, "samples"), check_texts(reference, "reference")
-    p = _frequencies(ngram_counts(samples, n, tokenizer), "samples", n)
-    q = _frequencies(ngram_counts(reference, n, tokenizer), "reference", n)
+    p = _frequencies(ngram_counts(samples, n, tokenizer, split_words), "samples", n)
+    q = _frequencies(ngram_counts(reference, n, tokenizer, split_words), "reference", n)
     # fsum over sorted n-grams: the result does not depend on set order (PYTHONHASHSEED) in the last digit.
     union = sorted(p.keys() | q.keys())
     return math.sqrt(math.fsum((p.get(gram, 0.0) - q.get(gram, 0.0)) ** 2 for gram in union))
 
 
-def distinct_n(texts, n: int = 1) -> float:
+def distinct_n(texts, n: int = 1, split_words=words) -> float:
     """distinct-n (Li et al. 2016): distinct n-grams / all n-grams, counted over the whole corpus.
 
     1 means no n-gram ever repeats; a formulaic corpus scores low. Raises ValueError when the corpus
     has no n-gram at all (rather than returning 0.0, which would read as "maximally repetitive").
     """
-    counts = ngram_counts(texts, n)
+    counts = ngram_counts(texts, n, split_words=split_words)
     total = sum(counts.values())
     if total == 0:
         raise ValueError(f"texts has no {n}-grams at all (every text is shorter than n={n} words); "
@@ -76,23 +83,24 @@ def distinct_n(texts, n: int = 1) -> float:
     return len(counts) / total
 
 
-def self_bleu(texts, max_texts: int = 200, seed: int = 0, max_ngram_order: int = 4) -> float:
+def self_bleu(texts, max_texts: int = 200, seed: int = 0, max_ngram_order: int = 4, split_words=words) -> float:
     """Self-BLEU (Zhu et al. 2018, Texygen) on a 0..1 scale: how much each text reads like the others.
 
     Each text is scored as a hypothesis against all the other texts as references with sacrebleu's
-    sentence BLEU, and the scores are averaged. High self-BLEU = low diversity. Settings: sacrebleu's
-    "13a" tokenizer, effective order (short texts use fewer n-gram orders) and "floor" smoothing with
-    0.1, the smoothing (NLTK's method1) that Texygen uses. At most `max_texts` texts are kept, a subset
-    drawn with `seed` (the same call gives the same subset).
+    sentence BLEU, and the scores are averaged. High self-BLEU = low diversity. Settings: the texts' words
+    (`split_words`; `dftlab.metrics.words.bleu_13a_tokens` gives sacrebleu's own "13a" tokens), effective
+    order (short texts use fewer n-gram orders) and "floor" smoothing with 0.1, the smoothing (NLTK's method1)
+    that Texygen uses. At most `max_texts` texts are kept, a subset drawn with `seed` (the same call gives the
+    same subset).
 
-    The result equals the mean of `BLEU.sentence_score(text, other_texts)` (a test checks this), but
-    each text's n-grams are extracted once instead of once per hypothesis, so it costs O(N), not O(N^2).
+    The result equals the mean of `BLEU.sentence_score(text, other_texts)` on the texts' words joined by
+    spaces, with sacrebleu's tokenizer off (a test checks this), but each text's n-grams are extracted once
+    instead of once per hypothesis, so it costs O(N), not O(N^2).
     """
     from sacrebleu.metrics import BLEU
-    from sacrebleu.metrics.helpers import extract_all_word_ngrams
-    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
     texts = check_texts(texts)
+    split_words = check_split_words(split_words)
     max_texts = check_int(max_texts, "max_texts")
     max_ngram_order = check_int(max_ngram_order, "max_ngram_order")
     if len(texts) < 2:
@@ -101,8 +109,7 @@ def self_bleu(texts, max_texts: int = 200, seed: int = 0, max_ngram_order: int =
     if len(texts) > max_texts:
         keep = np.random.default_rng(seed).choice(len(texts), size=max_texts, replace=False)
         texts = [texts[i] for i in sorted(keep)]
-    tokenize = Tokenizer13a()
-    stats = [extract_all_word_ngrams(tokenize(text.rstrip()), 1, max_ngram_order) for text in texts]
+    stats = [_all_ngram_counts(list(split_words(text)), max_ngram_order) for text in texts]
     # BLEU clips a hypothesis n-gram's count at its largest count in any one reference. Keeping each
     # n-gram's two largest counts, and which text holds the largest, gives "largest among all texts
     # except text i" without rescanning the references for every hypothesis.
@@ -129,17 +136,35 @@ def self_bleu(texts, max_texts: int = 200, seed: int = 0, max_ngram_order: int =
     return float(np.mean(scores)) / 100.0
 
 
-def zipf_coefficient(texts, tokenizer=None, top: int | None = 5000) -> float:
+def _all_ngram_counts(tokens: list, max_order: int) -> tuple[Counter, int]:
+    """Counts of the 1- to `max_order`-grams of one text, and its length (what BLEU needs of a sentence)."""
+    return Counter(gram for order in range(1, max_order + 1) for gram in ngrams(tokens, order)), len(tokens)
+
+
+def rank_frequency(texts, tokenizer=None, split_words=words) -> pd.DataFrame:
+    """Each word's relative frequency by rank, most frequent first (the data of a Zipf plot).
+
+    Columns: rank (1, 2, ...), word, count, frequency (count over all words). Ties in frequency are ranked in order of
+    first appearance. `zipf_coefficient` fits a line to these same rows."""
+    counts = ngram_counts(texts, 1, tokenizer, split_words)
+    ranked = counts.most_common()
+    total = sum(counts.values())
+    counted = np.array([count for _, count in ranked], dtype=np.float64)
+    return pd.DataFrame({"rank": np.arange(1, len(ranked) + 1), "word": [gram[0] for gram, _ in ranked],
+                         "count": counted.astype(int), "frequency": counted / max(total, 1)})
+
+
+def zipf_coefficient(texts, tokenizer=None, top: int | None = 5000, split_words=words) -> float:
     """The Zipf exponent s of the corpus: the fit frequency ~ rank**(-s) (Holtzman et al. 2019).
 
-    A least-squares line through (log rank, log frequency) of the `top` most frequent tokens
-    (all tokens if top=None); s is minus its slope. Human English has s close to 1; a larger s means
-    a few tokens take more of the mass. Ties in frequency are ranked in order of first appearance.
+    A least-squares line through (log rank, log frequency) of the `top` most frequent words (all words if
+    top=None): the first rows of `rank_frequency(texts)`, the data of `plots.plot_zipf`. s is minus the slope.
+    Human English has s close to 1; a larger s means a few words take more of the mass.
     """
-    counts = ngram_counts(texts, 1, tokenizer)
     if top is not None:
         top = check_int(top, "top")
-    frequencies = np.array([count for _, count in counts.most_common(top)], dtype=np.float64)
+    table = rank_frequency(texts, tokenizer, split_words)
+    frequencies = table["count"].to_numpy(dtype=np.float64)[:top]
     if len(frequencies) < 2:
         raise ValueError(f"texts has {len(frequencies)} distinct token(s); a Zipf fit needs at least 2 "
                          f"(and top must be at least 2, got {top!r}).")
@@ -148,7 +173,7 @@ def zipf_coefficient(texts, tokenizer=None, top: int | None = 5000) -> float:
     return float(-slope)
 
 
-def repetition_rate(texts, n: int = 4) -> float:
+def repetition_rate(texts, n: int = 4, split_words=words) -> float:
     """seq-rep-n (Welleck et al. 2019): mean over texts of 1 - unique n-grams / n-grams in that text.
 
     Unlike distinct-n this looks inside each text: 0 means no text repeats an n-gram of its own.
@@ -156,9 +181,10 @@ def repetition_rate(texts, n: int = 4) -> float:
     """
     texts = check_texts(texts)
     n = check_int(n, "n")
+    split_words = check_split_words(split_words)
     rates = []
     for text in texts:
-        grams = _ngrams(_tokens(text), n)
+        grams = ngrams(_tokens(text, None, split_words), n)
         if grams:
             rates.append(1.0 - len(set(grams)) / len(grams))
     if not rates:
@@ -168,7 +194,7 @@ def repetition_rate(texts, n: int = 4) -> float:
 
 
 def overuse_table(samples, reference, n=(1, 2, 3), phrases=None, min_count: int = 5,
-                  top: int | None = 20) -> pd.DataFrame:
+                  top: int | None = 20, split_words=words) -> pd.DataFrame:
     """The phrases the samples use more often than the reference does (slop-forensics; Antislop).
 
     overuse_ratio = (relative frequency in samples) / (relative frequency in reference), where the
@@ -178,7 +204,7 @@ def overuse_table(samples, reference, n=(1, 2, 3), phrases=None, min_count: int 
     The `sample_freq` and `reference_freq` columns show the raw, unsmoothed frequencies.
 
     n: an int, or several (default 1, 2 and 3 words). phrases: if given, exactly these phrases (strings,
-    split on whitespace) are reported and `n` and `min_count` are ignored. Otherwise every n-gram that
+    split into words by `split_words`, like the texts) are reported and `n` and `min_count` are ignored. Otherwise every n-gram that
     occurs at least `min_count` times in the samples is a candidate. The table is sorted by
     overuse_ratio, highest first, and cut to `top` rows (top=None keeps all).
     """
@@ -186,15 +212,16 @@ def overuse_table(samples, reference, n=(1, 2, 3), phrases=None, min_count: int 
     reference = check_texts(reference, "reference")
     if top is not None:
         top = check_int(top, "top")
+    split_words = check_split_words(split_words)
     if phrases is not None:
         if isinstance(phrases, str) or not isinstance(phrases, (list, tuple)) or not phrases:
             raise ValueError("phrases must be a non-empty list of strings (or None to find them), "
                              f"got {type(phrases).__name__}.")
         wanted = []
         for index, phrase in enumerate(phrases):
-            if not isinstance(phrase, str) or not phrase.split():
+            if not isinstance(phrase, str) or not split_words(phrase):
                 raise ValueError(f"phrases[{index}] must be a non-empty string of words, got {phrase!r}.")
-            wanted.append(tuple(phrase.split()))
+            wanted.append(tuple(split_words(phrase)))
         orders = sorted({len(gram) for gram in wanted})
     else:
         orders = list(n) if isinstance(n, (list, tuple, range)) else [n]
@@ -204,8 +231,8 @@ def overuse_table(samples, reference, n=(1, 2, 3), phrases=None, min_count: int 
         min_count = check_int(min_count, "min_count")
     rows = []
     for order in orders:
-        sample_counts = ngram_counts(samples, order)
-        reference_counts = ngram_counts(reference, order)
+        sample_counts = ngram_counts(samples, order, split_words=split_words)
+        reference_counts = ngram_counts(reference, order, split_words=split_words)
         sample_total, reference_total = sum(sample_counts.values()), sum(reference_counts.values())
         if phrases is not None:
             candidates = [gram for gram in wanted if len(gram) == order]
@@ -226,3 +253,10 @@ def overuse_table(samples, reference, n=(1, 2, 3), phrases=None, min_count: int 
     table = table.sort_values(["overuse_ratio", "sample_count", "phrase"], ascending=[False, False, True])
     return table.head(top if top is not None else len(table)).reset_index(drop=True)
 
+
+
+def mean_word_count(texts, split_words=words) -> float:
+    """The mean length of the texts in words (`split_words`, the course's words by default)."""
+    texts = check_texts(texts)
+    split_words = check_split_words(split_words)
+    return float(np.mean([len(split_words(text)) for text in texts]))

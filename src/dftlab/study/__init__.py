@@ -13,7 +13,8 @@ CIs; and the experiments around it, each a module imported by name (`from dftlab
 
 The package, in the order data flows through it:
 - `config`: what is trained and measured (`StudyConfig`, `plan_runs`); the design is in its docstring;
-- `measurement`: one run, trained and measured (`compute_run`), and what every column means;
+- `measurement`: one run, trained and measured (`compute_run`, the one pipeline of every study, its study-specific
+  steps passed in as a `Pipeline`), and what every column means;
 - `cache`: where results live, how runs are keyed and cached;
 - `run`: `run_study`, which runs (or resumes) the study and writes its results;
 - `stats`: comparing them (`compare`, the t-test and the exact sign-flip test, Wilson intervals, `holm`);
@@ -22,18 +23,19 @@ The package, in the order data flows through it:
 - `control`: the negative control, second samples of the truth in place of the models;
 - `history`: when each rule was fixed relative to the data, and why it changed;
 - `claims`: the judgement (`judge`), the rules' hash, the replication and CLAIMS.md;
-- `real_model`: one run of the real-model study (SmolLM2 through TRL and LoRA, measured in its chat format);
+- `real_model`: the real-model study's `Pipeline` (SmolLM2 through TRL and LoRA, measured in its chat format);
 - `carry_over`: the real model's results beside the tiny models' (chapter 7);
 - `cards`: each verdict as a short card a reader reads, its full evidence folded (chapter 7);
 - `followups`: the medium prior (the regime question's other half) and the lambda sweep at 50 steps;
 - `learning_curve`: SmolLM2's SFT learning curve and the budget it implies;
 - `cli`: the command line.
 """
-from dftlab.study.cache import (config_hash, fingerprints, model_fingerprint, read_cached_run, results_dir, run_hash,
-                                run_path, study_path)
+from dftlab.study.cache import (fingerprints, model_fingerprint, read_cached_run, results_dir, run_hash, run_path,
+                                study_config_hash, study_path)
 from dftlab.study.claims import (CLAIM_PROVENANCE, CLAIM_TEXTS, FROZEN_SOURCES, NULL_VERDICTS, REPLICATED_CLAIMS,
                                  ROSMINE_REPORTED, VARIETY_GROUPS, VERDICTS, ClaimVerdict, Judgement,
-                                 claim_provenance_table, claims_markdown, judge, judge_claims, read_replication,
+                                 claim_provenance_table, claims_markdown, judge, judge_claims, judge_evidence,
+                                 read_replication,
                                  reconstruction_comparison, regime_comparison, replication_judgement, rules_sha256,
                                  write_claims)
 from dftlab.study.cards import VerdictCard, verdict_card
@@ -45,7 +47,7 @@ from dftlab.study.config import (DEFAULT_DECODINGS, DEFAULT_OBJECTIVES, FORMULAI
                                  RealModelStudyConfig, RunSpec, StudyConfig, default_config, plan_runs,
                                  real_model_config, replication_config)
 from dftlab.study.measurement import (COLUMN_DESCRIPTIONS, ID_COLUMNS, METRIC_COLUMNS, MODEL_METRICS, SUMMARY_METRICS,
-                                      TEXT_METRICS, compute_run, load_base_model, true_completions)
+                                      TEXT_METRICS, FineTuning, Pipeline, compute_run, true_completions)
 from dftlab.study.results import (Comparison, compare, format_summary, holm, load_choice_tables, load_histograms,
                                   load_histories, load_opener_probabilities, load_previews, load_results, load_study, results_readme,
                                   summary_table, t_interval, t_test_p_value)

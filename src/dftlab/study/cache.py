@@ -9,12 +9,11 @@ detected and recomputed, never read; one from another config or model is refused
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-from dftlab.storage import CorruptFileError, read_json_with_hash, results_dir
+from dftlab.storage import CorruptFileError, config_digest, read_json_with_hash, reading_results_dir, results_dir
 from dftlab.study.config import RealModelStudyConfig, RunSpec, StudyConfig, default_config
 
 RESULTS_HINT = "Set DFTLAB_RESULTS to a folder that holds them, or recompute them with `python -m dftlab.study`"
@@ -63,22 +62,21 @@ _NOT_IN_RUN_HASH = ("name", "model", "weak_model", "objectives", "seeds", "headl
 
 def run_hash(config: StudyConfig, run: RunSpec, fingerprint: str | None) -> str:
     shared = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RUN_HASH}
-    run_fields = {k: v for k, v in json.loads(json.dumps(asdict(run))).items() if k != "base_model"}
-    key = {"shared": shared, "run": run_fields, "model_sha256": fingerprint}
-    return _sha256_text(json.dumps(key, sort_keys=True))[:12]
+    run_fields = {k: v for k, v in run.to_dict().items() if k != "base_model"}
+    return config_digest({"shared": shared, "run": run_fields, "model_sha256": fingerprint})
 
 
-def config_hash(config: StudyConfig, model_fingerprints: dict) -> str:
-    """12 hex digits of the sha256 of the config and its base models' files (their names or paths do not count)."""
+def study_config_hash(config: StudyConfig, model_fingerprints: dict) -> str:
+    """12 hex digits naming a study's files: the digest (`storage.config_digest`) of the config and its base
+    models' files (their names or paths do not count)."""
     settings = {k: v for k, v in config.to_dict().items() if k not in ("model", "weak_model")}
-    key = {"config": settings, "model_sha256": [model_fingerprints[m] for m in config.base_models]}
-    return _sha256_text(json.dumps(key, sort_keys=True))[:12]
+    return config_digest({"config": settings, "model_sha256": [model_fingerprints[m] for m in config.base_models]})
 
 
 
 
 def study_path(out, config: StudyConfig, model_fingerprints: dict) -> Path:
-    return Path(out) / f"study-{config.name}-{config_hash(config, model_fingerprints)}.json"
+    return Path(out) / f"study-{config.name}-{study_config_hash(config, model_fingerprints)}.json"
 
 
 def run_path(out, config: StudyConfig, run: RunSpec, model_fingerprints: dict) -> Path:
@@ -93,7 +91,7 @@ def claims_path(out, config: StudyConfig, model_fingerprints: dict) -> Path:
         default = default_config(quick)
         if type(config) is StudyConfig and replace(config, model=default.model, weak_model=default.weak_model) == default:
             return out / name
-    return out / f"CLAIMS-{config.name}-{config_hash(config, model_fingerprints)}.md"
+    return out / f"CLAIMS-{config.name}-{study_config_hash(config, model_fingerprints)}.md"
 
 
 def recompute_command(config: StudyConfig) -> str:
@@ -113,18 +111,20 @@ def read_cached_run(path: Path, run: RunSpec) -> dict | None:
     def identity(run_dict: dict) -> dict:  # the base model counts by its files (in the hash), not by its path
         return {k: v for k, v in run_dict.items() if k != "base_model"}
 
-    if identity(payload.get("run") or {}) != identity(json.loads(json.dumps(asdict(run)))):
+    if identity(payload.get("run") or {}) != identity(run.to_dict()):
         return None
-    return {**payload, "run": json.loads(json.dumps(asdict(run)))}
+    return {**payload, "run": run.to_dict()}
 
 
 def read_study(config: StudyConfig, out=None) -> dict:
     """The assembled study of `config`, refusing a file from another config or model with a clear message."""
-    out = results_dir() if out is None else Path(out)
     try:
         model_fingerprints = fingerprints(config)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} The study's results are keyed by the base models' files.") from None
+    if out is None:
+        out = reading_results_dir(study_path(".", config, model_fingerprints).name)
+    out = Path(out)
     path = study_path(out, config, model_fingerprints)
     command = recompute_command(config)
     if not path.exists():
@@ -140,7 +140,7 @@ def read_study(config: StudyConfig, out=None) -> dict:
         study = read_json_with_hash(path)
     except CorruptFileError as error:
         raise CorruptFileError(f"{error} Rerun `{command}` to rebuild it from the cached runs.") from error
-    if study.get("config_hash") != config_hash(config, model_fingerprints):
+    if study.get("config_hash") != study_config_hash(config, model_fingerprints):
         raise CorruptFileError(f"{path} holds results of another configuration (config hash "
                                f"{study.get('config_hash')!r}); rerun `{command}` to recompute it.")
     return study

@@ -1,4 +1,4 @@
-"""Does it carry over? The real model's study set beside the tiny models' (chapter 7, "The experiment on a real LLM").
+"""Does it carry over? The real model's study set beside the tiny models' (chapter 8, "The course's experiment on a real LLM").
 
 Both studies are read with the same loaders and judged by the same claims code; this module only lines them up:
 

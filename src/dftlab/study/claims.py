@@ -171,17 +171,27 @@ def _shared_tests(decisions: Decisions) -> list:
 
 def judge(results: pd.DataFrame, real_model_words: pd.DataFrame | None | str = "committed", control="auto",
           claims=None) -> Judgement:
-    """Every verdict of CLAIMS.md, from the numbers alone (the rules are `dftlab.study.rules`).
+    """Every verdict of CLAIMS.md, from the numbers and the two pieces of evidence it reads by default.
 
     `real_model_words` is the real chat model's (reported) evidence for claim 1: "committed" reads the committed
-    sample set (`real_model_habit_words()`), a table gives it directly, and None leaves it out. `control` is the
-    negative control: "auto" finds the cached control computed for these results' truth rows (none for a table
+    sample set (`rules.real_model_habit_words()`), a table gives it directly, and None leaves it out. `control` is
+    the negative control: "auto" finds the cached control computed for these results' truth rows (none for a table
     made by hand), a control payload or a ready control table uses that, None skips it. `claims` judges only those
     claim numbers (and leaves the regime question and the lambda sweep out of the family), as the replication does.
+    `judge_evidence` is the same judgement with every input passed in (it reads no file).
     """
-    numbers = tuple(range(1, len(CLAIMS) + 1)) if claims is None else tuple(claims)
     words = real_model_habit_words() if isinstance(real_model_words, str) else real_model_words
-    decisions = decide(results, words, numbers, regime_and_reconstruction=claims is None)
+    if isinstance(control, str):
+        control = find_control(results) if control == "auto" else None
+    return judge_evidence(results, words, control, claims)
+
+
+def judge_evidence(results: pd.DataFrame, real_model_words: pd.DataFrame | None, control, claims=None) -> Judgement:
+    """Every verdict of CLAIMS.md from its inputs alone (the rules are `dftlab.study.rules`): the results table, the
+    real chat model's habit-word table (or None), the control (a payload, a control table, or None) and the claim
+    numbers to judge (None: all, with the regime question and the reconstruction)."""
+    numbers = tuple(range(1, len(CLAIMS) + 1)) if claims is None else tuple(claims)
+    decisions = decide(results, real_model_words, numbers, regime_and_reconstruction=claims is None)
     ctx = decisions.context
     verdicts = []
     for number, decision in decisions.claims.items():
@@ -194,11 +204,9 @@ def judge(results: pd.DataFrame, real_model_words: pd.DataFrame | None | str = "
     judgement = Judgement(verdicts, regime_verdict(decisions.regime, ctx),
                           _evidence_lines(decisions.regime) if decisions.regime else [], recon,
                           decisions.family_size, ctx, shared_tests=_shared_tests(decisions), decisions=decisions)
-    if isinstance(control, str):
-        control = find_control(results) if control == "auto" else None
     if control is not None:
         table = control if isinstance(control, pd.DataFrame) else control_table(results, control)
-        judgement.control = judge(table, real_model_words=None, control=None, claims=numbers)
+        judgement.control = judge_evidence(table, None, None, numbers)
         judgement.control_habit_words = [] if isinstance(control, pd.DataFrame) else control.get("habit_words", [])
         for item, on_control in zip(judgement.claims, judgement.control.claims):
             item.control_verdict, item.control_reason = on_control.verdict, on_control.reason
@@ -255,21 +263,21 @@ def reconstruction_comparison(results: pd.DataFrame) -> pd.DataFrame:
 
 def replication_record_path(out, config=None) -> Path:
     """Where `python -m dftlab.study --replication` records the rules' hash, seeds and time of its run."""
-    from dftlab.study.cache import config_hash, fingerprints
+    from dftlab.study.cache import study_config_hash, fingerprints
     from dftlab.study.config import replication_config
 
     config = replication_config() if config is None else config
-    return Path(out) / f"replication-record-{config_hash(config, fingerprints(config))}.json"
+    return Path(out) / f"replication-record-{study_config_hash(config, fingerprints(config))}.json"
 
 
 def read_replication(out=None) -> dict | None:
     """The replication's record, study payload and control (keys record, study, control), or None if it was not run."""
-    from dftlab.storage import CorruptFileError, read_json_with_hash, results_dir
+    from dftlab.storage import CorruptFileError, read_json_with_hash, reading_results_dir
     from dftlab.study.cache import read_study
     from dftlab.study.config import replication_config
     from dftlab.study.control import control_path
 
-    out = results_dir() if out is None else Path(out)
+    out = reading_results_dir("replication-record-*.json") if out is None else Path(out)
     config = replication_config()
     path = replication_record_path(out, config)
     try:
@@ -366,10 +374,10 @@ def claims_markdown(results: pd.DataFrame, study: dict, out=None) -> str:
     """CLAIMS.md: the verdicts and their controls, then each claim's rule with its history, its verdict, the numbers
     behind it, its control and what would flip it; the regime question, the reconstruction, two user reports and
     the frozen-rule replication. `out` is the results folder holding the control and the replication (default:
-    `results_dir()`)."""
-    from dftlab.storage import results_dir
+    the first results folder holding study results, `dftlab.storage.reading_results_dir()`)."""
+    from dftlab.storage import reading_results_dir
 
-    out = results_dir() if out is None else Path(out)
+    out = reading_results_dir() if out is None else Path(out)
     config = study["config"]
     fingerprints = ", ".join(f"{name} {digest[:12]}" for name, digest in study["model_sha256"].items())
     lines = ["# The claims, tested", "",
@@ -564,7 +572,7 @@ def _regime_and_reconstruction(judgement: Judgement) -> list[str]:
 def write_claims(quick: bool = False, out=None, real_model: bool = False, config=None, log=None) -> Path:
     """Regenerate CLAIMS.md (or, with `real_model`, the real-model study's claims file; or `config`'s) from cached
     results (`python -m dftlab.study claims [--real-model]`), computing the control first if it is not cached."""
-    from dftlab.storage import atomic_write_text, results_dir
+    from dftlab.storage import atomic_write_text, reading_results_dir, results_dir
     from dftlab.study.cache import claims_path, fingerprints, read_study
     from dftlab.study.config import real_model_config
     from dftlab.study.control import ensure_control
@@ -572,10 +580,9 @@ def write_claims(quick: bool = False, out=None, real_model: bool = False, config
 
     if config is None:
         config = real_model_config(quick) if real_model else default_config(quick)
-    out = results_dir() if out is None else Path(out)
-    study = read_study(config, out)
+    study = read_study(config, out)  # out None: the first results folder holding it
     results = study_table(study)
     ensure_control(config, out, results, log)
-    path = claims_path(out, config, fingerprints(config))
+    path = claims_path(results_dir() if out is None else Path(out), config, fingerprints(config))
     atomic_write_text(path, claims_markdown(results, study, out))
     return path

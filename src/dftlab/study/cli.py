@@ -133,7 +133,7 @@ def _replicate(out: Path, args) -> int:
     from datetime import datetime, timezone
 
     from dftlab.storage import write_json_with_hash
-    from dftlab.study.cache import config_hash
+    from dftlab.study.cache import study_config_hash
     from dftlab.study.claims import FROZEN_SOURCES, replication_record_path, rules_sha256
     from dftlab.study.config import replication_config
 
@@ -148,7 +148,7 @@ def _replicate(out: Path, args) -> int:
     model_fingerprints = fingerprints(config)
     record = {"rules_sha256": frozen, "frozen_sources": [f"src/dftlab/study/{name}" for name in FROZEN_SOURCES],
               "seeds": list(config.headline_seeds), "objectives": list(config.headline_objectives),
-              "config_hash": config_hash(config, model_fingerprints), "wall_seconds": round(seconds, 1),
+              "config_hash": study_config_hash(config, model_fingerprints), "wall_seconds": round(seconds, 1),
               "started_utc": started.isoformat(timespec="seconds"),
               "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "workers": args.workers,
               "command": "python -m dftlab.study --replication"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from dftlab.models import REAL_CHAT_MODEL, STRONG_PRIOR_MODEL, WEAK_PRIOR_MODEL
 from dftlab.validation import check_int, check_number
 
 TOP_OPENER = "Once upon a time,"
@@ -22,7 +23,13 @@ TOP_OPENER = "Once upon a time,"
 FORMULAIC_PHRASES = ("Once upon a time,", "small", "One day,", "felt happy.", "The end.")
 HISTOGRAM_BINS = 20
 PROBABILITY_QUANTILES = (10, 25, 50, 75, 90)
-STRONG_PRIOR, WEAK_PRIOR = "tiny-gpt2", "tiny-gpt2-english"
+STRONG_PRIOR, WEAK_PRIOR = STRONG_PRIOR_MODEL, WEAK_PRIOR_MODEL
+
+
+def plain_json(spec) -> dict:
+    """A dataclass (a config, a run) as plain JSON types: tuples become lists, as they are once written to a file,
+    so a spec compares equal to what a cached file records of it."""
+    return json.loads(json.dumps(asdict(spec)))
 
 
 @dataclass
@@ -155,7 +162,7 @@ class StudyConfig:
         return (self.model,) if self.weak_model is None else (self.model, self.weak_model)
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        return plain_json(self)
 
 
 def default_config(quick: bool = False) -> StudyConfig:
@@ -188,7 +195,7 @@ def replication_config(seeds: tuple = REPLICATION_SEEDS) -> StudyConfig:
                        budget_sweep=())
 
 
-REAL_MODEL = "smollm2-135m-instruct"
+REAL_MODEL = REAL_CHAT_MODEL
 
 
 @dataclass
@@ -199,7 +206,7 @@ class RealModelStudyConfig(StudyConfig):
     what a real instruction-tuned model needs: each title goes in the chat template as the user's turn and the
     loss falls on the assistant's turn (`dftlab.chat_samples.chat_examples`); training runs through TRL's
     SFTTrainer (`dftlab.study.scale.build_trainer`) with LoRA adapters of rank `lora_rank`; exact KL is scored under
-    SmolLM2's own tokenizer. Each model also answers `open_prompts` of the opening chapter's open writing prompts
+    SmolLM2's own tokenizer. Each model also answers `open_prompts` of chapter 0's open writing prompts
     (`dftlab.chat_samples.WRITING_PROMPTS`), so its word overuse against English can be set beside the base
     model's. The budgets are sized for 2 CPU cores (bench/RESULTS.md): one run is a few minutes.
     """
@@ -282,6 +289,10 @@ class RunSpec:
         if self.kind == "base":
             return f"{base}-base-seed{self.seed}"
         return f"{base}-{self.label}-{self.steps}steps-seed{self.seed}"
+
+    def to_dict(self) -> dict:
+        """The run as plain JSON (what a cached payload records under "run"); `from_dict` reads it back."""
+        return plain_json(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSpec":

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dftlab.storage import CorruptFileError, read_json_with_hash, results_dir, write_json_with_hash
-from dftlab.study.cache import config_hash, fingerprints
-from dftlab.study.config import RunSpec, StudyConfig
+from dftlab.storage import (CorruptFileError, read_json_with_hash, reading_results_dir, results_dir,
+                            write_json_with_hash)
+from dftlab.study.cache import study_config_hash, fingerprints
+from dftlab.study.config import STRONG_PRIOR, RunSpec, StudyConfig
 from dftlab.study.measurement import ID_COLUMNS, METRIC_COLUMNS, json_safe
 
 CONTROL_VERSION = 1
@@ -44,7 +45,7 @@ CONTROL_OBJECTIVE_NAME = "truth_control"
 
 def control_path(out, config: StudyConfig, model_fingerprints: dict | None = None) -> Path:
     model_fingerprints = fingerprints(config) if model_fingerprints is None else model_fingerprints
-    return Path(out) / f"control-{config.name}-{config_hash(config, model_fingerprints)}.json"
+    return Path(out) / f"control-{config.name}-{study_config_hash(config, model_fingerprints)}.json"
 
 
 def truth_fingerprint(results: pd.DataFrame) -> str:
@@ -61,7 +62,7 @@ def _token_counter():
     from dftlab.models import EMBEDDED_MODELS, quiet_transformers
 
     with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(EMBEDDED_MODELS["tiny-gpt2"])
+        tokenizer = AutoTokenizer.from_pretrained(EMBEDDED_MODELS[STRONG_PRIOR])
     return lambda text: len(tokenizer(text)["input_ids"]) + 1  # + the end-of-text token
 
 
@@ -118,9 +119,11 @@ def ensure_control(config: StudyConfig, out=None, results: pd.DataFrame | None =
     path = control_path(out, config)
     payload = read_control(path)
     if payload is None:
-        payload = compute_control(config, log)
-        if results is not None:
-            payload["truth_sha256"] = truth_fingerprint(results)
+        payload = read_control(reading_results_dir(path.name) / path.name)  # e.g. the shipped one
+        if payload is None:
+            payload = compute_control(config, log)
+            if results is not None:
+                payload["truth_sha256"] = truth_fingerprint(results)
         write_json_with_hash(path, payload)
     return payload
 
@@ -141,12 +144,14 @@ def load_control(quick: bool = False, config: StudyConfig | None = None, out=Non
     from dftlab.study.config import default_config
 
     config = default_config(quick) if config is None else config
-    return read_control(control_path(results_dir() if out is None else Path(out), config))
+    if out is None:
+        out = reading_results_dir(control_path(".", config).name)
+    return read_control(control_path(out, config))
 
 
 def find_control(results: pd.DataFrame, out=None) -> dict | None:
     """The cached control (of any study in `out`) computed for the study whose truth rows `results` holds."""
-    out = results_dir() if out is None else Path(out)
+    out = reading_results_dir("control-*.json") if out is None else Path(out)
     if "objective" not in results or not (results["objective"] == "truth").any():
         return None
     fingerprint = None

@@ -31,8 +31,6 @@ of 0, which its floor never returns, so it counted nothing; it now asks wordfreq
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dftlab.storage import read_json_with_hash, results_dir, write_json_with_hash
+from dftlab.storage import (config_digest, read_json_with_hash, reading_results_dir, results_dir,
+                            write_json_with_hash)
 from dftlab.validation import check_int
 
 BASELINE = "T=0.7, min-p 0.1"  # slop_samples.LEADERBOARD_DECODING
@@ -64,8 +63,10 @@ EXPECTED_OUTCOME = (
 
 
 def habit_words() -> list[str]:
-    """SmolLM2's habit words from chapter 0: `chat_samples.formulaic_words_of` on the committed chat sample set
-    (60 open prompts, none of them slop-score's), in order of overuse."""
+    """SmolLM2's habit words, in order of overuse (chapter 8 uses them).
+
+    They are the words chapter 0 finds: `chat_samples.formulaic_words_of` on the committed chat sample set (60 open
+    prompts, none of them slop-score's)."""
     from dftlab.chat_samples import formulaic_words_of, load_sample_set
 
     return formulaic_words_of(load_sample_set())["word"].tolist()
@@ -93,13 +94,10 @@ def levers_config() -> dict:
             "first_new_decoding_index": FIRST_NEW_DECODING_INDEX, "expected_outcome": EXPECTED_OUTCOME}
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()[:12]
-
-
 def levers_path(config: dict | None = None, folder=None) -> Path:
     config = levers_config() if config is None else config
-    return (results_dir() if folder is None else Path(folder)) / f"decoding-levers-{config_hash(config)}.json"
+    name = f"decoding-levers-{config_digest(config)}.json"
+    return (reading_results_dir(name) if folder is None else Path(folder)) / name
 
 
 def mean_token_log_prob(model, tokenizer, prompt: str, response: str) -> float:
@@ -128,14 +126,14 @@ def build_levers(out=None, log=print) -> Path:
     from dftlab.study.slop_samples import load_slop_samples
 
     config = levers_config()
-    path = levers_path(config, out)
+    path = levers_path(config, results_dir() if out is None else out)  # written to the user folder
     model, tokenizer = load_model(config["model"])
     bias = habit_sequence_bias(tokenizer, config["habit_words"])
     reused = load_slop_samples()
     prompts = {row["prompt_index"]: row["prompt"] for row in reused["responses"]}
     indices, per_batch = config["prompt_indices"], config["prompts_per_batch"]
     batches = [indices[start:start + per_batch] for start in range(0, len(indices), per_batch)]
-    runs = cache_dir() / f"decoding-levers-runs-{config_hash(config)}"
+    runs = cache_dir() / f"decoding-levers-runs-{config_digest(config)}"
     answers = [{key: row[key] for key in ("decoding", "prompt_index", "category", "prompt", "response", "finished")}
                for row in reused["responses"]]
     started, sampling_seconds = time.time(), 0.0
@@ -192,12 +190,13 @@ def is_non_word(word: str) -> bool:
 
 
 def _per_answer(answers: pd.DataFrame, habits: list[str]) -> pd.DataFrame:
-    """Per answer: words, habit-word hits, other slop-list hits, non-words (all in `metrics.formulaic.words`, possessives
+    """Per answer: words, habit-word hits, other slop-list hits, non-words (all in `metrics.words.words`, possessives
     merged), distinct-2 and the mean log-probability."""
     from collections import Counter
 
-    from dftlab.metrics.formulaic import slop_list_words, words
+    from dftlab.metrics.formulaic import slop_list_words
     from dftlab.metrics.text import distinct_n
+    from dftlab.metrics.words import words
 
     listed, habit_set = slop_list_words(), set(habits)
     rows = []
@@ -208,7 +207,7 @@ def _per_answer(answers: pd.DataFrame, habits: list[str]) -> pd.DataFrame:
                      "habit": sum(n for w, n in counts.items() if w in habit_set),
                      "other_listed": sum(n for w, n in counts.items() if w in listed and w not in habit_set),
                      "non_words": sum(n for w, n in counts.items() if is_non_word(w)),
-                     "distinct_2": distinct_n([answer.response], n=2) if len(answer.response.split()) > 1 else np.nan,
+                     "distinct_2": distinct_n([answer.response], n=2) if len(words(answer.response)) > 1 else np.nan,
                      "mean_log_prob": answer.mean_log_prob})
     return pd.DataFrame(rows)
 

@@ -32,7 +32,6 @@ last complete run, and a run of other settings is never read. The same command r
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -43,10 +42,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dftlab.storage import read_json_with_hash, results_dir, write_json_with_hash
+from dftlab.models import REAL_CHAT_MODEL
+from dftlab.storage import (config_digest, read_json_with_hash, reading_results_dir, results_dir,
+                            write_json_with_hash)
+from dftlab.study.slop_samples import DECODINGS as SLOP_SCORE_DECODINGS, LEADERBOARD_DECODING
 from dftlab.validation import check_int
 
-STUDENT = "smollm2-135m-instruct"
+STUDENT = REAL_CHAT_MODEL
 TEACHERS = {"original": "gemma-3-27b-it", "antislop": "gemma-3-27b-it-antislop"}
 OBJECTIVES = ("nll", "dft")
 SEEDS = (0, 1)
@@ -54,7 +56,7 @@ COMPLETION_TOKENS = 64  # each answer, the teachers' and the students', is cut a
 HELD_OUT_PROMPTS = 75  # every other prompt of the held-out half, so both kinds of prompt (creative, essay) appear
 TRAINING = {"steps": 24, "batch_size": 8, "lr": 2e-3, "warmup_steps": 2, "max_length": 256, "lora_rank": 16,
             "lora_alpha": 32.0}
-DECODING = {"temperature": 0.7, "top_p": 1.0, "min_p": 0.1}  # slop-score's leaderboard decoding
+DECODING = SLOP_SCORE_DECODINGS[LEADERBOARD_DECODING]  # slop-score's leaderboard decoding
 PROMPTS_PER_BATCH = 25
 BOOTSTRAP = 2000
 COMMAND = "python -m dftlab.study.distillation"
@@ -109,13 +111,10 @@ def distillation_config() -> dict:
             "expected_outcome": EXPECTED_OUTCOME}
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()[:12]
-
-
 def distillation_path(config: dict | None = None, folder=None) -> Path:
     config = distillation_config() if config is None else config
-    return (results_dir() if folder is None else Path(folder)) / f"distillation-{config_hash(config)}.json"
+    name = f"distillation-{config_digest(config)}.json"
+    return (reading_results_dir(name) if folder is None else Path(folder)) / name
 
 
 def study_prompts(tokenizer, config: dict) -> dict:
@@ -174,8 +173,9 @@ def compute_run(name: str, config: dict, data: dict) -> dict:
 
     import torch
 
-    from dftlab.study import scale
     from dftlab.models import load_model
+    from dftlab.runtime import torch_global_seed
+    from dftlab.study import scale
 
     teacher, objective, seed = _parse_run(name)
     started = time.time()
@@ -185,18 +185,17 @@ def compute_run(name: str, config: dict, data: dict) -> dict:
     if teacher is not None:
         training = config["training"]
         dataset = scale.examples_dataset(data["train"][teacher], chat_tokenizer=tokenizer)
-        torch.manual_seed(seed)  # the LoRA initialisation
-        with tempfile.TemporaryDirectory() as output_dir:
+        with torch_global_seed(seed), tempfile.TemporaryDirectory() as output_dir:  # the LoRA initialisation
             trainer = scale.build_trainer(model, tokenizer, dataset, objective, steps=training["steps"],
                                           batch_size=training["batch_size"], lr=training["lr"],
                                           output_dir=output_dir, seed=seed, max_length=training["max_length"],
                                           lora_rank=training["lora_rank"], lora_alpha=training["lora_alpha"],
                                           warmup_steps=training["warmup_steps"], use_cpu=device == "cpu")
-            losses = scale.train(trainer).to_dict("records")
+            losses = scale.run_trainer(trainer).to_dict("records")
         model = trainer.model.merge_and_unload().eval()
     trained = time.time()
     answers = sample_answers(model, tokenizer, data["held_out"], config, seed=0 if seed is None else seed + 1)
-    return {"name": name, "config_hash": config_hash(config), "answers": answers, "losses": losses,
+    return {"name": name, "config_hash": config_digest(config), "answers": answers, "losses": losses,
             "train_seconds": round(trained - started, 1), "sample_seconds": round(time.time() - trained, 1),
             "device": device, "threads": torch.get_num_threads()}
 
@@ -241,13 +240,13 @@ def build_distillation(out=None, log=print, compute=compute_run) -> Path:
     config = distillation_config()
     _, tokenizer = load_model(config["student"])
     data = study_prompts(tokenizer, config)
-    runs = cache_dir() / f"distillation-runs-{config_hash(config)}"
+    runs = cache_dir() / f"distillation-runs-{config_digest(config)}"
     payloads = {}
     for name in run_names(config):
         run_file = runs / f"{name}.json"
         if run_file.exists():
             payload = read_json_with_hash(run_file)
-            if payload.get("config_hash") != config_hash(config) or len(payload["answers"]) != len(data["held_out"]):
+            if payload.get("config_hash") != config_digest(config) or len(payload["answers"]) != len(data["held_out"]):
                 raise ValueError(f"{run_file} holds a run of other settings; delete it and run `{COMMAND}` again.")
             log(f"{name}: reused from {run_file}")
         else:
@@ -263,7 +262,7 @@ def build_distillation(out=None, log=print, compute=compute_run) -> Path:
               "runs": {name: {key: value for key, value in payload.items() if key != "config_hash"}
                        for name, payload in payloads.items()},
               "mmd": _mmd_rows(answers, config), "mmd_seconds": round(time.time() - started, 1)}
-    path = distillation_path(config, out)
+    path = distillation_path(config, results_dir() if out is None else out)  # written to the user folder
     write_json_with_hash(path, result)
     log(f"wrote {path}")
     return path
@@ -291,20 +290,20 @@ def model_answers(study: dict) -> dict[str, list[str]]:
 
 
 def per_answer_counts(texts: list[str], habit_words: dict[str, list[str]]) -> pd.DataFrame:
-    """Per answer: slop-score's words and list-word hits, words (`metrics.formulaic.words`, possessives merged) and
+    """Per answer: slop-score's words and list-word hits, words (`metrics.words.words`, possessives merged) and
     each teacher's habit-word hits in them, distinct-2, whether it holds a broken contraction, its first three
     words."""
     from dftlab.antislop import broken_contractions, opening
-    from dftlab.metrics.formulaic import words
     from dftlab.metrics.slop_score import slop_list_word_hits
     from dftlab.metrics.text import distinct_n
+    from dftlab.metrics.words import words
 
     hits = slop_list_word_hits(texts)
     rows = []
     for text, (listed, slop_words) in zip(texts, hits):
         counts = Counter(words(text, merge_possessives=True))
         row = {"slop_words": slop_words, "listed": listed, "words": sum(counts.values()),
-               "distinct_2": distinct_n([text], n=2) if len(text.split()) > 1 else np.nan,
+               "distinct_2": distinct_n([text], n=2) if len(words(text)) > 1 else np.nan,
                "broken_contraction": float(broken_contractions(text) > 0), "opening": opening(text)}
         for teacher, chosen in habit_words.items():
             row[f"habits_{teacher}"] = sum(counts[w] for w in chosen)

@@ -83,22 +83,20 @@ def build_medium_prior(target: Path | None = None, log=print) -> Path:
 
     from dftlab import metrics
     from dftlab.storage import write_checksums
-    from dftlab.study.measurement import load_base_model, splits_for, tales_for
+    from dftlab.models import load_model
+    from dftlab.runtime import torch_threads
+    from dftlab.study.measurement import splits_for, tales_for
     from dftlab.train import train
 
     target = medium_prior_folder() if target is None else Path(target)
     recipe, config = MEDIUM_PRIOR_RECIPE, default_config()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model, tokenizer = load_base_model(recipe["base"])
+    with torch_threads(1):
+        model, tokenizer = load_model(recipe["base"])
         splits = splits_for(config, tales_for(config, recipe["data_seed"]))
         result = train(model, tokenizer, splits["train"], None, recipe["objective"], steps=recipe["steps"],
                        batch_size=config.batch_size, lr=config.lr, warmup_steps=recipe["warmup_steps"],
                        max_length=config.max_length, seed=recipe["data_seed"], progress=False)
         by_role = metrics.target_probabilities_by_role(model, tokenizer, splits["valid"])
-    finally:
-        torch.set_num_threads(threads)
     prob_character = float(by_role.loc[by_role["role"] == "character", "target_prob"].mean())
     prob_other = float(by_role.loc[by_role["role"] == "other", "target_prob"].mean())
     low, high = MEDIUM_PRIOR_BAND

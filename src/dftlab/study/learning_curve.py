@@ -1,4 +1,4 @@
-"""SmolLM2's SFT learning curve on TinyTales: the budget the real-model study would need (chapter 7).
+"""SmolLM2's SFT learning curve on TinyTales: the budget the real-model study would need (chapter 8).
 
 The real-model study fine-tunes SmolLM2-135M-Instruct for 64 LoRA steps, and at 64 steps SFT is far from the data
 (KL 18.7 nats per story, validity 0), so that study cannot test the claims about a model close to its data. This
@@ -40,9 +40,9 @@ def curve_config(quick: bool = False) -> RealModelStudyConfig:
 
 
 def curve_path(out, config: RealModelStudyConfig) -> Path:
-    from dftlab.study.cache import config_hash, fingerprints
+    from dftlab.study.cache import study_config_hash, fingerprints
 
-    return Path(out) / f"learning-curve-{config.name}-{config_hash(config, fingerprints(config))}.json"
+    return Path(out) / f"learning-curve-{config.name}-{study_config_hash(config, fingerprints(config))}.json"
 
 
 def measure_checkpoint(model, tokenizer, chat_splits: dict, tales, prompts: list[str], reference: list[str],
@@ -87,20 +87,20 @@ def run_learning_curve(out=None, quick: bool = False, log=print) -> Path:
     from dftlab.study import scale
     from dftlab.chat_samples import chat_examples
     from dftlab.storage import results_dir, write_json_with_hash
-    from dftlab.study.cache import config_hash, fingerprints
+    from dftlab.study.cache import study_config_hash, fingerprints
     from dftlab.study.config import RunSpec
-    from dftlab.study.measurement import load_base_model, run_inputs
+    from dftlab.models import load_model
+    from dftlab.runtime import torch_global_seed, torch_threads
+    from dftlab.study.measurement import run_inputs
 
     config = curve_config(quick)
     checkpoints = (1, 2) if quick else CURVE_CHECKPOINTS
     out = results_dir() if out is None else Path(out)
     run = RunSpec("finetuned", CURVE_SEED, config.model, config.steps, config.objectives[0])
-    started, threads = time.time(), torch.get_num_threads()
-    torch.set_num_threads(1)  # as the study: one thread
-    rows = []
-    try:
+    started, rows = time.time(), []
+    with torch_threads(1):  # as the study: one thread
         tales, splits, prompts, reference = run_inputs(config, run)
-        model, tokenizer = load_base_model(config.model)
+        model, tokenizer = load_model(config.model)
         chat_splits = {name: chat_examples(tokenizer, stories) for name, stories in splits.items() if stories}
 
         class Checkpoints(TrainerCallback):
@@ -116,21 +116,18 @@ def run_learning_curve(out=None, quick: bool = False, log=print) -> Path:
                         f"p(character) {row['prob_character']:.3f} ({time.time() - started:.0f} s)")
 
         dataset = scale.examples_dataset(splits["train"][:config.steps * config.batch_size], chat_tokenizer=tokenizer)
-        torch.manual_seed(CURVE_SEED)
-        with tempfile.TemporaryDirectory() as output_dir:
+        with torch_global_seed(CURVE_SEED), tempfile.TemporaryDirectory() as output_dir:  # LoRA init, data order
             trainer = scale.build_trainer(model, tokenizer, dataset, "nll", steps=config.steps,
                                           batch_size=config.batch_size, lr=config.lr, output_dir=output_dir,
                                           seed=CURVE_SEED, max_length=config.max_length, lora_rank=config.lora_rank,
                                           lora_alpha=config.lora_alpha, warmup_steps=config.warmup_steps,
                                           use_cpu=not torch.cuda.is_available())
             trainer.add_callback(Checkpoints())
-            losses = scale.train(trainer)
-    finally:
-        torch.set_num_threads(threads)
+            losses = scale.run_trainer(trainer)
     for row in rows:  # the Trainer logs a step's loss after its step-end callbacks: read them once training is over
         window = losses[(losses["step"] > row["step"] - 16) & (losses["step"] <= row["step"])]["loss"]
         row["train_loss"] = float(window.mean())
-    payload = {"config": config.to_dict(), "config_hash": config_hash(config, fingerprints(config)),
+    payload = {"config": config.to_dict(), "config_hash": study_config_hash(config, fingerprints(config)),
                "checkpoints": list(checkpoints), "rows": rows, "losses": losses.to_dict("records"),
                "threads": 1, "wall_seconds": round(time.time() - started, 1), "budget_rule": BUDGET_RULE}
     path = curve_path(out, config)
@@ -140,10 +137,12 @@ def run_learning_curve(out=None, quick: bool = False, log=print) -> Path:
 
 def load_learning_curve(out=None, quick: bool = False) -> dict:
     """The cached curve: {"rows": DataFrame (one row per checkpoint), "losses": DataFrame, "wall_seconds", ...}."""
-    from dftlab.storage import CorruptFileError, read_json_with_hash, results_dir
+    from dftlab.storage import CorruptFileError, read_json_with_hash, reading_results_dir
 
     config = curve_config(quick)
-    path = curve_path(results_dir() if out is None else out, config)
+    if out is None:
+        out = reading_results_dir(curve_path(".", config).name)
+    path = curve_path(out, config)
     if not path.exists():
         raise FileNotFoundError(f"No learning curve at {path}: run `python -m dftlab.study --learning-curve"
                                 f"{' --quick' if quick else ''}` (about 45 minutes on one core; seconds with --quick).")

@@ -37,11 +37,12 @@ def _per_prompt(texts_by_prompt: list[list[str]], opening_text: str | None) -> p
     from dftlab.antislop import opening
     from dftlab.metrics.slop_score import slop_list_word_hits
     from dftlab.metrics.text import distinct_n
+    from dftlab.metrics.words import words
 
     rows = []
     for texts in texts_by_prompt:
         hits = slop_list_word_hits(texts)
-        distinct = [distinct_n([t], n=2) for t in texts if len(t.split()) > 1]
+        distinct = [distinct_n([t], n=2) for t in texts if len(words(t)) > 1]
         rows.append({"listed": sum(h for h, _ in hits), "words": sum(w for _, w in hits),
                      "distinct_2": float(np.mean(distinct)) if distinct else np.nan,
                      "opening": float(np.mean([opening(t) == opening_text for t in texts]))})

@@ -13,6 +13,10 @@ What one run measures:
 The truth rows are one more sample of true stories for the same prompts, measured like a model's samples:
 their distances to the reference are the noise floor, and their MMD p-value is the test's control (it
 should not reject in most seeds).
+
+Every study measures its runs with the one function `compute_run`. What differs between studies (how the model is
+loaded, how stories are formatted for it, how it is fine-tuned, how it is scored and sampled) is a `Pipeline` passed
+in: `TINY_MODEL_PIPELINE` here, `dftlab.study.real_model.REAL_MODEL_PIPELINE` for the real chat model.
 """
 from __future__ import annotations
 
@@ -20,13 +24,15 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from dftlab.runtime import torch_threads
 from dftlab.study.config import (FORMULAIC_PHRASES, HISTOGRAM_BINS, PROBABILITY_QUANTILES, STRONG_PRIOR,
-                                 TOP_OPENER, TRUTH_DECODING, WEAK_PRIOR, RunSpec, StudyConfig)
+                                 TOP_OPENER, TRUTH_DECODING, WEAK_PRIOR, Decoding, RunSpec, StudyConfig)
 
 # Every metric column of the results table, in order; COLUMN_DESCRIPTIONS says what each one means.
 TEXT_METRICS = ("validity", "opener_chi2", "opener_p_value", "ending_chi2", "ending_p_value",
@@ -63,16 +69,19 @@ COLUMN_DESCRIPTIONS = {
     "top_opener_share": f"share of all samples that open with {TOP_OPENER!r}",
     "top_opener_true_prob": "its exact probability under TinyTales",
     "top_opener_ratio": "top_opener_share / top_opener_true_prob",
-    "distinct_1": "distinct unigrams / unigrams over all samples (Li et al. 2016)",
+    "distinct_1": "distinct unigrams / unigrams over all samples (Li et al. 2016); this and the other word-based "
+                  "columns (distinct_*, token_l2_*, zipf_coefficient, seq_rep_4, overuse_*, mean_words) count "
+                  "whitespace tokens, case and punctuation kept (metrics.words.whitespace_tokens, the study's unit)",
     "distinct_2": "the same for bigrams", "distinct_3": "the same for trigrams",
-    "self_bleu": "mean BLEU of each sample against the others, 0..1 (Zhu et al. 2018)",
+    "self_bleu": "mean BLEU of each sample against the others, 0..1 (Zhu et al. 2018), on sacrebleu's 13a tokens "
+                 "(metrics.words.bleu_13a_tokens, the study's unit)",
     "token_l2_1": "L2 distance of unigram frequency vectors, samples vs true stories for the same prompts (Rosmine)",
     "token_l2_2": "the same for bigrams",
     "zipf_coefficient": "Zipf exponent of the samples' word frequencies (Holtzman et al. 2019)",
     "seq_rep_4": "mean share of repeated 4-grams within a sample (Welleck et al. 2019)",
     "overuse_formulaic": f"mean overuse ratio (samples vs true stories for the same prompts) of {list(FORMULAIC_PHRASES)}",
     "overuse_top_phrases": "mean overuse ratio of the 10 most over-used 1-3-word phrases (slop-forensics)",
-    "mean_words": "mean sample length in words",
+    "mean_words": "mean sample length in whitespace tokens (metrics.words.whitespace_tokens, the study's unit)",
     "mmd2": "unbiased MMD^2 between sample and reference embeddings (MiniLM; n-gram features in --quick); "
             "the reference is true stories for the same prompts",
     "mmd_p_value": "its permutation p-value (on the truth rows: the truth-against-truth control)",
@@ -86,7 +95,10 @@ COLUMN_DESCRIPTIONS = {
     "valid_accuracy": "share of validation tokens where the argmax is the target",
     "objective_loss": "the objective's own loss on the test stories (token mean)",
     "objective_nll": "the NLL on the same tokens", "loss_scale": "objective_loss / objective_nll",
-    "final_train_loss": "mean training loss over the last evaluation window",
+    "final_train_loss": "mean of the objective's per-step training loss over the final window of steps, as the "
+                        "pipeline's fine-tuning reports it (FineTuning.final_train_loss): the last evaluation window "
+                        "(eval_every steps) in the tiny-model studies, the last tenth of the steps in the real-model "
+                        "study",
     "prob_character": "mean p(target) on the validation stories at the tokens of the character's name (copied from "
                       "the title)",
     "prob_other": "mean p(target) on the validation stories at every other completion token",
@@ -123,25 +135,6 @@ def prior_of(base_model: str | None, config: StudyConfig) -> str | None:
     if base_model is None:
         return None
     return "strong" if base_model == config.model else "weak"
-
-
-def load_base_model(model: str):
-    """(model, tokenizer) for an embedded name (via `dftlab.load_model`) or a local folder, in eval mode."""
-    from pathlib import Path
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import dftlab
-    from dftlab.models import EMBEDDED_MODELS, quiet_transformers
-
-    if model in EMBEDDED_MODELS or not Path(model).is_dir():
-        return dftlab.load_model(model)
-    with quiet_transformers():  # one "Loading weights" bar per run would bury the study's own bar
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        model = AutoModelForCausalLM.from_pretrained(model, use_safetensors=True).eval()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
 
 
 def tales_for(config: StudyConfig, seed: int):
@@ -188,19 +181,18 @@ def true_completions(tales, prompts: list[str], per_prompt: int, seed: int, chun
     return samples
 
 
-_EMBEDDINGS: dict = {}  # (method, texts) -> array; the matched reference is embedded once per process and seed
-
-
-def _embed(texts: list[str], method: str, cache: bool = False) -> np.ndarray:
+def _embed(texts: list[str], method: str) -> np.ndarray:
     from dftlab.metrics import sentence_embeddings
 
-    if not cache:
-        return sentence_embeddings(texts, method=method)
-    key = (method, tuple(texts))
-    if key not in _EMBEDDINGS:
-        _EMBEDDINGS.clear()  # keep one: runs come grouped by seed
-        _EMBEDDINGS[key] = sentence_embeddings(texts, method=method)
-    return _EMBEDDINGS[key]
+    return sentence_embeddings(texts, method=method)
+
+
+def reference_embeddings(reference: list[str], config: StudyConfig) -> np.ndarray:
+    """The embeddings of the matched reference that MMD compares every row's samples with.
+
+    They depend only on the reference texts and the config's `mmd_texts` and `embedding`, so a run computes them
+    once and passes them to `text_metrics` for each of its decodings."""
+    return _embed(_spread(reference, config.mmd_texts), config.embedding)
 
 
 def _or_nan(compute):
@@ -224,8 +216,12 @@ def _mean_or_error(values: pd.Series) -> float:
     return float(values.mean())
 
 
-def text_metrics(samples: list[dict], reference: list[str], tales, config: StudyConfig) -> tuple[dict, dict]:
-    """Every text metric of one set of samples against the matched reference, and the opener/ending tables."""
+def text_metrics(samples: list[dict], reference: list[str], tales, config: StudyConfig,
+                 reference_embedding: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Every text metric of one set of samples against the matched reference, and the opener/ending tables.
+
+    `reference_embedding` is `reference_embeddings(reference, config)` when the caller has it already (None:
+    computed here)."""
     from dftlab import metrics
 
     texts = [s["completion"] for s in samples]
@@ -246,23 +242,41 @@ def text_metrics(samples: list[dict], reference: list[str], tales, config: Study
             tables[choice] = metrics.choice_frequency_table(samples, tales, choice).to_dict("records")
         except ValueError:
             tables[choice] = []
-    for n in (1, 2, 3):
-        row[f"distinct_{n}"] = _or_nan(lambda: metrics.distinct_n(texts, n))
-    row["self_bleu"] = _or_nan(lambda: metrics.self_bleu(texts, max_texts=config.self_bleu_texts))
-    for n in (1, 2):
-        row[f"token_l2_{n}"] = _or_nan(lambda: metrics.token_l2_distance(texts, reference, n=n))
-    row["zipf_coefficient"] = _or_nan(lambda: metrics.zipf_coefficient(texts))
-    row["seq_rep_4"] = _or_nan(lambda: metrics.repetition_rate(texts, n=4))
-    row["overuse_formulaic"] = _or_nan(lambda: metrics.overuse_table(
-        texts, reference, phrases=list(FORMULAIC_PHRASES), top=None)["overuse_ratio"].mean())
-    row["overuse_top_phrases"] = _or_nan(lambda: _mean_or_error(metrics.overuse_table(
-        texts, reference, n=(1, 2, 3), min_count=5, top=10)["overuse_ratio"]))
-    row["mean_words"] = float(np.mean([len(t.split()) for t in texts]))
+    row.update(word_metrics(texts, reference, config.self_bleu_texts))
     result = metrics.mmd(_embed(_spread(texts, config.mmd_texts), config.embedding),
-                         _embed(_spread(reference, config.mmd_texts), config.embedding, cache=True),
+                         reference_embeddings(reference, config) if reference_embedding is None
+                         else reference_embedding,
                          num_permutations=config.mmd_permutations, seed=0)
     row["mmd2"], row["mmd_p_value"] = result.mmd2, result.p_value
     return row, tables
+
+
+def word_metrics(texts: list[str], reference: list[str], self_bleu_texts: int) -> dict:
+    """The word-based columns of one set of samples against the matched reference (distinct_*, self_bleu,
+    token_l2_*, zipf_coefficient, seq_rep_4, overuse_*, mean_words).
+
+    Measured in the study's unit, not the course's words: whitespace tokens, case and punctuation kept
+    (`metrics.words.whitespace_tokens`), and sacrebleu's 13a tokens for self-BLEU (`metrics.words.bleu_13a_tokens`).
+    The cached results were measured so, and their samples are not stored, so the unit stays what it was to keep
+    the cached numbers what this code computes."""
+    from dftlab import metrics
+    from dftlab.metrics.words import bleu_13a_tokens, whitespace_tokens
+
+    unit = {"split_words": whitespace_tokens}
+    row = {}
+    for n in (1, 2, 3):
+        row[f"distinct_{n}"] = _or_nan(lambda: metrics.distinct_n(texts, n, **unit))
+    row["self_bleu"] = _or_nan(lambda: metrics.self_bleu(texts, max_texts=self_bleu_texts, split_words=bleu_13a_tokens))
+    for n in (1, 2):
+        row[f"token_l2_{n}"] = _or_nan(lambda: metrics.token_l2_distance(texts, reference, n=n, **unit))
+    row["zipf_coefficient"] = _or_nan(lambda: metrics.zipf_coefficient(texts, **unit))
+    row["seq_rep_4"] = _or_nan(lambda: metrics.repetition_rate(texts, n=4, **unit))
+    row["overuse_formulaic"] = _or_nan(lambda: metrics.overuse_table(
+        texts, reference, phrases=list(FORMULAIC_PHRASES), top=None, **unit)["overuse_ratio"].mean())
+    row["overuse_top_phrases"] = _or_nan(lambda: _mean_or_error(metrics.overuse_table(
+        texts, reference, n=(1, 2, 3), min_count=5, top=10, **unit)["overuse_ratio"]))
+    row["mean_words"] = metrics.mean_word_count(texts, **unit)
+    return row
 
 
 def _objective_loss_and_nll(model, batches, objective: str, kwargs: dict, base_model) -> tuple[float, float]:
@@ -331,71 +345,136 @@ def run_inputs(config: StudyConfig, run: RunSpec) -> tuple:
     return tales, splits, prompts, reference
 
 
-def compute_run(config: StudyConfig, run: RunSpec) -> dict:
-    """Train (if it is a fine-tuning) and measure one run; returns the JSON payload cached for it.
+@dataclass(frozen=True)
+class FineTuning:
+    """What a pipeline's fine-tuning hands back: the trained model (in eval mode), its training history as JSON
+    records, the `final_train_loss` column (see COLUMN_DESCRIPTIONS) and, for an objective that needs them, the
+    model whose logits the objective compares with (None otherwise)."""
+    model: object
+    history: list
+    final_train_loss: float
+    base_model: object = None
 
-    Runs use one thread (`torch.set_num_threads(1)`): the numbers then do not depend on how many cores
-    the machine has or how many runs share it, and two small processes beat one two-thread process here.
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The steps of a run that differ from one study to another, passed to `compute_run`.
+
+    Everything else is shared by every study: the run's inputs (`run_inputs`), the truth rows, the objective's
+    loss scale, the text metrics against the matched reference, the histogram and the cached payload.
+
+    - `format_splits(tokenizer, splits)`: the TinyTales splits as the model is trained and scored on them (the
+      tiny models read the stories as they are; a chat model reads them in its chat template);
+    - `finetune(model, tokenizer, splits, config, run)`: train the model for a fine-tuned run, a `FineTuning`;
+    - `fit_metrics(model, tokenizer, formatted_splits, tales, config)`: the model-metric columns and the
+      validation p(target) array (for the histogram);
+    - `sample(model, tokenizer, prompts, config, decoding, seed)`: `config.samples_per_prompt` stories for each
+      prompt ({"prompt", "completion", ...} as `dftlab.generate.sample_completions` returns them);
+    - `extras(model, tokenizer, prompts, config, run)`: further entries of the payload (the exact opener
+      probabilities, or the answers to open prompts);
+    - `load_model(name)`: (model, tokenizer) for a base model's name or folder (default `dftlab.load_model`).
     """
-    import torch
+    format_splits: Callable
+    finetune: Callable
+    fit_metrics: Callable
+    sample: Callable
+    extras: Callable
+    load_model: Callable = None
 
-    from dftlab.data import make_batches
-    from dftlab.generate import sample_completions
+    def load(self, name: str):
+        if self.load_model is not None:
+            return self.load_model(name)
+        from dftlab.models import load_model
+
+        return load_model(name)
+
+
+def stories_as_written(tokenizer, splits: dict) -> dict:
+    """The tiny models read the TinyTales stories as they are."""
+    return splits
+
+
+def finetune_with_train_loop(model, tokenizer, splits: dict, config: StudyConfig, run: RunSpec) -> FineTuning:
+    """Fine-tune a tiny model with `dftlab.train.train`; its last history row's train_loss is the mean over the last
+    evaluation window."""
     from dftlab.objectives import needs_base_logits
     from dftlab.train import train
 
-    started, threads = time.time(), torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    spec = run.objective
+    base_model = copy.deepcopy(model).eval() if needs_base_logits(spec.objective) else None
+    result = train(model, tokenizer, splits["train"], splits["valid"], spec.objective, steps=run.steps,
+                   batch_size=config.batch_size, lr=config.lr, warmup_steps=min(config.warmup_steps, run.steps),
+                   eval_every=config.eval_every, max_length=config.max_length, seed=run.seed,
+                   objective_kwargs=dict(spec.kwargs), progress=False)
+    return FineTuning(model, result.history.to_dict("records"), float(result.history["train_loss"].iloc[-1]),
+                      base_model)
+
+
+def sample_stories(model, tokenizer, prompts: list[str], config: StudyConfig, decoding: Decoding, seed: int) -> list:
+    """A tiny model's samples: `dftlab.generate.sample_completions` at the decoding's settings."""
+    from dftlab.generate import sample_completions
+
+    return sample_completions(model, tokenizer, prompts, config.samples_per_prompt, temperature=decoding.temperature,
+                              top_p=decoding.top_p, max_new_tokens=config.max_new_tokens, seed=seed)
+
+
+def opener_extras(model, tokenizer, prompts: list[str], config: StudyConfig, run: RunSpec) -> dict:
+    return {"opener_probs": opener_probabilities(model, tokenizer, prompts)}
+
+
+TINY_MODEL_PIPELINE = Pipeline(format_splits=stories_as_written, finetune=finetune_with_train_loop,
+                               fit_metrics=model_metrics, sample=sample_stories, extras=opener_extras)
+
+
+def compute_run(config: StudyConfig, run: RunSpec, pipeline: Pipeline = TINY_MODEL_PIPELINE) -> dict:
+    """Train (if it is a fine-tuning) and measure one run; returns the JSON payload cached for it.
+
+    `pipeline` holds the steps that differ between studies (`Pipeline`); the truth rows need no model and are the
+    same in every study. Runs use one thread (`dftlab.runtime.torch_threads(1)`): the numbers then do not depend on
+    how many cores the machine has or how many runs share it, and two small processes beat one two-thread process
+    here.
+    """
+    from dftlab.data import make_batches
+
+    started = time.time()
+    with torch_threads(1):
         tales, splits, prompts, reference = run_inputs(config, run)
-        rows, tables, histogram, history, openers = [], {}, None, [], {}
+        reference_embedding = reference_embeddings(reference, config)
+        rows, tables, histogram, history, extras, previews = [], {}, None, [], {"opener_probs": {}}, {}
         if run.kind == "truth":
             samples = true_completions(tales, prompts, config.samples_per_prompt, seed=run.seed)
-            text_row, tables[TRUTH_DECODING] = text_metrics(samples, reference, tales, config)
+            text_row, tables[TRUTH_DECODING] = text_metrics(samples, reference, tales, config, reference_embedding)
             rows.append({"decoding": TRUTH_DECODING, "temperature": math.nan, "top_p": math.nan,
                          "true_entropy": tales.entropy(), **text_row})
-            previews = {TRUTH_DECODING: [s["completion"] for s in samples[:3]]}
+            previews[TRUTH_DECODING] = [s["completion"] for s in samples[:3]]
         else:
-            model, tokenizer = load_base_model(run.base_model)
+            model, tokenizer = pipeline.load(run.base_model)
+            formatted = pipeline.format_splits(tokenizer, splits)
             model_row = {}
             if run.kind == "finetuned":
                 spec = run.objective
-                base_model = copy.deepcopy(model).eval() if needs_base_logits(spec.objective) else None
-                result = train(model, tokenizer, splits["train"], splits["valid"], spec.objective,
-                               steps=run.steps, batch_size=config.batch_size, lr=config.lr,
-                               warmup_steps=min(config.warmup_steps, run.steps), eval_every=config.eval_every,
-                               max_length=config.max_length, seed=run.seed, objective_kwargs=dict(spec.kwargs),
-                               progress=False)
-                history = result.history.to_dict("records")
-                test_batches = make_batches(tokenizer, splits["test"], config.batch_size, config.max_length,
+                tuning = pipeline.finetune(model, tokenizer, splits, config, run)
+                model, history = tuning.model, tuning.history
+                test_batches = make_batches(tokenizer, formatted["test"], config.batch_size, config.max_length,
                                             shuffle=False)
-                loss, loss_nll = _objective_loss_and_nll(model, test_batches, spec.objective, spec.kwargs, base_model)
+                loss, loss_nll = _objective_loss_and_nll(model, test_batches, spec.objective, spec.kwargs,
+                                                         tuning.base_model)
                 model_row.update(objective_loss=loss, objective_nll=loss_nll, loss_scale=loss / loss_nll,
-                                 final_train_loss=float(result.history["train_loss"].iloc[-1]))
-            fit_row, target_probs = model_metrics(model, tokenizer, splits, tales, config)
-            openers = opener_probabilities(model, tokenizer, prompts)
+                                 final_train_loss=tuning.final_train_loss)
+            fit_row, target_probs = pipeline.fit_metrics(model, tokenizer, formatted, tales, config)
             model_row.update(fit_row)
             histogram = _histogram(target_probs)
-            previews = {}
+            extras = pipeline.extras(model, tokenizer, prompts, config, run)
             for index, decoding in enumerate(config.decodings):
-                samples = sample_completions(model, tokenizer, prompts, config.samples_per_prompt,
-                                             temperature=decoding.temperature, top_p=decoding.top_p,
-                                             max_new_tokens=config.max_new_tokens, seed=1000 * run.seed + index)
-                text_row, tables[decoding.name] = text_metrics(samples, reference, tales, config)
+                samples = pipeline.sample(model, tokenizer, prompts, config, decoding, seed=1000 * run.seed + index)
+                text_row, tables[decoding.name] = text_metrics(samples, reference, tales, config, reference_embedding)
                 rows.append({"decoding": decoding.name, "temperature": decoding.temperature,
                              "top_p": math.nan if decoding.top_p is None else decoding.top_p,
                              **text_row, **model_row})
                 previews[decoding.name] = [s["completion"] for s in samples[:3]]
-    finally:
-        torch.set_num_threads(threads)
-    return {"run": run_dict(run), "rows": json_safe(rows_with_identity(config, run, rows)),
+    return {"run": run.to_dict(), "rows": json_safe(rows_with_identity(config, run, rows)),
             "choice_tables": json_safe(tables), "histogram": histogram, "history": json_safe(history),
-            "previews": previews, "opener_probs": openers, "seconds": round(time.time() - started, 1)}
-
-
-def run_dict(run: RunSpec) -> dict:
-    """The run's spec as plain JSON (what a cached payload records under "run")."""
-    return json.loads(json.dumps(asdict(run)))
+            "previews": previews, **extras, "seconds": round(time.time() - started, 1)}
 
 
 def rows_with_identity(config: StudyConfig, run: RunSpec, rows: list[dict]) -> list[dict]:

@@ -25,8 +25,9 @@ import torch
 
 from dftlab.corpus import kjv_passages, load_corpus
 from dftlab.data import IGNORE_INDEX
-from dftlab.models import EMBEDDED_MODELS
+from dftlab.models import EMBEDDED_MODELS, STRONG_PRIOR_MODEL, WEAK_PRIOR_MODEL
 from dftlab.objectives import num_supervised
+from dftlab.runtime import torch_global_seed
 from dftlab.storage import write_checksums
 from dftlab.validation import check_int, check_number
 
@@ -35,8 +36,8 @@ CORPORA = ("english+tinytales", "english")
 # The two embedded base models: their names and the recipe fields that differ from PretrainConfig's defaults
 # (which are the strong prior's). bench/RESULTS.md records the search that chose them.
 PRIORS = {
-    "strong": {"name": "tiny-gpt2", "recipe": {}},
-    "weak": {"name": "tiny-gpt2-english",
+    "strong": {"name": STRONG_PRIOR_MODEL, "recipe": {}},
+    "weak": {"name": WEAK_PRIOR_MODEL,
              "recipe": {"corpus": "english", "story_fraction": 0.0, "steps": 1200, "anneal_steps": 0}},
 }
 
@@ -169,9 +170,16 @@ def block_inputs_and_labels(blocks: torch.Tensor, eos_token_id: int) -> tuple[to
 
 
 def build_model(config: PretrainConfig, vocab_size: int):
+    """A freshly initialised GPT-2 of the recipe's shape, its weights drawn from torch's global generator seeded with
+    `config.seed` (the generator is given back as it was)."""
+    with torch_global_seed(config.seed):
+        return _initialised_model(config, vocab_size)
+
+
+def _initialised_model(config: PretrainConfig, vocab_size: int):
+    """A GPT-2 of the recipe's shape, its weights drawn from torch's global generator as it stands."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(config.seed)
     gpt2_config = GPT2Config(vocab_size=vocab_size, n_positions=config.n_positions, n_embd=config.n_embd,
                              n_layer=config.n_layer, n_head=config.n_head, bos_token_id=0, eos_token_id=0,
                              pad_token_id=0, tie_word_embeddings=True)
@@ -283,7 +291,6 @@ def pretrain(config: PretrainConfig, log=print, evaluate_every: int = 0, on_eval
     `on_evaluate(step, model, tokenizer)`, if given, is called every `evaluate_every` steps of stage 1 (the
     recipe search in bench/pretrain_search.py uses it to measure validity along the way).
     """
-    torch.manual_seed(config.seed)
     started = time.time()
     stage_one_seconds = 0
     english, stories = build_documents(config)
@@ -303,26 +310,30 @@ def pretrain(config: PretrainConfig, log=print, evaluate_every: int = 0, on_eval
     rows = _batch_rows(config, blocks)
     corpus_tokens = sum(int((blocks[k] != PAD_MARK).sum()) for k in blocks)
     if continue_from is None:
-        model = build_model(config, len(tokenizer))
-        log(f"corpus {config.corpus}: {len(english)} English documents"
-            f"{'' if config.corpus == 'english' else f', {len(stories)} stories'}, {corpus_tokens:,} tokens; "
-            f"batch rows {rows}; model: {model.num_parameters():,} parameters")
+        # One stream from torch's global generator, seeded here and given back afterwards: the initialisation, then
+        # stage 1's dropout.
+        with torch_global_seed(config.seed):
+            model = _initialised_model(config, len(tokenizer))
+            log(f"corpus {config.corpus}: {len(english)} English documents"
+                f"{'' if config.corpus == 'english' else f', {len(stories)} stories'}, {corpus_tokens:,} tokens; "
+                f"batch rows {rows}; model: {model.num_parameters():,} parameters")
 
-        def evaluate(step, model):
-            if on_evaluate is not None and evaluate_every and step % evaluate_every == 0:
-                model.eval()
-                on_evaluate(step, model, tokenizer)
-                model.train()
+            def evaluate(step, model):
+                if on_evaluate is not None and evaluate_every and step % evaluate_every == 0:
+                    model.eval()
+                    on_evaluate(step, model, tokenizer)
+                    model.train()
 
-        _train_stage(model, blocks, rows, eos, steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps,
-                     weight_decay=config.weight_decay, batch_seed=config.seed, log=log, started=started,
-                     stage="stage 1", on_step=evaluate)
+            _train_stage(model, blocks, rows, eos, steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps,
+                         weight_decay=config.weight_decay, batch_seed=config.seed, log=log, started=started,
+                         stage="stage 1", on_step=evaluate)
     if config.anneal_steps:
-        torch.manual_seed(config.seed + 1)  # dropout's stream: stage 2 does not depend on how stage 1 was run
-        _train_stage(model, blocks, {"stories": config.batch_size}, eos, steps=config.anneal_steps,
-                     lr=config.anneal_lr, warmup_steps=max(1, config.anneal_steps // 10),
-                     weight_decay=config.weight_decay, batch_seed=config.seed + 1, log=log, started=started,
-                     stage="stage 2")
+        # dropout's stream: stage 2 does not depend on how stage 1 was run
+        with torch_global_seed(config.seed + 1):
+            _train_stage(model, blocks, {"stories": config.batch_size}, eos, steps=config.anneal_steps,
+                         lr=config.anneal_lr, warmup_steps=max(1, config.anneal_steps // 10),
+                         weight_decay=config.weight_decay, batch_seed=config.seed + 1, log=log, started=started,
+                         stage="stage 2")
     model.eval()
     generator = torch.Generator().manual_seed(config.seed)
     report = {"parameters": model.num_parameters(),

@@ -1,13 +1,14 @@
-"""One run of the real-model study: SmolLM2-135M-Instruct, fine-tuned through TRL with LoRA, then measured.
+"""The real-model study's pipeline: SmolLM2-135M-Instruct, fine-tuned through TRL with LoRA, then measured.
 
-The measurements are those of `dftlab.study.measurement`, made in the chat format the model was trained in:
+`REAL_MODEL_PIPELINE` is the `dftlab.study.measurement.Pipeline` that `measurement.compute_run` runs for a
+`RealModelStudyConfig`: the measurements are those of every study, made in the chat format the model was trained in:
 
 - exact fit: -log p(completion + end of turn | chat prompt) on true test stories, under SmolLM2's own tokenizer,
   beside the exact entropy H(q), so kl = cross_entropy - true_entropy as in the tiny-model study;
 - predictive entropy, validation NLL, accuracy and p(target) (with its character-name split) on chat examples;
 - samples for the first test titles at each decoding, drawn with `dftlab.chat_samples.generate_responses`,
   turned back into TinyTales stories (`story_from_response`) and measured by the same `text_metrics`;
-- answers to open writing prompts (the opening chapter's), kept in the payload as `open_responses`, so that each
+- answers to open writing prompts (chapter 0's), kept in the payload as `open_responses`, so that each
   model's word overuse against English (`dftlab.metrics.formulaic`) can be set beside the base model's.
 
 The exact opener distributions at several temperatures (`opener_probs`, chapter 5's power family) are not
@@ -16,13 +17,17 @@ computed here: the study trains no power objective on the real model.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
-from dftlab.study.config import RealModelStudyConfig, RunSpec
-from dftlab.study.measurement import (PROBABILITY_QUANTILES, _histogram, _objective_loss_and_nll, json_safe,
-                                      load_base_model, rows_with_identity, run_dict, run_inputs, text_metrics)
+from dftlab.study.config import PROBABILITY_QUANTILES, Decoding, RealModelStudyConfig, RunSpec
+from dftlab.study.measurement import FineTuning, Pipeline
+
+
+def final_window_mean(step_losses) -> float:
+    """The mean of the last tenth of the per-step losses (a pandas Series; at least one step)."""
+    window = max(1, len(step_losses) // 10)
+    return float(step_losses.iloc[-window:].mean())
 
 
 def finetune_with_trl(model, tokenizer, train_stories: list[dict], config: RealModelStudyConfig, run: RunSpec):
@@ -32,19 +37,33 @@ def finetune_with_trl(model, tokenizer, train_stories: list[dict], config: RealM
 
     import torch
 
+    from dftlab.runtime import torch_global_seed
     from dftlab.study import scale
 
     dataset = scale.examples_dataset(train_stories[:run.steps * config.batch_size], chat_tokenizer=tokenizer)
-    torch.manual_seed(run.seed)  # the LoRA initialisation
-    with tempfile.TemporaryDirectory() as output_dir:
+    with torch_global_seed(run.seed), tempfile.TemporaryDirectory() as output_dir:  # the LoRA initialisation
         trainer = scale.build_trainer(model, tokenizer, dataset, run.objective.objective,
                                       objective_kwargs=dict(run.objective.kwargs), steps=run.steps,
                                       batch_size=config.batch_size, lr=config.lr, output_dir=output_dir,
                                       seed=run.seed, max_length=config.max_length, lora_rank=config.lora_rank,
                                       lora_alpha=config.lora_alpha, warmup_steps=min(config.warmup_steps, run.steps),
                                       use_cpu=not torch.cuda.is_available())
-        losses = scale.train(trainer)
+        losses = scale.run_trainer(trainer)
     return trainer.model.merge_and_unload().eval(), losses
+
+
+def finetune_in_chat_format(model, tokenizer, splits: dict, config: RealModelStudyConfig, run: RunSpec) -> FineTuning:
+    """The pipeline's fine-tuning: `finetune_with_trl`; final_train_loss is the mean loss of the last tenth of the
+    steps (TRL logs one loss a step)."""
+    model, losses = finetune_with_trl(model, tokenizer, splits["train"], config, run)
+    return FineTuning(model, losses.to_dict("records"), final_window_mean(losses["loss"]))
+
+
+def chat_splits_of(tokenizer, splits: dict) -> dict:
+    """The splits as chat examples: each title as the user's turn, the story as the assistant's."""
+    from dftlab.chat_samples import chat_examples
+
+    return {name: chat_examples(tokenizer, stories) for name, stories in splits.items() if stories}
 
 
 def chat_model_metrics(model, tokenizer, chat_splits: dict, tales, config: RealModelStudyConfig) -> tuple[dict, np.ndarray]:
@@ -81,53 +100,24 @@ def open_prompt_responses(model, tokenizer, config: RealModelStudyConfig, seed: 
     return {REAL_MODEL_DECODING: rows}
 
 
-def compute_real_model_run(config: RealModelStudyConfig, run: RunSpec) -> dict:
-    """Train (for a fine-tuning) and measure one run of the real-model study; the payload `run_study` caches.
+def sample_chat_stories(model, tokenizer, prompts: list[str], config: RealModelStudyConfig, decoding: Decoding,
+                        seed: int) -> list[dict]:
+    """The chat model's answers to the titles, turned back into TinyTales stories (`story_from_response`)."""
+    from dftlab.chat_samples import generate_responses, story_from_response
 
-    One thread, as in the tiny-model study, so the numbers do not depend on the machine's core count.
-    """
-    import torch
+    responses = generate_responses(model, tokenizer, prompts, config.samples_per_prompt,
+                                   temperature=decoding.temperature,
+                                   top_p=1.0 if decoding.top_p is None else decoding.top_p,
+                                   max_new_tokens=config.max_new_tokens, seed=seed)
+    return [story_from_response(r["prompt"], r["response"]) for r in responses]
 
-    from dftlab.chat_samples import chat_examples, generate_responses, story_from_response
-    from dftlab.data import make_batches
-    from dftlab.study.measurement import compute_run
 
-    if run.kind == "truth":  # no model: exactly the tiny-model study's truth rows
-        return compute_run(config, run)
-    started, threads = time.time(), torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        tales, splits, prompts, reference = run_inputs(config, run)
-        model, tokenizer = load_base_model(run.base_model)
-        chat_splits = {name: chat_examples(tokenizer, stories) for name, stories in splits.items() if stories}
-        model_row, history = {}, []
-        if run.kind == "finetuned":
-            spec = run.objective
-            model, losses = finetune_with_trl(model, tokenizer, splits["train"], config, run)
-            history = losses.to_dict("records")
-            test_batches = make_batches(tokenizer, chat_splits["test"], config.batch_size, config.max_length,
-                                        shuffle=False)
-            loss, loss_nll = _objective_loss_and_nll(model, test_batches, spec.objective, spec.kwargs, None)
-            window = max(1, len(losses) // 10)
-            model_row.update(objective_loss=loss, objective_nll=loss_nll, loss_scale=loss / loss_nll,
-                             final_train_loss=float(losses["loss"].iloc[-window:].mean()))
-        fit_row, target_probs = chat_model_metrics(model, tokenizer, chat_splits, tales, config)
-        model_row.update(fit_row)
-        rows, tables, previews = [], {}, {}
-        for index, decoding in enumerate(config.decodings):
-            responses = generate_responses(model, tokenizer, prompts, config.samples_per_prompt,
-                                           temperature=decoding.temperature,
-                                           top_p=1.0 if decoding.top_p is None else decoding.top_p,
-                                           max_new_tokens=config.max_new_tokens, seed=1000 * run.seed + index)
-            samples = [story_from_response(r["prompt"], r["response"]) for r in responses]
-            text_row, tables[decoding.name] = text_metrics(samples, reference, tales, config)
-            rows.append({"decoding": decoding.name, "temperature": decoding.temperature,
-                         "top_p": math.nan if decoding.top_p is None else decoding.top_p, **text_row, **model_row})
-            previews[decoding.name] = [s["completion"] for s in samples[:3]]
-        open_responses = open_prompt_responses(model, tokenizer, config, seed=1000 * run.seed + 99)
-    finally:
-        torch.set_num_threads(threads)
-    return {"run": run_dict(run), "rows": json_safe(rows_with_identity(config, run, rows)),
-            "choice_tables": json_safe(tables), "histogram": _histogram(target_probs), "history": json_safe(history),
-            "previews": previews, "opener_probs": {}, "open_responses": open_responses,
-            "seconds": round(time.time() - started, 1)}
+def open_prompt_extras(model, tokenizer, prompts: list[str], config: RealModelStudyConfig, run: RunSpec) -> dict:
+    """No exact opener distributions (no power objective is trained here), and the answers to open prompts."""
+    return {"opener_probs": {}, "open_responses": open_prompt_responses(model, tokenizer, config,
+                                                                        seed=1000 * run.seed + 99)}
+
+
+REAL_MODEL_PIPELINE = Pipeline(format_splits=chat_splits_of, finetune=finetune_in_chat_format,
+                               fit_metrics=chat_model_metrics, sample=sample_chat_stories, extras=open_prompt_extras)
+

@@ -5,26 +5,33 @@ It sits above `cache` (where runs are keyed and stored), `measurement` (what one
 """
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from dftlab.storage import atomic_write_text, results_dir, write_json_with_hash
-from dftlab.study.cache import (claims_path, config_hash, fingerprints, read_cached_run, run_path, study_path)
+from dftlab.study.cache import (claims_path, study_config_hash, fingerprints, read_cached_run, run_path, study_path)
 from dftlab.study.claims import claims_markdown
 from dftlab.study.config import (RealModelStudyConfig, RunSpec, StudyConfig, config_from_dict, default_config,
                                  plan_runs)
 from dftlab.study.results import results_readme, study_table, summary_table
 from dftlab.validation import check_int
 
-def _compute_and_store(config: StudyConfig, run: RunSpec, path: Path) -> dict:
+def pipeline_for(config: StudyConfig):
+    """The steps that differ between studies (`dftlab.study.measurement.Pipeline`): the real chat model's for a
+    `RealModelStudyConfig`, the tiny models' for any other."""
     if isinstance(config, RealModelStudyConfig):
-        from dftlab.study.real_model import compute_real_model_run as compute_run
-    else:
-        from dftlab.study.measurement import compute_run
+        from dftlab.study.real_model import REAL_MODEL_PIPELINE
 
-    payload = compute_run(config, run)
+        return REAL_MODEL_PIPELINE
+    from dftlab.study.measurement import TINY_MODEL_PIPELINE
+
+    return TINY_MODEL_PIPELINE
+
+
+def _compute_and_store(config: StudyConfig, run: RunSpec, path: Path) -> dict:
+    from dftlab.study import measurement
+
+    payload = measurement.compute_run(config, run, pipeline_for(config))
     write_json_with_hash(path, payload)  # atomic: an interrupted run leaves no half-written file
     return payload
 
@@ -95,7 +102,7 @@ def _run_in_processes(config, todo, paths, workers, bar) -> None:
 
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools in a bad state
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_worker, config.to_dict(), json.loads(json.dumps(asdict(run))), str(paths[run.run_id]))
+        futures = [pool.submit(_worker, config.to_dict(), run.to_dict(), str(paths[run.run_id]))
                    for run in todo]
         try:
             for future in as_completed(futures):
@@ -112,7 +119,7 @@ def _assemble(config: StudyConfig, model_fingerprints: dict, payloads: list[dict
 
     rows = [row for payload in payloads for row in payload["rows"]]
     per_run = {payload["rows"][0]["run_id"]: payload for payload in payloads}
-    return {"config": config.to_dict(), "config_hash": config_hash(config, model_fingerprints),
+    return {"config": config.to_dict(), "config_hash": study_config_hash(config, model_fingerprints),
             "model_sha256": {Path(m).name: f for m, f in model_fingerprints.items()}, "version": dftlab.__version__,
             "columns": list(ID_COLUMNS + METRIC_COLUMNS), "rows": rows,
             "histograms": {run_id: p["histogram"] for run_id, p in per_run.items() if p["histogram"]},

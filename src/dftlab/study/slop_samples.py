@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dftlab.chat_samples import CHAT_MODEL, REAL_MODEL_DECODING, SEED, _batch_seed, config_hash
-from dftlab.storage import read_json_with_hash, results_dir, write_json_with_hash
+from dftlab.chat_samples import CHAT_MODEL, REAL_MODEL_DECODING, SEED, _batch_seed, sample_set_hash
+from dftlab.storage import read_json_with_hash, reading_results_dir, results_dir, write_json_with_hash
 from dftlab.validation import check_int, check_number
 
 # slop-score's prompts as vendored in dftlab.slop_score (see assets/slop_score/PROVENANCE.md).
@@ -88,7 +88,8 @@ def slop_set_config(quick: bool = False) -> dict:
 def default_slop_set_path(quick: bool = False) -> Path:
     config = slop_set_config(quick)
     prefix = "slop-samples-quick-" if quick else "slop-samples-"
-    return results_dir() / f"{prefix}{config_hash(config)}.json"
+    name = f"{prefix}{sample_set_hash(config)}.json"
+    return reading_results_dir(name) / name  # where it is read; a build writes to results_dir()
 
 
 def _command(quick: bool) -> str:
@@ -107,8 +108,8 @@ def build_slop_samples(quick: bool = False, out: Path | None = None, log=print, 
     from dftlab.models import GGUF_MODELS, cache_dir
 
     config = slop_set_config(quick)
-    digest = config_hash(config)
-    path = Path(out) if out is not None else default_slop_set_path(quick)
+    digest = sample_set_hash(config)
+    path = Path(out) if out is not None else results_dir() / default_slop_set_path(quick).name
     runs = cache_dir() / f"slop-samples-runs-{config['name']}-{digest}"
     if generate is None:
         from dftlab.chat_samples import generate_responses
@@ -174,9 +175,9 @@ def load_slop_samples(path: Path | None = None, quick: bool = False) -> dict:
                                 f"with `{command}`, or point DFTLAB_RESULTS at the folder that holds it.")
     payload = read_json_with_hash(path)
     config = slop_set_config(quick)
-    if payload.get("config") != config or payload.get("config_hash") != config_hash(config):
+    if payload.get("config") != config or payload.get("config_hash") != sample_set_hash(config):
         raise ValueError(f"{path} was built with other settings, prompts or another model than this dftlab asks for "
-                         f"(its hash is {payload.get('config_hash')!r}, expected {config_hash(config)!r}). "
+                         f"(its hash is {payload.get('config_hash')!r}, expected {sample_set_hash(config)!r}). "
                          f"Rebuild it with `{command}`.")
     return payload
 
@@ -193,12 +194,12 @@ def slop_responses_of(sample_set: dict, decoding: str = LEADERBOARD_DECODING) ->
 def _per_text_counts(texts) -> np.ndarray:
     """(words, slop-word hits, slop-trigram hits) of each text as the leaderboard counts them (slop_list_rate's
     tokens and list entries, read as published); texts it drops (300 characters or fewer) count zero."""
-    from dftlab.metrics.slop_score import MIN_CHARS_EXCLUSIVE, _entries, slop_score_tokens
+    from dftlab.metrics.slop_score import MIN_CHARS_EXCLUSIVE, slop_list_entries, slop_score_tokens
     from dftlab.slop_score import slop_word_lists
 
     lists = slop_word_lists()
-    listed = _entries(lists["words"], corrected=False)
-    trigrams = {tuple(entry.split(" ")) for entry in _entries(lists["trigrams"], corrected=False)}
+    listed = slop_list_entries(lists["words"], corrected=False)
+    trigrams = {tuple(entry.split(" ")) for entry in slop_list_entries(lists["trigrams"], corrected=False)}
     counts = np.zeros((len(texts), 3))
     for i, text in enumerate(texts):
         if len(text.encode("utf-16-le", "surrogatepass")) // 2 <= MIN_CHARS_EXCLUSIVE:

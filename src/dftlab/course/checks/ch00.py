@@ -7,8 +7,9 @@ one. (The optimum of preference tuning moved to chapter 5's checks, k-NN coverag
 """
 from __future__ import annotations
 
-from dftlab.course.checks.engine import _float_result, FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _random_corpus
+from dftlab.course.checks.engine import float_result, FunctionExercise, PredictionExercise, Case, Mistake, near, random_corpus
 from dftlab.metrics import formulaic, word_overuse
+from dftlab.metrics.words import words
 
 
 # ---------------------------------------------------------------------------------------------
@@ -24,26 +25,26 @@ def _overuse_ratio(texts, word):
 def _overuse_cases(g):
     formulaic.english_frequency("the")  # load wordfreq's list now, outside the learner's time limit
     return [
-        _Case("texts = ['The cat sat on the mat.', 'A dog and a cat.'], word = 'cat'",
+        Case("texts = ['The cat sat on the mat.', 'A dog and a cat.'], word = 'cat'",
               (["The cat sat on the mat.", "A dog and a cat."], "cat")),
-        _Case("texts = ['Cat! The cat, the CAT.', 'A dog.'], word = 'cat' (capitals and punctuation)",
+        Case("texts = ['Cat! The cat, the CAT.', 'A dog.'], word = 'cat' (capitals and punctuation)",
               (["Cat! The cat, the CAT.", "A dog."], "cat")),
-        _Case("texts = ['The sea, the sea.', 'A tapestry of light, a tapestry of night.', 'The end.'], "
+        Case("texts = ['The sea, the sea.', 'A tapestry of light, a tapestry of night.', 'The end.'], "
               "word = 'tapestry'",
               (["The sea, the sea.", "A tapestry of light, a tapestry of night.", "The end."], "tapestry")),
-        _Case("texts = ['The cat sat.', 'The dog ran.'], word = 'tapestry' (a word that never appears)",
+        Case("texts = ['The cat sat.', 'The dog ran.'], word = 'tapestry' (a word that never appears)",
               (["The cat sat.", "The dog ran."], "tapestry")),
-        _Case("12 random texts of 2 to 30 words, word = 'the'", (_random_corpus(g, 12, 2, 30), "the")),
-        _Case("8 random texts of 5 to 15 words, word = 'dog'", (_random_corpus(g, 8, 5, 15), "dog")),
+        Case("12 random texts of 2 to 30 words, word = 'the'", (random_corpus(g, 12, 2, 30), "the")),
+        Case("8 random texts of 5 to 15 words, word = 'dog'", (random_corpus(g, 8, 5, 15), "dog")),
     ]
 
 
 def _occurrences(texts, word):
-    return sum(formulaic.words(text).count(word) for text in texts)
+    return sum(words(text).count(word) for text in texts)
 
 
 def _total_words(texts):
-    return sum(len(formulaic.words(text)) for text in texts)
+    return sum(len(words(text)) for text in texts)
 
 
 def _split_occurrences(texts, word):
@@ -54,27 +55,27 @@ CH00_OVERUSE_RATIO = FunctionExercise(
     "ch00.overuse_ratio", "overuse_ratio(texts, word)",
     "How many times more often `word` appears in `texts` than in modern English: its share of all the words of "
     "the texts, divided by metrics.formulaic.english_frequency(word).",
-    reference=_overuse_ratio, cases=_overuse_cases, convert=_float_result,
+    reference=_overuse_ratio, cases=_overuse_cases, convert=float_result,
     mistakes=(
-        _Mistake("you divided by the number of texts: the word's frequency is its count over the total number of "
+        Mistake("you divided by the number of texts: the word's frequency is its count over the total number of "
                  "words in all the texts.",
                  lambda texts, word: _occurrences(texts, word) / len(texts) / formulaic.english_frequency(word)),
-        _Mistake("the ratio is upside down: divide the word's frequency in the texts by its English frequency, "
+        Mistake("the ratio is upside down: divide the word's frequency in the texts by its English frequency, "
                  "so that a word used more often than in English gets a ratio above 1.",
                  lambda texts, word: formulaic.english_frequency(word)
                  / max(_occurrences(texts, word) / _total_words(texts), 1e-30)),
-        _Mistake("you returned the word's frequency in the texts: divide it by its English frequency.",
+        Mistake("you returned the word's frequency in the texts: divide it by its English frequency.",
                  lambda texts, word: _occurrences(texts, word) / _total_words(texts)),
-        _Mistake("you counted the texts that use the word, not its occurrences: a text that says 'tapestry' twice "
+        Mistake("you counted the texts that use the word, not its occurrences: a text that says 'tapestry' twice "
                  "counts twice.",
-                 lambda texts, word: sum(word in formulaic.words(text) for text in texts) / _total_words(texts)
+                 lambda texts, word: sum(word in words(text) for text in texts) / _total_words(texts)
                  / formulaic.english_frequency(word)),
-        _Mistake("you averaged each text's frequency instead of pooling all the words: a short text then weighs as "
+        Mistake("you averaged each text's frequency instead of pooling all the words: a short text then weighs as "
                  "much as a long one. Count the word over all the texts and divide by their total number of words.",
-                 lambda texts, word: sum(formulaic.words(t).count(word) / max(len(formulaic.words(t)), 1)
+                 lambda texts, word: sum(words(t).count(word) / max(len(words(t)), 1)
                                          for t in texts) / len(texts) / formulaic.english_frequency(word)),
-        _Mistake("you split the texts with str.split(), so 'The' and 'cat,' are not counted as 'the' and 'cat': "
-                 "use metrics.formulaic.words(text), which lower-cases and drops punctuation.",
+        Mistake("you split the texts with str.split(), so 'The' and 'cat,' are not counted as 'the' and 'cat': "
+                 "use metrics.words.words(text), which lower-cases and drops punctuation.",
                  lambda texts, word: _split_occurrences(texts, word) / sum(len(t.split()) for t in texts)
                  / formulaic.english_frequency(word)),
     ),

@@ -10,18 +10,18 @@ import math
 import torch
 
 from dftlab import distributions
-from dftlab.course.checks.engine import (FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _probs_of,
-                                  _random_logits, _random_probs)
+from dftlab.course.checks.engine import (FunctionExercise, PredictionExercise, Case, Mistake, near, probs_of,
+                                  random_logits, random_probs)
 
 
 def _entropy_cases(g):
     return [
-        _Case("probs = [0.5, 0.25, 0.25]", (_probs_of([0.5, 0.25, 0.25]),)),
-        _Case("a uniform distribution over 8 tokens", (torch.full((8,), 1 / 8),)),
-        _Case("a one-hot distribution [0, 1, 0, 0]", (_probs_of([0.0, 1.0, 0.0, 0.0]),)),
-        _Case("a batch of shape (3, 5)", (_random_probs(g, 3, 5),)),
-        _Case("a batch of shape (2, 3, 4) with a zero in every row",
-              (torch.cat([_random_probs(g, 2, 3, 3), torch.zeros(2, 3, 1)], -1),)),
+        Case("probs = [0.5, 0.25, 0.25]", (probs_of([0.5, 0.25, 0.25]),)),
+        Case("a uniform distribution over 8 tokens", (torch.full((8,), 1 / 8),)),
+        Case("a one-hot distribution [0, 1, 0, 0]", (probs_of([0.0, 1.0, 0.0, 0.0]),)),
+        Case("a batch of shape (3, 5)", (random_probs(g, 3, 5),)),
+        Case("a batch of shape (2, 3, 4) with a zero in every row",
+              (torch.cat([random_probs(g, 2, 3, 3), torch.zeros(2, 3, 1)], -1),)),
     ]
 
 
@@ -34,21 +34,21 @@ CH01_ENTROPY = FunctionExercise(
     "Shannon entropy in nats over the last axis of a tensor of probabilities.",
     reference=distributions.entropy, cases=_entropy_cases,
     mistakes=(
-        _Mistake("log base 2 instead of the natural log? The course measures entropy in nats: use `torch.log`.",
+        Mistake("log base 2 instead of the natural log? The course measures entropy in nats: use `torch.log`.",
                  lambda p: distributions.entropy(p) / math.log(2)),
-        _Mistake("log base 10 instead of the natural log? Use `torch.log`.",
+        Mistake("log base 10 instead of the natural log? Use `torch.log`.",
                  lambda p: distributions.entropy(p) / math.log(10)),
-        _Mistake("the sign is flipped: H(p) = -sum p log p, which is never negative.",
+        Mistake("the sign is flipped: H(p) = -sum p log p, which is never negative.",
                  lambda p: -distributions.entropy(p)),
-        _Mistake("0 log 0 gave nan: by convention 0 log 0 = 0. Use `torch.special.xlogy(p, p)` or skip zero entries.",
+        Mistake("0 log 0 gave nan: by convention 0 log 0 = 0. Use `torch.special.xlogy(p, p)` or skip zero entries.",
                  lambda p: _plain_entropy_terms(p).sum(-1)),
-        _Mistake("you returned one term per token: sum -p log p over the last axis (`dim=-1`).",
+        Mistake("you returned one term per token: sum -p log p over the last axis (`dim=-1`).",
                  lambda p: -torch.special.xlogy(p, p)),
-        _Mistake("you summed over every axis: sum over the last axis only (`dim=-1`), one entropy per distribution.",
+        Mistake("you summed over every axis: sum over the last axis only (`dim=-1`), one entropy per distribution.",
                  lambda p: -torch.special.xlogy(p, p).sum()),
-        _Mistake("you averaged over the tokens instead of summing: use `.sum(-1)`, not `.mean(-1)`.",
+        Mistake("you averaged over the tokens instead of summing: use `.sum(-1)`, not `.mean(-1)`.",
                  lambda p: -torch.special.xlogy(p, p).mean(-1)),
-        _Mistake("you reduced over the first axis: sum over the last axis (`dim=-1`).",
+        Mistake("you reduced over the first axis: sum over the last axis (`dim=-1`).",
                  lambda p: -torch.special.xlogy(p, p).sum(0)),
     ),
 )
@@ -56,12 +56,12 @@ CH01_ENTROPY = FunctionExercise(
 
 def _softmax_cases(g):
     return [
-        _Case("logits = [0, ln 3], temperature = 1", (_probs_of([0.0, math.log(3.0)]), 1.0)),
-        _Case("logits = [0, ln 3], temperature = 0.5", (_probs_of([0.0, math.log(3.0)]), 0.5)),
-        _Case("logits of shape (4, 6), temperature = 2", (_random_logits(g, 4, 6), 2.0)),
-        _Case("large logits [1000, 1001, 1002], temperature = 1", (_probs_of([1000.0, 1001.0, 1002.0]), 1.0)),
-        _Case("logits of shape (2, 3, 5), temperature = 0.7", (_random_logits(g, 2, 3, 5), 0.7)),
-        _Case("logits of shape (3, 4), temperature = 0.25", (_random_logits(g, 3, 4), 0.25)),
+        Case("logits = [0, ln 3], temperature = 1", (probs_of([0.0, math.log(3.0)]), 1.0)),
+        Case("logits = [0, ln 3], temperature = 0.5", (probs_of([0.0, math.log(3.0)]), 0.5)),
+        Case("logits of shape (4, 6), temperature = 2", (random_logits(g, 4, 6), 2.0)),
+        Case("large logits [1000, 1001, 1002], temperature = 1", (probs_of([1000.0, 1001.0, 1002.0]), 1.0)),
+        Case("logits of shape (2, 3, 5), temperature = 0.7", (random_logits(g, 2, 3, 5), 0.7)),
+        Case("logits of shape (3, 4), temperature = 0.25", (random_logits(g, 3, 4), 0.25)),
     ]
 
 
@@ -70,21 +70,21 @@ CH01_SOFTMAX = FunctionExercise(
     "Turn logits into probabilities over the last axis at a given temperature.",
     reference=distributions.softmax_with_temperature, cases=_softmax_cases,
     mistakes=(
-        _Mistake("you multiplied the logits by the temperature: divide them, z / T (T < 1 must sharpen).",
+        Mistake("you multiplied the logits by the temperature: divide them, z / T (T < 1 must sharpen).",
                  lambda z, t: torch.softmax(z * t, -1)),
-        _Mistake("applied temperature after softmax? Divide the logits by T *before* the softmax.",
+        Mistake("applied temperature after softmax? Divide the logits by T *before* the softmax.",
                  lambda z, t: torch.softmax(z, -1) / t),
-        _Mistake("applied temperature after softmax? Softmax of probabilities / T is not the same: divide the "
+        Mistake("applied temperature after softmax? Softmax of probabilities / T is not the same: divide the "
                  "logits by T, then take one softmax.",
                  lambda z, t: torch.softmax(torch.softmax(z, -1) / t, -1)),
-        _Mistake("the temperature has no effect in your function: divide the logits by it.",
+        Mistake("the temperature has no effect in your function: divide the logits by it.",
                  lambda z, t: torch.softmax(z, -1)),
-        _Mistake("the probabilities do not sum to 1: divide exp(z / T) by its sum over the last axis.",
+        Mistake("the probabilities do not sum to 1: divide exp(z / T) by its sum over the last axis.",
                  lambda z, t: torch.exp(z / t)),
-        _Mistake("exp overflowed to inf for large logits (inf / inf = nan). Subtract the largest logit first "
+        Mistake("exp overflowed to inf for large logits (inf / inf = nan). Subtract the largest logit first "
                  "(the softmax does not change) or use `torch.softmax`.",
                  lambda z, t: torch.exp(z / t) / torch.exp(z / t).sum(-1, keepdim=True)),
-        _Mistake("you normalised over the first axis: the softmax runs over the last axis (`dim=-1`), the vocabulary.",
+        Mistake("you normalised over the first axis: the softmax runs over the last axis (`dim=-1`), the vocabulary.",
                  lambda z, t: torch.softmax(z / t, 0)),
     ),
 )
@@ -92,16 +92,16 @@ CH01_SOFTMAX = FunctionExercise(
 
 def _top_k_cases(g):
     return [
-        _Case("logits = [1, 3, 2, 0], k = 2", (_probs_of([1.0, 3.0, 2.0, 0.0]), 2)),
-        _Case("logits = [0.5, -1, 2, 4, 1], k = 1", (_probs_of([0.5, -1.0, 2.0, 4.0, 1.0]), 1)),
-        _Case("logits = [1, 3, 2], k = 3 (keep everything)", (_probs_of([1.0, 3.0, 2.0]), 3)),
-        _Case("logits of shape (3, 7), k = 3", (_random_logits(g, 3, 7), 3)),
-        _Case("logits of shape (2, 2, 6), k = 4", (_random_logits(g, 2, 2, 6), 4)),
-        _Case("logits = [2, 1, 1, 0], k = 2 (a tie at the 2nd largest logit)", (_probs_of([2.0, 1.0, 1.0, 0.0]), 2),
+        Case("logits = [1, 3, 2, 0], k = 2", (probs_of([1.0, 3.0, 2.0, 0.0]), 2)),
+        Case("logits = [0.5, -1, 2, 4, 1], k = 1", (probs_of([0.5, -1.0, 2.0, 4.0, 1.0]), 1)),
+        Case("logits = [1, 3, 2], k = 3 (keep everything)", (probs_of([1.0, 3.0, 2.0]), 3)),
+        Case("logits of shape (3, 7), k = 3", (random_logits(g, 3, 7), 3)),
+        Case("logits of shape (2, 2, 6), k = 4", (random_logits(g, 2, 2, 6), 4)),
+        Case("logits = [2, 1, 1, 0], k = 2 (a tie at the 2nd largest logit)", (probs_of([2.0, 1.0, 1.0, 0.0]), 2),
               "Keep every token whose logit ties with the k-th largest."),
-        _Case("logits = [0.5, 2, -1], k = 10 (k larger than the vocabulary)", (_probs_of([0.5, 2.0, -1.0]), 10),
+        Case("logits = [0.5, 2, -1], k = 10 (k larger than the vocabulary)", (probs_of([0.5, 2.0, -1.0]), 10),
               "When k is larger than the vocabulary, keep every token: use min(k, logits.shape[-1])."),
-        _Case("logits of shape (2, 4), k = 6 (k larger than the vocabulary)", (_random_logits(g, 2, 4), 6),
+        Case("logits of shape (2, 4), k = 6 (k larger than the vocabulary)", (random_logits(g, 2, 4), 6),
               "When k is larger than the vocabulary, keep every token: use min(k, logits.shape[-1])."),
     ]
 
@@ -122,22 +122,22 @@ CH01_TOP_K = FunctionExercise(
     "Keep the k largest logits on the last axis and set the others to -inf.",
     reference=distributions.top_k_filter, cases=_top_k_cases,
     mistakes=(
-        _Mistake("you set the dropped logits to 0, but a logit of 0 still gets probability after the softmax: "
+        Mistake("you set the dropped logits to 0, but a logit of 0 still gets probability after the softmax: "
                  "use `float('-inf')`.",
                  lambda z, k: z.masked_fill(z < torch.topk(z, k, -1).values[..., -1:], 0.0)),
-        _Mistake("you kept one token too many (off by one): keep exactly k.",
+        Mistake("you kept one token too many (off by one): keep exactly k.",
                  lambda z, k: _keep_top(z, min(k + 1, z.shape[-1]))),
-        _Mistake("you kept one token too few (off by one): keep exactly k, including the k-th largest.",
+        Mistake("you kept one token too few (off by one): keep exactly k, including the k-th largest.",
                  lambda z, k: z.masked_fill(z <= torch.topk(z, k, -1).values[..., -1:], float("-inf"))),
-        _Mistake("you kept the k *smallest* logits: keep the largest.",
+        Mistake("you kept the k *smallest* logits: keep the largest.",
                  lambda z, k: z.masked_fill(z > torch.topk(z, k, -1, largest=False).values[..., -1:], float("-inf"))),
-        _Mistake("you returned only the k kept values: keep the shape of `logits` and set the others to -inf.",
+        Mistake("you returned only the k kept values: keep the shape of `logits` and set the others to -inf.",
                  lambda z, k: torch.topk(z, k, -1).values),
-        _Mistake("you returned probabilities: return the filtered *logits* (the softmax comes later).",
+        Mistake("you returned probabilities: return the filtered *logits* (the softmax comes later).",
                  lambda z, k: torch.softmax(_keep_top(z, k), -1)),
-        _Mistake("you picked the k largest of the whole tensor: filter each distribution (the last axis) separately.",
+        Mistake("you picked the k largest of the whole tensor: filter each distribution (the last axis) separately.",
                  lambda z, k: z.masked_fill(z < torch.topk(z.flatten(), k).values[-1], float("-inf"))),
-        _Mistake("you kept exactly k tokens, so one of two tokens tied at the k-th largest logit was dropped at "
+        Mistake("you kept exactly k tokens, so one of two tokens tied at the k-th largest logit was dropped at "
                  "random: keep every token whose logit is at least the k-th largest (`logits < kth` is what to "
                  "remove), as Hugging Face's top-k does.",
                  _exactly_k),
@@ -147,12 +147,12 @@ CH01_TOP_K = FunctionExercise(
 
 def _min_p_cases(g):
     return [
-        _Case("logits = [2, 1, 0, -1, 3], p_base = 0.1", (_probs_of([2.0, 1.0, 0.0, -1.0, 3.0]), 0.1)),
-        _Case("logits = [0, 0, 0, 0, 0] (flat), p_base = 0.5", (torch.zeros(5), 0.5)),
-        _Case("logits = [1, 4, 2], p_base = 1 (only the top token)", (_probs_of([1.0, 4.0, 2.0]), 1.0)),
-        _Case("logits of shape (4, 9), p_base = 0.05", (_random_logits(g, 4, 9), 0.05)),
-        _Case("logits of shape (2, 3, 6), p_base = 0.3", (_random_logits(g, 2, 3, 6), 0.3)),
-        _Case("logits of shape (3, 5) shifted up by 50, p_base = 0.2", (_random_logits(g, 3, 5) + 50.0, 0.2)),
+        Case("logits = [2, 1, 0, -1, 3], p_base = 0.1", (probs_of([2.0, 1.0, 0.0, -1.0, 3.0]), 0.1)),
+        Case("logits = [0, 0, 0, 0, 0] (flat), p_base = 0.5", (torch.zeros(5), 0.5)),
+        Case("logits = [1, 4, 2], p_base = 1 (only the top token)", (probs_of([1.0, 4.0, 2.0]), 1.0)),
+        Case("logits of shape (4, 9), p_base = 0.05", (random_logits(g, 4, 9), 0.05)),
+        Case("logits of shape (2, 3, 6), p_base = 0.3", (random_logits(g, 2, 3, 6), 0.3)),
+        Case("logits of shape (3, 5) shifted up by 50, p_base = 0.2", (random_logits(g, 3, 5) + 50.0, 0.2)),
     ]
 
 
@@ -165,25 +165,25 @@ CH01_MIN_P = FunctionExercise(
     "Keep the tokens whose probability is at least p_base times the top token's; set the other logits to -inf.",
     reference=distributions.min_p_filter, cases=_min_p_cases,
     mistakes=(
-        _Mistake("you compared each probability with p_base itself: min-p scales the threshold by the top "
+        Mistake("you compared each probability with p_base itself: min-p scales the threshold by the top "
                  "token's probability, p_i >= p_base * max_j p_j.",
                  lambda z, p: _min_p_mask(torch.softmax(z, -1) >= p, z)),
-        _Mistake("you compared the logits, not the probabilities: take the softmax first, then keep "
+        Mistake("you compared the logits, not the probabilities: take the softmax first, then keep "
                  "p_i >= p_base * max p.",
                  lambda z, p: _min_p_mask(z >= p * z.max(-1, keepdim=True).values, z)),
-        _Mistake("you set the dropped logits to 0, but a logit of 0 still gets probability after the softmax: "
+        Mistake("you set the dropped logits to 0, but a logit of 0 still gets probability after the softmax: "
                  "use `float('-inf')`.",
                  lambda z, p: z.masked_fill(torch.softmax(z, -1) < p * torch.softmax(z, -1).max(-1, keepdim=True)
                                             .values, 0.0)),
-        _Mistake("you returned probabilities: return the filtered *logits* (the softmax comes later).",
+        Mistake("you returned probabilities: return the filtered *logits* (the softmax comes later).",
                  lambda z, p: torch.softmax(distributions.min_p_filter(z, p), -1)),
-        _Mistake("you kept the tokens *below* the threshold: keep p_i >= p_base * max p, drop the rest.",
+        Mistake("you kept the tokens *below* the threshold: keep p_i >= p_base * max p, drop the rest.",
                  lambda z, p: _min_p_mask(torch.softmax(z, -1) < p * torch.softmax(z, -1).max(-1, keepdim=True)
                                           .values, z)),
-        _Mistake("you took the largest probability of the whole tensor: the threshold belongs to each "
+        Mistake("you took the largest probability of the whole tensor: the threshold belongs to each "
                  "distribution, `probs.max(dim=-1, keepdim=True)`.",
                  lambda z, p: _min_p_mask(torch.softmax(z, -1) >= p * torch.softmax(z, -1).max(), z)),
-        _Mistake("the softmax ran over the wrong axis: probabilities are over the last axis (`dim=-1`).",
+        Mistake("the softmax ran over the wrong axis: probabilities are over the last axis (`dim=-1`).",
                  lambda z, p: _min_p_mask(torch.softmax(z, 0) >= p * torch.softmax(z, 0).max(-1, keepdim=True).values,
                                           z)),
     ),
@@ -192,16 +192,16 @@ CH01_MIN_P = FunctionExercise(
 
 def _penalty_cases(g):
     return [
-        _Case("logits = [2, -1, 0.5, 3], previous_ids = [0, 1, 0], penalty = 2",
-              (_probs_of([2.0, -1.0, 0.5, 3.0]), torch.tensor([0, 1, 0]), 2.0)),
-        _Case("logits = [1, -2, 4], previous_ids = [] (nothing generated yet), penalty = 1.5",
-              (_probs_of([1.0, -2.0, 4.0]), torch.tensor([], dtype=torch.long), 1.5)),
-        _Case("logits = [1.5, -0.5, 2], previous_ids = [2, 1], penalty = 1 (no penalty)",
-              (_probs_of([1.5, -0.5, 2.0]), torch.tensor([2, 1]), 1.0)),
-        _Case("10 random logits, previous_ids = [3, 7, 3, 3, 0], penalty = 1.3",
-              (_random_logits(g, 10), torch.tensor([3, 7, 3, 3, 0]), 1.3)),
-        _Case("20 random logits, 12 random previous ids, penalty = 1.2",
-              (_random_logits(g, 20), torch.randint(0, 20, (12,), generator=g), 1.2)),
+        Case("logits = [2, -1, 0.5, 3], previous_ids = [0, 1, 0], penalty = 2",
+              (probs_of([2.0, -1.0, 0.5, 3.0]), torch.tensor([0, 1, 0]), 2.0)),
+        Case("logits = [1, -2, 4], previous_ids = [] (nothing generated yet), penalty = 1.5",
+              (probs_of([1.0, -2.0, 4.0]), torch.tensor([], dtype=torch.long), 1.5)),
+        Case("logits = [1.5, -0.5, 2], previous_ids = [2, 1], penalty = 1 (no penalty)",
+              (probs_of([1.5, -0.5, 2.0]), torch.tensor([2, 1]), 1.0)),
+        Case("10 random logits, previous_ids = [3, 7, 3, 3, 0], penalty = 1.3",
+              (random_logits(g, 10), torch.tensor([3, 7, 3, 3, 0]), 1.3)),
+        Case("20 random logits, 12 random previous ids, penalty = 1.2",
+              (random_logits(g, 20), torch.randint(0, 20, (12,), generator=g), 1.2)),
     ]
 
 
@@ -220,21 +220,21 @@ CH01_REPETITION_PENALTY = FunctionExercise(
     "Make every token of previous_ids less likely: divide its logit by penalty if positive, multiply it if negative.",
     reference=distributions.repetition_penalty, cases=_penalty_cases,
     mistakes=(
-        _Mistake("you divided every seen logit by the penalty, as the CTRL paper writes it, but dividing a "
+        Mistake("you divided every seen logit by the penalty, as the CTRL paper writes it, but dividing a "
                  "*negative* logit by a penalty > 1 raises it and makes the token likelier: multiply negative "
                  "logits by the penalty instead.",
                  lambda z, ids, t: torch.where(_seen(z, ids), z / t, z)),
-        _Mistake("you penalised a token once per occurrence (penalty ** count): the rule penalises every "
+        Mistake("you penalised a token once per occurrence (penalty ** count): the rule penalises every "
                  "token that appeared *once*, however often it appeared.",
                  _penalise_every_time),
-        _Mistake("you penalised the tokens that did *not* appear: the penalty goes to the tokens in previous_ids.",
+        Mistake("you penalised the tokens that did *not* appear: the penalty goes to the tokens in previous_ids.",
                  lambda z, ids, t: torch.where(~_seen(z, ids), torch.where(z > 0, z / t, z * t), z)),
-        _Mistake("the two cases are swapped: a positive logit is *divided* by the penalty, a negative one "
+        Mistake("the two cases are swapped: a positive logit is *divided* by the penalty, a negative one "
                  "*multiplied* by it, so both move down.",
                  lambda z, ids, t: torch.where(_seen(z, ids), torch.where(z > 0, z * t, z / t), z)),
-        _Mistake("you returned probabilities: return the penalised *logits* (the softmax comes later).",
+        Mistake("you returned probabilities: return the penalised *logits* (the softmax comes later).",
                  lambda z, ids, t: torch.softmax(distributions.repetition_penalty(z, ids, t), -1)),
-        _Mistake("you subtracted the penalty from the logits: the rule divides (positive) or multiplies (negative).",
+        Mistake("you subtracted the penalty from the logits: the rule divides (positive) or multiplies (negative).",
                  lambda z, ids, t: torch.where(_seen(z, ids), z - t, z)),
     ),
     mutating_hint="work on a copy (`logits = logits.clone()`) or build the result with `torch.where`",
@@ -248,7 +248,7 @@ PREDICTIONS = (
         "ch01.zipf_top10_mass",
         "Predict the share of probability held by the 10 most likely of 10,000 tokens under Zipf's law (p_r ~ 1/r).",
         kind="number", tolerance=0.08,
-        misconceptions=((_near(0.001, 0.01), "That is the uniform answer (10 / 10,000): under Zipf's law the top "
+        misconceptions=((near(0.001, 0.01), "That is the uniform answer (10 / 10,000): under Zipf's law the top "
                                              "ranks are far more likely than the rest."),
                         (lambda v: v > 0.6, "The tail is long: 9,990 tokens with small probabilities still add up "
                                             "to most of the mass.")),
@@ -258,9 +258,9 @@ PREDICTIONS = (
         "ch01.min_p_at_high_temperature",
         "Predict how many of 10,000 Zipf-distributed tokens (p_r ~ 1/r) min-p with p_base = 0.1 keeps at temperature 1.5.",
         kind="number", tolerance=8,
-        misconceptions=((_near(10, 3), "That is about the answer at T = 1. Temperature 1.5 flattens the distribution "
+        misconceptions=((near(10, 3), "That is about the answer at T = 1. Temperature 1.5 flattens the distribution "
                                        "first: p_r / p_1 becomes r^(-1/1.5), which falls more slowly."),
-                        (_near(15, 3), "Temperature does not scale the count in proportion: it enters as a power, "
+                        (near(15, 3), "Temperature does not scale the count in proportion: it enters as a power, "
                                        "p_r / p_1 = r^(-1/T)."),
                         (lambda v: v >= 1000, "That is how top-p behaves at high temperature. Min-p's threshold "
                                               "follows the top token, so it stays selective.")),

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from dftlab import distributions, objectives
-from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _Case, _Mistake, _near,
-                                  _probs_of, _random_logits, _random_probs, _random_targets)
+from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, Case, Mistake, near,
+                                  probs_of, random_logits, random_probs, random_targets)
 
 
 def _categorical_mle(samples, vocab_size):
@@ -25,10 +25,10 @@ def _categorical_mle(samples, vocab_size):
 
 def _mle_cases(g):
     return [
-        _Case("samples = [0, 0, 1, 2], vocab_size = 3", (torch.tensor([0, 0, 1, 2]), 3)),
-        _Case("samples = [2, 2, 2], vocab_size = 5 (tokens never seen)", (torch.tensor([2, 2, 2]), 5)),
-        _Case("200 random samples, vocab_size = 6", (torch.randint(0, 6, (200,), generator=g), 6)),
-        _Case("50 random samples of tokens 0-3, vocab_size = 10", (torch.randint(0, 4, (50,), generator=g), 10)),
+        Case("samples = [0, 0, 1, 2], vocab_size = 3", (torch.tensor([0, 0, 1, 2]), 3)),
+        Case("samples = [2, 2, 2], vocab_size = 5 (tokens never seen)", (torch.tensor([2, 2, 2]), 5)),
+        Case("200 random samples, vocab_size = 6", (torch.randint(0, 6, (200,), generator=g), 6)),
+        Case("50 random samples of tokens 0-3, vocab_size = 10", (torch.randint(0, 4, (50,), generator=g), 10)),
     ]
 
 
@@ -37,63 +37,63 @@ CH02_CATEGORICAL_MLE = FunctionExercise(
     "The maximum-likelihood categorical distribution [vocab_size] for a 1-D tensor of token ids.",
     reference=_categorical_mle, cases=_mle_cases,
     mistakes=(
-        _Mistake("you returned counts: the MLE is the *frequency*, count / number of samples.",
+        Mistake("you returned counts: the MLE is the *frequency*, count / number of samples.",
                  lambda s, v: torch.bincount(s, minlength=v).double()),
-        _Mistake("you smoothed the counts (add-one): that is a useful prior, but the MLE is the raw frequency, "
+        Mistake("you smoothed the counts (add-one): that is a useful prior, but the MLE is the raw frequency, "
                  "which gives unseen tokens probability 0.",
                  lambda s, v: (torch.bincount(s, minlength=v).double() + 1) / (len(s) + v)),
-        _Mistake("your result has one entry per token *seen*, not per token in the vocabulary: "
+        Mistake("your result has one entry per token *seen*, not per token in the vocabulary: "
                  "use `torch.bincount(samples, minlength=vocab_size)`.",
                  lambda s, v: torch.bincount(s).double() / len(s)),
-        _Mistake("you returned the uniform distribution: the MLE depends on the samples.",
+        Mistake("you returned the uniform distribution: the MLE depends on the samples.",
                  lambda s, v: torch.full((v,), 1.0 / v)),
     ),
 )
 
 
-def _loss_cases(g, with_ignored: bool):
+def loss_cases(g, with_ignored: bool):
     hand = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])
     cases = [
-        _Case("logits = [[0, 0], [ln 3, 0]], targets = [0, 0]", (hand, torch.tensor([0, 0]))),
-        _Case("uniform logits of shape (4, 5)", (torch.zeros(4, 5), torch.tensor([0, 1, 2, 4]))),
-        _Case("confident logits (one logit is 8)", (8.0 * F.one_hot(torch.tensor([1, 2, 0]), 4).float(),
+        Case("logits = [[0, 0], [ln 3, 0]], targets = [0, 0]", (hand, torch.tensor([0, 0]))),
+        Case("uniform logits of shape (4, 5)", (torch.zeros(4, 5), torch.tensor([0, 1, 2, 4]))),
+        Case("confident logits (one logit is 8)", (8.0 * F.one_hot(torch.tensor([1, 2, 0]), 4).float(),
                                                    torch.tensor([1, 0, 0]))),
-        _Case("random logits of shape (8, 10)", (_random_logits(g, 8, 10), _random_targets(g, 8, 10))),
-        _Case("random logits of shape (1, 3)", (_random_logits(g, 1, 3), _random_targets(g, 1, 3))),
+        Case("random logits of shape (8, 10)", (random_logits(g, 8, 10), random_targets(g, 8, 10))),
+        Case("random logits of shape (1, 3)", (random_logits(g, 1, 3), random_targets(g, 1, 3))),
     ]
     if with_ignored:
         hint = "Positions whose target is -100 (ignore_index) must be left out."
         cases += [
-            _Case("logits = [[0, 0], [ln 3, 0]], targets = [0, -100]", (hand, torch.tensor([0, IGNORE_INDEX])), hint),
-            _Case("random logits of shape (10, 6) with 4 targets set to -100",
-                  (_random_logits(g, 10, 6), _random_targets(g, 10, 6, ignored=4)), hint),
+            Case("logits = [[0, 0], [ln 3, 0]], targets = [0, -100]", (hand, torch.tensor([0, IGNORE_INDEX])), hint),
+            Case("random logits of shape (10, 6) with 4 targets set to -100",
+                  (random_logits(g, 10, 6), random_targets(g, 10, 6, ignored=4)), hint),
         ]
     return cases
 
 
-def _per_token_nll(logits, targets):
+def per_token_nll(logits, targets):
     return F.cross_entropy(logits, targets, reduction="none", ignore_index=IGNORE_INDEX)
 
 
 CH02_NLL_LOSS = FunctionExercise(
     "ch02.nll_loss", "nll_loss(logits, targets)",
     "Mean negative log-likelihood (nats per token) of targets [N] under logits [N, V]; a scalar tensor.",
-    reference=objectives.nll, cases=lambda g: _loss_cases(g, with_ignored=False), check_gradient=True,
+    reference=objectives.nll, cases=lambda g: loss_cases(g, with_ignored=False), check_gradient=True,
     mistakes=(
-        _Mistake("you summed instead of averaging: the loss is the *mean* over the N tokens.",
-                 lambda z, y: _per_token_nll(z, y).sum()),
-        _Mistake("the sign is flipped: the loss is -log p(target), which is never negative.",
-                 lambda z, y: -_per_token_nll(z, y).mean()),
-        _Mistake("you used the raw logit z_y instead of log p_y: apply `log_softmax` over the vocabulary first.",
+        Mistake("you summed instead of averaging: the loss is the *mean* over the N tokens.",
+                 lambda z, y: per_token_nll(z, y).sum()),
+        Mistake("the sign is flipped: the loss is -log p(target), which is never negative.",
+                 lambda z, y: -per_token_nll(z, y).mean()),
+        Mistake("you used the raw logit z_y instead of log p_y: apply `log_softmax` over the vocabulary first.",
                  lambda z, y: -z.gather(-1, y[:, None]).mean()),
-        _Mistake("you used -p(target) instead of -log p(target): take the log of the probability.",
+        Mistake("you used -p(target) instead of -log p(target): take the log of the probability.",
                  lambda z, y: -torch.softmax(z, -1).gather(-1, y[:, None]).mean()),
-        _Mistake("log base 2? Use the natural log (nats), e.g. `torch.log_softmax`.",
-                 lambda z, y: _per_token_nll(z, y).mean() / math.log(2)),
-        _Mistake("you averaged -log p over every token of the vocabulary: pick the *target's* log-probability "
+        Mistake("log base 2? Use the natural log (nats), e.g. `torch.log_softmax`.",
+                 lambda z, y: per_token_nll(z, y).mean() / math.log(2)),
+        Mistake("you averaged -log p over every token of the vocabulary: pick the *target's* log-probability "
                  "in each row (e.g. `log_probs[torch.arange(N), targets]`).",
                  lambda z, y: -torch.log_softmax(z, -1).mean()),
-        _Mistake("you normalised over the batch axis: `log_softmax` must run over the vocabulary (`dim=-1`).",
+        Mistake("you normalised over the batch axis: `log_softmax` must run over the vocabulary (`dim=-1`).",
                  lambda z, y: -torch.log_softmax(z, 0).gather(-1, y[:, None]).mean()),
     ),
 )
@@ -101,11 +101,11 @@ CH02_NLL_LOSS = FunctionExercise(
 
 def _kl_cases(g):
     return [
-        _Case("p = [0.5, 0.5], q = [0.25, 0.75]", (_probs_of([0.5, 0.5]), _probs_of([0.25, 0.75]))),
-        _Case("p = q = [0.2, 0.3, 0.5]", (_probs_of([0.2, 0.3, 0.5]), _probs_of([0.2, 0.3, 0.5]))),
-        _Case("p = [1, 0], q = [0.5, 0.5] (a zero in p)", (_probs_of([1.0, 0.0]), _probs_of([0.5, 0.5]))),
-        _Case("p, q of shape (3, 6)", (_random_probs(g, 3, 6), _random_probs(g, 3, 6))),
-        _Case("p, q of shape (2, 2, 4)", (_random_probs(g, 2, 2, 4), _random_probs(g, 2, 2, 4))),
+        Case("p = [0.5, 0.5], q = [0.25, 0.75]", (probs_of([0.5, 0.5]), probs_of([0.25, 0.75]))),
+        Case("p = q = [0.2, 0.3, 0.5]", (probs_of([0.2, 0.3, 0.5]), probs_of([0.2, 0.3, 0.5]))),
+        Case("p = [1, 0], q = [0.5, 0.5] (a zero in p)", (probs_of([1.0, 0.0]), probs_of([0.5, 0.5]))),
+        Case("p, q of shape (3, 6)", (random_probs(g, 3, 6), random_probs(g, 3, 6))),
+        Case("p, q of shape (2, 2, 4)", (random_probs(g, 2, 2, 4), random_probs(g, 2, 2, 4))),
     ]
 
 
@@ -114,18 +114,18 @@ CH02_KL = FunctionExercise(
     "KL(p || q) in nats over the last axis.",
     reference=distributions.kl_divergence, cases=_kl_cases,
     mistakes=(
-        _Mistake("you computed KL(q || p): the first argument is the distribution you average over, "
+        Mistake("you computed KL(q || p): the first argument is the distribution you average over, "
                  "KL(p || q) = sum p log(p / q). KL is not symmetric.",
                  lambda p, q: distributions.kl_divergence(q, p)),
-        _Mistake("the sign is flipped: KL(p || q) = sum p log(p / q) is never negative.",
+        Mistake("the sign is flipped: KL(p || q) = sum p log(p / q) is never negative.",
                  lambda p, q: -distributions.kl_divergence(p, q)),
-        _Mistake("log base 2 instead of the natural log? Use `torch.log` (nats).",
+        Mistake("log base 2 instead of the natural log? Use `torch.log` (nats).",
                  lambda p, q: distributions.kl_divergence(p, q) / math.log(2)),
-        _Mistake("0 log 0 gave nan where p is 0: those terms are 0 by convention (`torch.special.xlogy`).",
+        Mistake("0 log 0 gave nan where p is 0: those terms are 0 by convention (`torch.special.xlogy`).",
                  lambda p, q: (p * torch.log(p / q)).sum(-1)),
-        _Mistake("you returned one term per token: sum over the last axis.",
+        Mistake("you returned one term per token: sum over the last axis.",
                  lambda p, q: torch.special.xlogy(p, p) - torch.special.xlogy(p, q)),
-        _Mistake("you summed over every axis: one KL per pair of distributions, so sum over the last axis only.",
+        Mistake("you summed over every axis: one KL per pair of distributions, so sum over the last axis only.",
                  lambda p, q: distributions.kl_divergence(p, q).sum()),
     ),
 )
@@ -133,11 +133,11 @@ CH02_KL = FunctionExercise(
 
 def _bigram_cases(g):
     return [
-        _Case("tokens = [0, 1, 1, 0, 2], vocab_size = 3", (torch.tensor([0, 1, 1, 0, 2]), 3)),
-        _Case("tokens = [2, 2, 2, 2], vocab_size = 4 (three contexts never seen)", (torch.tensor([2, 2, 2, 2]), 4)),
-        _Case("300 random tokens, vocab_size = 5", (torch.randint(0, 5, (300,), generator=g), 5)),
-        _Case("40 random tokens of ids 0-2, vocab_size = 6", (torch.randint(0, 3, (40,), generator=g), 6)),
-        _Case("tokens = [1, 0, 1, 1, 0, 1], vocab_size = 2", (torch.tensor([1, 0, 1, 1, 0, 1]), 2)),
+        Case("tokens = [0, 1, 1, 0, 2], vocab_size = 3", (torch.tensor([0, 1, 1, 0, 2]), 3)),
+        Case("tokens = [2, 2, 2, 2], vocab_size = 4 (three contexts never seen)", (torch.tensor([2, 2, 2, 2]), 4)),
+        Case("300 random tokens, vocab_size = 5", (torch.randint(0, 5, (300,), generator=g), 5)),
+        Case("40 random tokens of ids 0-2, vocab_size = 6", (torch.randint(0, 3, (40,), generator=g), 6)),
+        Case("tokens = [1, 0, 1, 1, 0, 1], vocab_size = 2", (torch.tensor([1, 0, 1, 1, 0, 1]), 2)),
     ]
 
 
@@ -159,26 +159,26 @@ CH02_BIGRAM_MLE = FunctionExercise(
     "a context never seen gets the uniform row.",
     reference=distributions.bigram_mle, cases=_bigram_cases,
     mistakes=(
-        _Mistake("you returned the pair counts: divide each row by its total, the number of times that context "
+        Mistake("you returned the pair counts: divide each row by its total, the number of times that context "
                  "occurs before another token.",
                  lambda t, v: _pair_counts(t, v)),
-        _Mistake("you divided by the number of pairs, which gives the joint frequency of (previous, next): "
+        Mistake("you divided by the number of pairs, which gives the joint frequency of (previous, next): "
                  "a bigram model is conditional, so each *row* must sum to 1.",
                  lambda t, v: _pair_counts(t, v) / (len(t) - 1)),
-        _Mistake("rows and columns are swapped: row c must hold the tokens that *follow* c, counts[previous, next].",
+        Mistake("rows and columns are swapped: row c must hold the tokens that *follow* c, counts[previous, next].",
                  lambda t, v: _rows_or_uniform(_pair_counts(t, v).T)),
-        _Mistake("you normalised the columns: each row p(. | c) must sum to 1 (`counts.sum(-1, keepdim=True)`).",
+        Mistake("you normalised the columns: each row p(. | c) must sum to 1 (`counts.sum(-1, keepdim=True)`).",
                  lambda t, v: _pair_counts(t, v) / _pair_counts(t, v).sum(0, keepdim=True).clamp(min=1)),
-        _Mistake("you counted a pair from the last token back to the first (torch.roll wraps around): the pairs "
+        Mistake("you counted a pair from the last token back to the first (torch.roll wraps around): the pairs "
                  "are (tokens[i], tokens[i + 1]) for i < N - 1 only.",
                  lambda t, v: _rows_or_uniform(_pair_counts(t, v, wrap=True))),
-        _Mistake("a context that never occurs gave 0 / 0 = nan: the MLE is undefined there, so give it the "
+        Mistake("a context that never occurs gave 0 / 0 = nan: the MLE is undefined there, so give it the "
                  "uniform row 1 / vocab_size.",
                  lambda t, v: _pair_counts(t, v) / _pair_counts(t, v).sum(-1, keepdim=True)),
-        _Mistake("a context that never occurs got a row of zeros, which is not a distribution: give it the "
+        Mistake("a context that never occurs got a row of zeros, which is not a distribution: give it the "
                  "uniform row 1 / vocab_size.",
                  lambda t, v: _pair_counts(t, v) / _pair_counts(t, v).sum(-1, keepdim=True).clamp(min=1)),
-        _Mistake("you counted how often each token occurs, not pairs: the model of a token depends on the one "
+        Mistake("you counted how often each token occurs, not pairs: the model of a token depends on the one "
                  "before it, so count (previous, next) pairs.",
                  lambda t, v: (torch.bincount(t, minlength=v).double() / len(t)).expand(v, v)),
     ),
@@ -192,9 +192,9 @@ PREDICTIONS = (
         "ch02.uniform_model_nll",
         "Predict the mean NLL (nats per token) of a uniform model over 3 tokens on data drawn from q = (0.7, 0.2, 0.1).",
         kind="number", tolerance=0.05,
-        misconceptions=((_near(0.802, 0.05), "That is H(q), the NLL of the perfect model p = q: the uniform model "
+        misconceptions=((near(0.802, 0.05), "That is H(q), the NLL of the perfect model p = q: the uniform model "
                                              "pays KL(q || uniform) on top."),
-                        (_near(0.0, 0.05), "A loss of 0 needs p(target) = 1 for every token.")),
+                        (near(0.0, 0.05), "A loss of 0 needs p(target) = 1 for every token.")),
         lesson="The uniform model gives every token probability 1/3, so each token costs -log(1/3) = ln 3 = 1.099 "
                "nats whatever the data. Cross-entropy = H(q) + KL(q || p) = 0.802 + 0.297."),
     PredictionExercise(
@@ -202,12 +202,12 @@ PREDICTIONS = (
         "Predict the mean KL(true || MLE) of bigram models counted from 10,000 tokens of a 12-token language, divided "
         "by the same for the chapter's 4-token language.",
         kind="number", tolerance=1.0,
-        misconceptions=((_near(1.0, 0.5), "The amount of data is the same, but a 12-token model has many more "
+        misconceptions=((near(1.0, 0.5), "The amount of data is the same, but a 12-token model has many more "
                                           "probabilities to estimate from it."),
-                        (_near(3.0, 1.0), "Three times the tokens, but not three times the KL: the number of "
+                        (near(3.0, 1.0), "Three times the tokens, but not three times the KL: the number of "
                                           "probabilities to estimate grows with both the contexts and the "
                                           "tokens each context can be followed by."),
-                        (_near(9.0, 0.99), "Nine is (12 / 4)^2, close: count the *free* probabilities, C (V - 1), "
+                        (near(9.0, 0.99), "Nine is (12 / 4)^2, close: count the *free* probabilities, C (V - 1), "
                                            "since each row must sum to 1.")),
         lesson="The expected KL of a counted model is about C (V - 1) / (2 n) for C contexts and V tokens: one "
                "share of 1 / (2 n) for every free probability it estimates, whatever the probabilities are. From "

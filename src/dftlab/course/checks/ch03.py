@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from dftlab import objectives
-from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor,
-                                  _Case, _Mistake, _near, _random_logits, _random_targets, _show)
+from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, AnswerProblem, as_tensor,
+                                  Case, Mistake, near, random_logits, random_targets, show)
 from dftlab.data import mask_prompt
 
 
@@ -19,10 +19,10 @@ def _labels(value, where: str) -> torch.Tensor:
         try:
             value = torch.tensor(value)
         except (TypeError, ValueError, RuntimeError):
-            raise _AnswerProblem(f"your function returned a list that is not a list of ints (on {where}).") from None
-    result = _as_tensor(value, where)
+            raise AnswerProblem(f"your function returned a list that is not a list of ints (on {where}).") from None
+    result = as_tensor(value, where)
     if result.is_floating_point():
-        raise _AnswerProblem(f"your labels are floats (on {where}); token ids and -100 are integers: keep the "
+        raise AnswerProblem(f"your labels are floats (on {where}); token ids and -100 are integers: keep the "
                              f"dtype of `input_ids`.")
     return result
 
@@ -30,11 +30,11 @@ def _labels(value, where: str) -> torch.Tensor:
 def _mask_cases(g):
     ids = torch.tensor([11, 12, 13, 14, 15])
     return [
-        _Case("input_ids = [11, 12, 13, 14, 15], prompt_length = 2", (ids, 2)),
-        _Case("input_ids = [11, 12, 13, 14, 15], prompt_length = 0 (no prompt)", (ids, 0)),
-        _Case("input_ids = [11, 12, 13, 14, 15], prompt_length = 5 (all prompt)", (ids, 5)),
-        _Case("12 random ids, prompt_length = 7", (torch.randint(0, 500, (12,), generator=g), 7)),
-        _Case("9 random ids, prompt_length = 1", (torch.randint(0, 500, (9,), generator=g), 1)),
+        Case("input_ids = [11, 12, 13, 14, 15], prompt_length = 2", (ids, 2)),
+        Case("input_ids = [11, 12, 13, 14, 15], prompt_length = 0 (no prompt)", (ids, 0)),
+        Case("input_ids = [11, 12, 13, 14, 15], prompt_length = 5 (all prompt)", (ids, 5)),
+        Case("12 random ids, prompt_length = 7", (torch.randint(0, 500, (12,), generator=g), 7)),
+        Case("9 random ids, prompt_length = 1", (torch.randint(0, 500, (9,), generator=g), 1)),
     ]
 
 
@@ -50,18 +50,18 @@ CH03_MASK_PROMPT = FunctionExercise(
     reference=mask_prompt, cases=_mask_cases, convert=_labels,
     mutating_hint="start from `labels = input_ids.clone()`",
     mistakes=(
-        _Mistake("masked one token too many (off by one): positions 0 .. prompt_length - 1 are the prompt, "
+        Mistake("masked one token too many (off by one): positions 0 .. prompt_length - 1 are the prompt, "
                  "so the first completion token must stay a label.",
                  lambda ids, n: _masked(ids, 0, n + 1)),
-        _Mistake("masked one token too few (off by one): all prompt_length prompt positions must become -100.",
+        Mistake("masked one token too few (off by one): all prompt_length prompt positions must become -100.",
                  lambda ids, n: _masked(ids, 0, n - 1)),
-        _Mistake("forgot to mask the prompt: set the first prompt_length labels to -100.",
+        Mistake("forgot to mask the prompt: set the first prompt_length labels to -100.",
                  lambda ids, n: ids.clone()),
-        _Mistake("you masked the completion instead of the prompt: the model must learn the completion.",
+        Mistake("you masked the completion instead of the prompt: the model must learn the completion.",
                  lambda ids, n: _masked(ids, n, len(ids))),
-        _Mistake("you masked with 0, which is a real token id: the ignore index is -100.",
+        Mistake("you masked with 0, which is a real token id: the ignore index is -100.",
                  lambda ids, n: _masked(ids, 0, n, 0)),
-        _Mistake("you masked with -1: the ignore index of the loss is -100.",
+        Mistake("you masked with -1: the ignore index of the loss is -100.",
                  lambda ids, n: _masked(ids, 0, n, -1)),
     ),
 )
@@ -69,17 +69,17 @@ CH03_MASK_PROMPT = FunctionExercise(
 
 def _shift_result(value, where: str):
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise _AnswerProblem(f"your function should return a pair `(logits, labels)`, got {_show(value)} "
+        raise AnswerProblem(f"your function should return a pair `(logits, labels)`, got {show(value)} "
                              f"(on {where}).")
-    return _as_tensor(value[0], where), _as_tensor(value[1], where)
+    return as_tensor(value[0], where), as_tensor(value[1], where)
 
 
 def _shift_cases(g):
     return [
-        _Case("logits of shape (4, 3), labels = [5, 6, 7, 8]", (_random_logits(g, 4, 3), torch.tensor([5, 6, 7, 8]))),
-        _Case("logits of shape (2, 5), labels = [1, 2]", (_random_logits(g, 2, 5), torch.tensor([1, 2]))),
-        _Case("a batch: logits (3, 4, 5), labels (3, 4)",
-              (_random_logits(g, 3, 4, 5), torch.randint(0, 5, (3, 4), generator=g))),
+        Case("logits of shape (4, 3), labels = [5, 6, 7, 8]", (random_logits(g, 4, 3), torch.tensor([5, 6, 7, 8]))),
+        Case("logits of shape (2, 5), labels = [1, 2]", (random_logits(g, 2, 5), torch.tensor([1, 2]))),
+        Case("a batch: logits (3, 4, 5), labels (3, 4)",
+              (random_logits(g, 3, 4, 5), torch.randint(0, 5, (3, 4), generator=g))),
     ]
 
 
@@ -88,16 +88,16 @@ CH03_SHIFT = FunctionExercise(
     "Align a causal LM's logits [.., T, V] with labels [.., T]: return (logits, labels) with T - 1 positions.",
     reference=objectives.causal_shift, cases=_shift_cases, convert=_shift_result,
     mistakes=(
-        _Mistake("you did not shift: the logits at position t predict token t + 1, not token t.",
+        Mistake("you did not shift: the logits at position t predict token t + 1, not token t.",
                  lambda z, y: (z, y)),
-        _Mistake("shifted the wrong way: drop the *last* logit and the *first* label "
+        Mistake("shifted the wrong way: drop the *last* logit and the *first* label "
                  "(`logits[..., :-1, :]`, `labels[..., 1:]`).",
                  lambda z, y: (z[..., 1:, :], y[..., :-1])),
-        _Mistake("you dropped the last position of both: the labels must move one step left, `labels[..., 1:]`.",
+        Mistake("you dropped the last position of both: the labels must move one step left, `labels[..., 1:]`.",
                  lambda z, y: (z[..., :-1, :], y[..., :-1])),
-        _Mistake("you dropped the first position of both: the logits must lose their *last* position.",
+        Mistake("you dropped the first position of both: the logits must lose their *last* position.",
                  lambda z, y: (z[..., 1:, :], y[..., 1:])),
-        _Mistake("you shifted along the batch axis: shift the time axis (`logits[..., :-1, :]`, `labels[..., 1:]`).",
+        Mistake("you shifted along the batch axis: shift the time axis (`logits[..., :-1, :]`, `labels[..., 1:]`).",
                  lambda z, y: (z[:-1], y[1:])),
     ),
 )
@@ -116,22 +116,22 @@ def _format_result(value, where: str):
     if isinstance(value, dict) and {"input_ids", "labels"} <= set(value):
         value = (value["input_ids"], value["labels"])
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise _AnswerProblem(f"your function should return a pair `(input_ids, labels)`, got {_show(value)} "
+        raise AnswerProblem(f"your function should return a pair `(input_ids, labels)`, got {show(value)} "
                              f"(on {where}).")
     return _labels(value[0], where), _labels(value[1], where)
 
 
 def _format_cases(g):
     return [
-        _Case("prompt_ids = [5, 6, 7], completion_ids = [8, 9], eos_id = 0, max_length = 10",
+        Case("prompt_ids = [5, 6, 7], completion_ids = [8, 9], eos_id = 0, max_length = 10",
               ([5, 6, 7], [8, 9], 0, 10)),
-        _Case("prompt_ids = [5, 6, 7], completion_ids = [8, 9, 10, 11], eos_id = 0, max_length = 5 (too long: "
+        Case("prompt_ids = [5, 6, 7], completion_ids = [8, 9, 10, 11], eos_id = 0, max_length = 5 (too long: "
               "truncate)", ([5, 6, 7], [8, 9, 10, 11], 0, 5)),
-        _Case("prompt_ids = [3, 4], completion_ids = [21, 22, 23], eos_id = 50, max_length = 5 (exactly full "
+        Case("prompt_ids = [3, 4], completion_ids = [21, 22, 23], eos_id = 50, max_length = 5 (exactly full "
               "with the EOS)", ([3, 4], [21, 22, 23], 50, 5)),
-        _Case("prompt_ids = [1], completion_ids = [2, 3, 4, 5, 6, 7], eos_id = 0, max_length = 4",
+        Case("prompt_ids = [1], completion_ids = [2, 3, 4, 5, 6, 7], eos_id = 0, max_length = 4",
               ([1], [2, 3, 4, 5, 6, 7], 0, 4)),
-        _Case("8 random prompt ids, 12 random completion ids, eos_id = 99, max_length = 64",
+        Case("8 random prompt ids, 12 random completion ids, eos_id = 99, max_length = 64",
               (torch.randint(100, 500, (8,), generator=g).tolist(),
                torch.randint(100, 500, (12,), generator=g).tolist(), 99, 64)),
     ]
@@ -161,21 +161,21 @@ CH03_FORMAT_EXAMPLE = FunctionExercise(
     "from the end, and labels that copy input_ids with -100 over the prompt. Returns (input_ids, labels).",
     reference=_format_example, cases=_format_cases, convert=_format_result,
     mistakes=(
-        _Mistake("you forgot the end-of-sequence token: without it the model never learns to stop. Append eos_id "
+        Mistake("you forgot the end-of-sequence token: without it the model never learns to stop. Append eos_id "
                  "after the completion.",
                  lambda p, c, eos, n: (list(p + c)[:n], mask_prompt(list(p + c)[:n], len(p)))),
-        _Mistake("you masked the EOS token: it is part of the completion, and its label is how the model learns "
+        Mistake("you masked the EOS token: it is part of the completion, and its label is how the model learns "
                  "when to stop.",
                  _format_masking_eos),
-        _Mistake("you kept the EOS when truncating: cut the whole sequence (prompt, completion, EOS) at max_length, "
+        Mistake("you kept the EOS when truncating: cut the whole sequence (prompt, completion, EOS) at max_length, "
                  "as dftlab.data.encode_example does; a story cut short must not be taught to end there.",
                  _format_keeping_eos),
-        _Mistake("you truncated from the left: keep the *first* max_length tokens, so the prompt stays whole and the "
+        Mistake("you truncated from the left: keep the *first* max_length tokens, so the prompt stays whole and the "
                  "end of the completion is what is cut.",
                  _format_truncating_left),
-        _Mistake("you did not mask the prompt: its labels must be -100.",
+        Mistake("you did not mask the prompt: its labels must be -100.",
                  lambda p, c, eos, n: ((p + c + [eos])[:n], (p + c + [eos])[:n])),
-        _Mistake("you masked the prompt with 0, a real token id: the ignore index is -100.",
+        Mistake("you masked the prompt with 0, a real token id: the ignore index is -100.",
                  lambda p, c, eos, n: ((p + c + [eos])[:n], ([0] * len(p) + (p + c + [eos])[len(p):])[:n])),
     ),
 )
@@ -200,14 +200,14 @@ def _masked_batch_labels(g, batch, length, vocab, prompt_lengths, pad_lengths):
 
 def _completion_nll_cases(g):
     return [
-        _Case("one sequence: logits (1, 4, 3), labels [[-100, 2, 0, 1]]",
-              (_random_logits(g, 1, 4, 3), torch.tensor([[IGNORE_INDEX, 2, 0, 1]]))),
-        _Case("a batch of 2: logits (2, 6, 5), row 0 has a 2-token prompt, row 1 a 1-token prompt and 3 padding "
-              "positions", (_random_logits(g, 2, 6, 5), _masked_batch_labels(g, 2, 6, 5, (2, 1), (0, 3)))),
-        _Case("a batch of 3: logits (3, 8, 11), prompts of 3, 1 and 5 tokens, padding 0, 4 and 1",
-              (_random_logits(g, 3, 8, 11), _masked_batch_labels(g, 3, 8, 11, (3, 1, 5), (0, 4, 1)))),
-        _Case("a batch of 4: logits (4, 5, 7), nothing masked", (_random_logits(g, 4, 5, 7),
-                                                                  _random_targets(g, 20, 7).reshape(4, 5))),
+        Case("one sequence: logits (1, 4, 3), labels [[-100, 2, 0, 1]]",
+              (random_logits(g, 1, 4, 3), torch.tensor([[IGNORE_INDEX, 2, 0, 1]]))),
+        Case("a batch of 2: logits (2, 6, 5), row 0 has a 2-token prompt, row 1 a 1-token prompt and 3 padding "
+              "positions", (random_logits(g, 2, 6, 5), _masked_batch_labels(g, 2, 6, 5, (2, 1), (0, 3)))),
+        Case("a batch of 3: logits (3, 8, 11), prompts of 3, 1 and 5 tokens, padding 0, 4 and 1",
+              (random_logits(g, 3, 8, 11), _masked_batch_labels(g, 3, 8, 11, (3, 1, 5), (0, 4, 1)))),
+        Case("a batch of 4: logits (4, 5, 7), nothing masked", (random_logits(g, 4, 5, 7),
+                                                                  random_targets(g, 20, 7).reshape(4, 5))),
     ]
 
 
@@ -229,19 +229,19 @@ CH03_COMPLETION_NLL = FunctionExercise(
     "token) over the supervised positions, after the causal shift.",
     reference=_completion_nll, cases=_completion_nll_cases, check_gradient=True,
     mistakes=(
-        _Mistake("you did not shift: the logits at position t predict the token at t + 1, so compare "
+        Mistake("you did not shift: the logits at position t predict the token at t + 1, so compare "
                  "logits[:, :-1] with labels[:, 1:].",
                  lambda z, y: objectives.nll(z, y)),
-        _Mistake("you shifted the wrong way: drop the *last* logit and the *first* label.",
+        Mistake("you shifted the wrong way: drop the *last* logit and the *first* label.",
                  lambda z, y: objectives.nll(z[:, 1:], y[:, :-1])),
-        _Mistake("you averaged each sequence, then averaged the sequences: the SFT loss is a token mean over the "
+        Mistake("you averaged each sequence, then averaged the sequences: the SFT loss is a token mean over the "
                  "whole batch (sum over supervised tokens / their number), so a long completion weighs more than a "
                  "short one.",
                  _sequence_mean),
-        _Mistake("you divided by every position, masked ones included: divide the sum by the number of supervised "
+        Mistake("you divided by every position, masked ones included: divide the sum by the number of supervised "
                  "labels (those that are not -100).",
                  _all_positions),
-        _Mistake("you summed instead of averaging: divide by the number of supervised labels.",
+        Mistake("you summed instead of averaging: divide by the number of supervised labels.",
                  lambda z, y: objectives.nll(*objectives.causal_shift(z, y), reduction="sum")),
     ),
 )
@@ -254,8 +254,8 @@ PREDICTIONS = (
         "ch03.supervised_token_count",
         "Predict how many labels in a padded batch of three prompt/completion examples are supervised (not -100).",
         kind="number", tolerance=0.0,
-        misconceptions=((_near(18, 0), "You counted every real token: prompt tokens are masked to -100 too."),
-                        (_near(21, 0), "You counted every position of the padded batch (3 x 7): padding and prompt "
+        misconceptions=((near(18, 0), "You counted every real token: prompt tokens are masked to -100 too."),
+                        (near(21, 0), "You counted every position of the padded batch (3 x 7): padding and prompt "
                                        "positions carry -100.")),
         lesson="Only completion tokens are supervised (EOS included); prompt tokens and padding are -100, so the "
                "token-mean loss divides by the number of completion tokens."),
@@ -263,7 +263,7 @@ PREDICTIONS = (
         "ch03.sft_matches_frequency",
         "Predict p('sunny') after SFT on 10 demonstrations (6 'sunny', 3 'rainy', 1 'grey') for the same prompt.",
         kind="number", tolerance=0.05,
-        misconceptions=((_near(1.0, 0.05), "SFT does not pick the most common completion: minimising the NLL "
+        misconceptions=((near(1.0, 0.05), "SFT does not pick the most common completion: minimising the NLL "
                                            "matches the frequencies (chapter 4 shows which loss *does* pick the mode)."),),
         lesson="SFT is maximum likelihood on the demonstrations, and the MLE of a categorical is the empirical "
                "frequency: p('sunny') goes to 6/10."),

@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from dftlab import metrics, objectives, toy
-from dftlab.course.checks.ch02 import _loss_cases, _per_token_nll
-from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case,
-                                  _Mistake, _near, _probs_of, _random_probs)
+from dftlab.course.checks.ch02 import loss_cases, per_token_nll
+from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, AnswerProblem, as_tensor, Case,
+                                  Mistake, near, probs_of, random_probs)
 
 
 def _dft_terms(logits, targets, weight: Callable):
     """Per-token weight(p) * -log p on supervised positions, and the supervised mask."""
     mask = targets != IGNORE_INDEX
-    log_p = -_per_token_nll(logits, targets)
+    log_p = -per_token_nll(logits, targets)
     return torch.where(mask, -weight(log_p.exp()) * log_p, torch.zeros_like(log_p)), mask
 
 
@@ -43,23 +43,23 @@ def _dft_minus_p(logits, targets):
 CH04_DFT_LOSS = FunctionExercise(
     "ch04.dft_loss", "dft_loss(logits, targets)",
     "Dynamic Fine-Tuning loss: the token mean of -sg(p) log p over targets that are not -100; a scalar tensor.",
-    reference=objectives.dft, cases=lambda g: _loss_cases(g, with_ignored=True), check_gradient=True,
+    reference=objectives.dft, cases=lambda g: loss_cases(g, with_ignored=True), check_gradient=True,
     mistakes=(
-        _Mistake("this is the plain NLL (the SFT loss): DFT weights each token's -log p by sg(p), its own probability.",
+        Mistake("this is the plain NLL (the SFT loss): DFT weights each token's -log p by sg(p), its own probability.",
                  _dft_variant(lambda p: torch.ones_like(p))),
-        _Mistake("you summed instead of averaging: divide by the number of supervised tokens.",
+        Mistake("you summed instead of averaging: divide by the number of supervised tokens.",
                  _dft_variant(lambda p: p.detach(), total=True)),
-        _Mistake("included ignore_index targets in the mean: you divided by all N positions, including those whose "
+        Mistake("included ignore_index targets in the mean: you divided by all N positions, including those whose "
                  "target is -100. Divide by the number of supervised tokens.",
                  _dft_variant(lambda p: p.detach(), divide_by_all=True)),
-        _Mistake("the weight is 1 - p instead of p: DFT up-weights tokens the model already finds likely.",
+        Mistake("the weight is 1 - p instead of p: DFT up-weights tokens the model already finds likely.",
                  _dft_variant(lambda p: (1 - p).detach())),
-        _Mistake("you returned -p, which has the same gradient as DFT but not its value: "
+        Mistake("you returned -p, which has the same gradient as DFT but not its value: "
                  "multiply -log p by the detached p.",
                  _dft_minus_p),
-        _Mistake("the sign is flipped: the loss is -sg(p) log p, which is never negative.",
+        Mistake("the sign is flipped: the loss is -sg(p) log p, which is never negative.",
                  lambda z, y: -objectives.dft(z, y)),
-        _Mistake("the value is right but the gradient does not match: did you detach p? The weight must be a "
+        Mistake("the value is right but the gradient does not match: did you detach p? The weight must be a "
                  "constant (`p.detach()`); otherwise autograd also differentiates through it.",
                  _dft_variant(lambda p: p)),
     ),
@@ -68,13 +68,13 @@ CH04_DFT_LOSS = FunctionExercise(
 
 def _gradient_cases(g):
     return [
-        _Case("probs = [0.5, 0.25, 0.25], target = 1", (_probs_of([0.5, 0.25, 0.25]), 1)),
-        _Case("uniform probs over 4 tokens, target = 0", (torch.full((4,), 0.25), 0)),
-        _Case("probs = [0.97, 0.01, 0.01, 0.01], target = 0 (a confident right answer)",
-              (_probs_of([0.97, 0.01, 0.01, 0.01]), 0)),
-        _Case("probs = [0.97, 0.01, 0.01, 0.01], target = 2 (an unlikely target)",
-              (_probs_of([0.97, 0.01, 0.01, 0.01]), 2)),
-        _Case("random probs over 6 tokens, target = 4", (_random_probs(g, 6), 4)),
+        Case("probs = [0.5, 0.25, 0.25], target = 1", (probs_of([0.5, 0.25, 0.25]), 1)),
+        Case("uniform probs over 4 tokens, target = 0", (torch.full((4,), 0.25), 0)),
+        Case("probs = [0.97, 0.01, 0.01, 0.01], target = 0 (a confident right answer)",
+              (probs_of([0.97, 0.01, 0.01, 0.01]), 0)),
+        Case("probs = [0.97, 0.01, 0.01, 0.01], target = 2 (an unlikely target)",
+              (probs_of([0.97, 0.01, 0.01, 0.01]), 2)),
+        Case("random probs over 6 tokens, target = 4", (random_probs(g, 6), 4)),
     ]
 
 
@@ -89,17 +89,17 @@ CH04_DFT_GRADIENT = FunctionExercise(
     reference=lambda probs, target: toy.logit_gradient(probs, _one_hot(probs, target), "dft"),
     cases=_gradient_cases,
     mistakes=(
-        _Mistake("this is the cross-entropy gradient p - e_y: DFT multiplies it by the constant weight p_y.",
+        Mistake("this is the cross-entropy gradient p - e_y: DFT multiplies it by the constant weight p_y.",
                  lambda p, y: p - _one_hot(p, y)),
-        _Mistake("the sign is flipped: the gradient of the loss is p_y (p - e_y); gradient *descent* then moves "
+        Mistake("the sign is flipped: the gradient of the loss is p_y (p - e_y); gradient *descent* then moves "
                  "against it.",
                  lambda p, y: p[y] * (_one_hot(p, y) - p)),
-        _Mistake("the weight is 1 - p_y: DFT's weight is p_y itself.",
+        Mistake("the weight is 1 - p_y: DFT's weight is p_y itself.",
                  lambda p, y: (1 - p[y]) * (p - _one_hot(p, y))),
-        _Mistake("you differentiated through the weight too (no stop-gradient): that is the gradient of "
+        Mistake("you differentiated through the weight too (no stop-gradient): that is the gradient of "
                  "-p_y log p_y, (1 + log p_y) p_y (p - e_y). The weight sg(p_y) is a constant.",
                  lambda p, y: (1 + torch.log(p[y])) * p[y] * (p - _one_hot(p, y))),
-        _Mistake("you returned -p_y e_y, the gradient in the *probabilities*: the exercise asks for the gradient "
+        Mistake("you returned -p_y e_y, the gradient in the *probabilities*: the exercise asks for the gradient "
                  "in the logits, through the softmax.",
                  lambda p, y: -p[y] * _one_hot(p, y)),
     ),
@@ -109,11 +109,11 @@ CH04_DFT_GRADIENT = FunctionExercise(
 DFT_TOY_TARGET = (0.40, 0.25, 0.15, 0.12, 0.08)  # q of the worked example in chapter 4
 
 
-def _one_number(value, where: str) -> torch.Tensor:
+def one_number(value, where: str) -> torch.Tensor:
     """The learner's result as one float64 number (a Python float, a numpy scalar or a one-element tensor)."""
-    result = _as_tensor(value, where)
+    result = as_tensor(value, where)
     if result.numel() != 1:
-        raise _AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
+        raise AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
                              f"(on {where}).")
     return result.reshape(()).double()
 
@@ -124,15 +124,15 @@ def _ece_cases(g):
     certain = torch.ones(50, dtype=torch.float64)
     right_sometimes = torch.rand(50, generator=g, dtype=torch.float64) < 0.8
     return [
-        _Case("confidence = [0.05, 0.15, 0.15, 0.55, 0.95, 1.0], correct = [F, T, F, T, T, F], bins = 10",
+        Case("confidence = [0.05, 0.15, 0.15, 0.55, 0.95, 1.0], correct = [F, T, F, T, T, F], bins = 10",
               (torch.tensor([0.05, 0.15, 0.15, 0.55, 0.95, 1.0], dtype=torch.float64),
                torch.tensor([False, True, False, True, True, False]), 10)),
-        _Case("confidence = [0.3, 0.9], correct = [T, F], bins = 2 (one under-, one over-confident bin)",
+        Case("confidence = [0.3, 0.9], correct = [T, F], bins = 2 (one under-, one over-confident bin)",
               (torch.tensor([0.3, 0.9], dtype=torch.float64), torch.tensor([True, False]), 2)),
-        _Case("50 predictions all at confidence 1, about 80% right, bins = 10 (a DFT model)",
+        Case("50 predictions all at confidence 1, about 80% right, bins = 10 (a DFT model)",
               (certain, right_sometimes, 10)),
-        _Case("400 random predictions right as often as their confidence, bins = 10", (confidence, right_as_often, 10)),
-        _Case("the same 400 predictions, bins = 4", (confidence, right_as_often, 4)),
+        Case("400 random predictions right as often as their confidence, bins = 10", (confidence, right_as_often, 10)),
+        Case("the same 400 predictions, bins = 4", (confidence, right_as_often, 4)),
     ]
 
 
@@ -165,17 +165,17 @@ CH04_ECE = FunctionExercise(
     "one), and average |accuracy - mean confidence| over the non-empty bins, weighted by their share of the "
     "predictions; one number.",
     reference=lambda confidence, correct, bins: metrics.expected_calibration_error(confidence, correct, bins),
-    cases=_ece_cases, convert=_one_number,
+    cases=_ece_cases, convert=one_number,
     mistakes=(
-        _Mistake("you averaged the bins' gaps with equal weights: weight each bin by its share of the predictions, so "
+        Mistake("you averaged the bins' gaps with equal weights: weight each bin by its share of the predictions, so "
                  "that a bin of two predictions counts less than a bin of a thousand.", _ece_variant(weighted=False)),
-        _Mistake("predictions with a confidence of exactly 1 fell outside the last bin (floor(1 * bins) = bins): put "
+        Mistake("predictions with a confidence of exactly 1 fell outside the last bin (floor(1 * bins) = bins): put "
                  "them in the last bin, e.g. with min(index, bins - 1). A DFT model puts almost all its predictions "
                  "there.", _ece_variant(drop_certain=True)),
-        _Mistake("you compared the overall accuracy with the overall confidence (or, which comes to the same, kept the "
+        Mistake("you compared the overall accuracy with the overall confidence (or, which comes to the same, kept the "
                  "sign of each bin's gap): an over-confident bin and an under-confident one cancel. Take "
                  "|accuracy - confidence| bin by bin.", _ece_variant(one_bin=True)),
-        _Mistake("you kept the sign of each bin's gap, so an over-confident bin and an under-confident one cancel: "
+        Mistake("you kept the sign of each bin's gap, so an over-confident bin and an under-confident one cancel: "
                  "take |accuracy - confidence|.", _ece_variant(absolute=False)),
     ),
 )
@@ -206,8 +206,8 @@ PREDICTIONS = (
         "ch04.dft_loss_ratio",
         "Predict DFT loss / NLL loss on a batch where the model gives every target probability 0.1.",
         kind="number", tolerance=0.02,
-        misconceptions=((_near(1.0, 0.05), "The two losses are not equal: DFT multiplies each token's NLL by p."),
-                        (_near(10.0, 0.5), "The ratio is the other way up: DFT's loss is the smaller one.")),
+        misconceptions=((near(1.0, 0.05), "The two losses are not equal: DFT multiplies each token's NLL by p."),
+                        (near(10.0, 0.5), "The ratio is the other way up: DFT's loss is the smaller one.")),
         lesson="Each token's DFT loss is p times its NLL, so with p = 0.1 everywhere the ratio is exactly 0.1. "
                "This is why users see DFT loss values 10-20x smaller than cross-entropy: do not compare them directly."),
     PredictionExercise(
@@ -215,10 +215,10 @@ PREDICTIONS = (
         "Predict the share of 40 stories, sampled at T = 1 from tiny-gpt2 after 40 steps of DFT, that open with "
         "'Once upon a time,' (the data's share is about a third).",
         kind="number", tolerance=0.1,
-        misconceptions=((_near(0.33, 0.08),
+        misconceptions=((near(0.33, 0.08),
                          "That is the data's share, where maximum likelihood (SFT) aims. DFT does not match the data's "
                          "frequencies: it pushes each choice towards its most likely option."),
-                        (_near(0.1, 0.05), "That is about the base model's share: DFT moves it, and far.")),
+                        (near(0.1, 0.05), "That is about the base model's share: DFT moves it, and far.")),
         lesson="The opener is one next-token choice, and DFT does to it what it did to the toy of exercise 4.3: "
                "'Once upon a time,', the most likely opener, takes (nearly) every story, far beyond its share in "
                "the data. Every other choice of the story collapses the same way, which is why the samples look "

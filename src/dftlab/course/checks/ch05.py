@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 
 from dftlab import toy
-from dftlab.course.checks.ch04 import DFT_TOY_TARGET, _one_number
-from dftlab.course.checks.engine import (FunctionExercise, PredictionExercise, _Case, _Mistake, _near, _probs_of,
-                                  _random_logits, _random_probs)
+from dftlab.course.checks.ch04 import DFT_TOY_TARGET, one_number
+from dftlab.course.checks.engine import (Case, FunctionExercise, Mistake, PredictionExercise, near, probs_of,
+                                         random_logits, random_probs)
+from dftlab.study.config import STRONG_PRIOR, WEAK_PRIOR, default_config
 
 # --- The power family's fixed point --------------------------------------------------------------------------------
 
@@ -24,13 +25,13 @@ from dftlab.course.checks.engine import (FunctionExercise, PredictionExercise, _
 def _power_cases(g):
     toy_q = torch.tensor(DFT_TOY_TARGET, dtype=torch.float64)
     return [
-        _Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0.75", (toy_q, 0.75)),
-        _Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0.5", (toy_q, 0.5)),
-        _Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0 (the NLL)", (toy_q, 0.0)),
-        _Case("uniform q over 4 tokens, alpha = 0.25", (torch.full((4,), 0.25, dtype=torch.float64), 0.25)),
-        _Case("q = (0.7, 0.3, 0), alpha = 0.25 (a token the data never uses)",
+        Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0.75", (toy_q, 0.75)),
+        Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0.5", (toy_q, 0.5)),
+        Case("q = (0.40, 0.25, 0.15, 0.12, 0.08), alpha = 0 (the NLL)", (toy_q, 0.0)),
+        Case("uniform q over 4 tokens, alpha = 0.25", (torch.full((4,), 0.25, dtype=torch.float64), 0.25)),
+        Case("q = (0.7, 0.3, 0), alpha = 0.25 (a token the data never uses)",
               (torch.tensor([0.7, 0.3, 0.0], dtype=torch.float64), 0.25)),
-        _Case("random q over 6 tokens, alpha = 0.6", (_random_probs(g, 6).double(), 0.6)),
+        Case("random q over 6 tokens, alpha = 0.6", (random_probs(g, 6).double(), 0.6)),
     ]
 
 
@@ -46,18 +47,18 @@ CH05_POWER_FIXED_POINT = FunctionExercise(
     reference=lambda q, alpha: torch.as_tensor(toy.power_fixed_point(q, alpha)),
     cases=_power_cases,
     mistakes=(
-        _Mistake("you raised q to 1 - alpha, which flattens it. Setting the expected gradient to zero gives "
+        Mistake("you raised q to 1 - alpha, which flattens it. Setting the expected gradient to zero gives "
                  "p^(1 - alpha) proportional to q, so p is proportional to q^(1 / (1 - alpha)): sharper than q.",
                  lambda q, a: _normalised(q ** (1 - a))),
-        _Mistake("you raised q to 1 / alpha. alpha = 0 is the NLL, whose fixed point is q itself; the exponent is "
+        Mistake("you raised q to 1 / alpha. alpha = 0 is the NLL, whose fixed point is q itself; the exponent is "
                  "1 / (1 - alpha), which is 1 at alpha = 0 and grows without bound as alpha approaches 1 (DFT).",
                  lambda q, a: _normalised(q ** (1 / a))),
-        _Mistake("the shape is right but the probabilities do not sum to 1: divide q^(1 / (1 - alpha)) by its sum.",
+        Mistake("the shape is right but the probabilities do not sum to 1: divide q^(1 / (1 - alpha)) by its sum.",
                  lambda q, a: torch.as_tensor(q, dtype=torch.float64) ** (1 / (1 - a))),
-        _Mistake("you divided the probabilities by T = 1 - alpha and took a softmax. A temperature divides the "
+        Mistake("you divided the probabilities by T = 1 - alpha and took a softmax. A temperature divides the "
                  "*log*-probabilities: softmax(log q / (1 - alpha)), which is q^(1 / (1 - alpha)) renormalised.",
                  lambda q, a: torch.softmax(torch.as_tensor(q, dtype=torch.float64) / (1 - a), -1)),
-        _Mistake("you raised q to alpha. The power alpha is in the loss, (1 - p^alpha) / alpha; the fixed point "
+        Mistake("you raised q to alpha. The power alpha is in the loss, (1 - p^alpha) / alpha; the fixed point "
                  "raises q to 1 / (1 - alpha).",
                  lambda q, a: _normalised(q ** a)),
     ),
@@ -67,19 +68,19 @@ CH05_POWER_FIXED_POINT = FunctionExercise(
 
 
 def _step_cases(g):
-    toy_q = _probs_of(DFT_TOY_TARGET).double()
+    toy_q = probs_of(DFT_TOY_TARGET).double()
     one_hot = torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64)
     return [
-        _Case("probs = (0.5, 0.2, 0.2, 0.1), q = (0.40, 0.25, 0.15, 0.20), lr = 0.5",
+        Case("probs = (0.5, 0.2, 0.2, 0.1), q = (0.40, 0.25, 0.15, 0.20), lr = 0.5",
               (torch.tensor([0.5, 0.2, 0.2, 0.1], dtype=torch.float64),
                torch.tensor([0.40, 0.25, 0.15, 0.20], dtype=torch.float64), 0.5)),
-        _Case("uniform probs, q = (0.40, 0.25, 0.15, 0.12, 0.08), lr = 1",
+        Case("uniform probs, q = (0.40, 0.25, 0.15, 0.12, 0.08), lr = 1",
               (torch.full((5,), 0.2, dtype=torch.float64), toy_q, 1.0)),
-        _Case("probs = q = (0.40, 0.25, 0.15, 0.12, 0.08), lr = 0.5 (NLL's fixed point)", (toy_q.clone(), toy_q, 0.5)),
-        _Case("probs = (0.4, 0.3, 0.2, 0.1), a one-hot q on token 1 (one demonstrated token), lr = 0.1",
+        Case("probs = q = (0.40, 0.25, 0.15, 0.12, 0.08), lr = 0.5 (NLL's fixed point)", (toy_q.clone(), toy_q, 0.5)),
+        Case("probs = (0.4, 0.3, 0.2, 0.1), a one-hot q on token 1 (one demonstrated token), lr = 0.1",
               (torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64), one_hot, 0.1)),
-        _Case("random probs and q over 6 tokens, lr = 0.2",
-              (_random_probs(g, 6).double(), _random_probs(g, 6).double(), 0.2)),
+        Case("random probs and q over 6 tokens, lr = 0.2",
+              (random_probs(g, 6).double(), random_probs(g, 6).double(), 0.2)),
     ]
 
 
@@ -94,33 +95,40 @@ CH05_DFT_LOGIT_STEP = FunctionExercise(
     reference=lambda probs, q, lr: -lr * torch.as_tensor(toy.logit_gradient(probs, q, "dft")),
     cases=_step_cases,
     mistakes=(
-        _Mistake("this is the NLL step, lr (q_k - p_k), which compares each token with its own probability in the "
+        Mistake("this is the NLL step, lr (q_k - p_k), which compares each token with its own probability in the "
                  "data. DFT's gradient sum_y q_y p_y (p - e_y) compares every token with the same bar s = sum_y q_y p_y.",
                  lambda p, q, lr: lr * (q - p)),
-        _Mistake("you left out the factor p_k: DFT's step is lr * p_k * (q_k - s), so a token the model gives little "
+        Mistake("you left out the factor p_k: DFT's step is lr * p_k * (q_k - s), so a token the model gives little "
                  "probability moves slowly, up or down.",
                  lambda p, q, lr: lr * (q - _bar(p, q))),
-        _Mistake("the sign is flipped: the gradient of the loss in z_k is p_k (s - q_k), and gradient *descent* "
+        Mistake("the sign is flipped: the gradient of the loss in z_k is p_k (s - q_k), and gradient *descent* "
                  "moves against it, so the step is lr * p_k * (q_k - s).",
                  lambda p, q, lr: lr * p * (_bar(p, q) - q)),
-        _Mistake("your bar is the mean of q. The bar is the model's expected probability of the data, "
+        Mistake("your bar is the mean of q. The bar is the model's expected probability of the data, "
                  "s = sum_y q_y p_y, which equals the mean of q only when p is uniform; it rises as p sharpens.",
                  lambda p, q, lr: lr * p * (q - q.mean())),
-        _Mistake("you returned the gradient, not the step: the step is -lr times the gradient p_k (s - q_k).",
+        Mistake("you returned the gradient, not the step: the step is -lr times the gradient p_k (s - q_k).",
                  lambda p, q, lr: p * (_bar(p, q) - q)),
     ),
 )
 
 # --- The fine-tuned models' openers: training at alpha against sampling at T = 1 - alpha ---------------------------
 
-STRONG_PRIOR, HEADLINE_STEPS = "tiny-gpt2", 200
+HEADLINE_STEPS = default_config().steps  # the study's budget, from its config
 
 
-@functools.lru_cache(maxsize=1)
 def _study_openers() -> pd.DataFrame:
+    """The study's opener table from the results folder in use now ($DFTLAB_RESULTS, read at each call)."""
+    from dftlab.storage import reading_results_dir
+
+    return _openers_in(str(reading_results_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _openers_in(folder: str) -> pd.DataFrame:
     from dftlab import study
 
-    return study.load_opener_probabilities()
+    return study.load_opener_probabilities(out=folder)
 
 
 def _toy_openers() -> pd.DataFrame:
@@ -138,7 +146,7 @@ def _toy_openers() -> pd.DataFrame:
             for opener, share in zip(truth, values):
                 rows.append({"base_model": STRONG_PRIOR, "steps": HEADLINE_STEPS, "objective": objective, "seed": seed,
                              "temperature": temperature, "opener": opener, "share": share, "true_prob": truth[opener]})
-    for base_model, steps in (("tiny-gpt2-english", HEADLINE_STEPS), (STRONG_PRIOR, 50)):  # runs to leave out
+    for base_model, steps in ((WEAK_PRIOR, HEADLINE_STEPS), (STRONG_PRIOR, 50)):  # runs to leave out
         for temperature, values in ((1.0, (0.1, 0.1, 0.8)), (0.75, (0.05, 0.05, 0.9)), (0.5, (0.0, 0.0, 1.0))):
             for opener, share in zip(truth, values):
                 rows.append({"base_model": base_model, "steps": steps, "objective": "nll", "seed": 0,
@@ -148,20 +156,18 @@ def _toy_openers() -> pd.DataFrame:
 
 def _match_cases(g):
     return [
-        _Case("the study's opener table (load_opener_probabilities()), alpha = 0.5", (_study_openers().copy(), 0.5)),
-        _Case("the study's opener table, alpha = 0.25", (_study_openers().copy(), 0.25)),
-        _Case("a hand-made table: 3 openers, 2 seeds, plus a weak-prior and a 50-step run, alpha = 0.5",
+        Case("the study's opener table (load_opener_probabilities()), alpha = 0.5", (_study_openers().copy(), 0.5)),
+        Case("the study's opener table, alpha = 0.25", (_study_openers().copy(), 0.25)),
+        Case("a hand-made table: 3 openers, 2 seeds, plus a weak-prior and a 50-step run, alpha = 0.5",
               (_toy_openers(), 0.5)),
-        _Case("the same hand-made table, alpha = 0.25", (_toy_openers(), 0.25)),
+        Case("the same hand-made table, alpha = 0.25", (_toy_openers(), 0.25)),
     ]
 
 
 def _reference_match(openers, alpha):
-    from dftlab import plots  # the table behind chapter 5's figure (imported here: plotting is slow to import)
-
-    rows = plots.power_family_check(openers, alphas=(alpha,), base_model=STRONG_PRIOR, steps=HEADLINE_STEPS)
-    rows = rows[rows["alpha"] == alpha]
-    return 0.5 * float((rows["model"] - rows["sampled"]).abs().sum())
+    check = toy.power_family_check(openers, alphas=(alpha,), base_model=STRONG_PRIOR, steps=HEADLINE_STEPS)
+    distances = toy.power_family_distances(check)  # the numbers in the legend of chapter 5's figure
+    return float(distances.loc[distances["alpha"] == alpha, "sampled"].iloc[0])
 
 
 def _shares(openers, objective, temperature, filtered=True, how="mean"):
@@ -188,21 +194,22 @@ CH05_TEMPERATURE_MATCH = FunctionExercise(
     "ch05.temperature_match", "temperature_match(openers, alpha)",
     "From the study's opener table (dftlab.study.load_opener_probabilities()): the total variation distance over the "
     "openers between power_<alpha> sampled at T = 1 and nll sampled at T = 1 - alpha, each opener's share averaged "
-    "over seeds, for tiny-gpt2 at 200 steps; one number.",
-    reference=_reference_match, cases=_match_cases, convert=_one_number,
+    f"over seeds, for {STRONG_PRIOR} at {HEADLINE_STEPS} steps; one number.",
+    reference=_reference_match, cases=_match_cases, convert=one_number,
     mistakes=(
-        _Mistake("you compared with SFT sampled at T = 1. Training at alpha aims at SFT sampled at T = 1 - alpha: "
+        Mistake("you compared with SFT sampled at T = 1. Training at alpha aims at SFT sampled at T = 1 - alpha: "
                  "take the nll rows whose temperature is 1 - alpha.", _match_variant(other="T=1")),
-        _Mistake("you compared with SFT sampled at T = alpha. The temperature that training at alpha matches is "
+        Mistake("you compared with SFT sampled at T = alpha. The temperature that training at alpha matches is "
                  "T = 1 - alpha (alpha = 0.25 is T = 0.75).", _match_variant(other="T=alpha")),
-        _Mistake("you compared with the closed form q^(1 / (1 - alpha)) on the true openers. The exercise asks for SFT "
+        Mistake("you compared with the closed form q^(1 / (1 - alpha)) on the true openers. The exercise asks for SFT "
                  "sampled at T = 1 - alpha, which is sharpened token by token like the power objective.",
                  _match_variant(other="closed_form")),
-        _Mistake("the total variation distance is *half* the sum of the absolute differences (so that it lies "
+        Mistake("the total variation distance is *half* the sum of the absolute differences (so that it lies "
                  "between 0 and 1).", _match_variant(half=False)),
-        _Mistake("you kept rows from other runs: filter on base_model == 'tiny-gpt2' and steps == 200 too, or the "
+        Mistake(f"you kept rows from other runs: filter on base_model == {STRONG_PRIOR!r} and steps == "
+                f"{HEADLINE_STEPS} too, or the "
                  "budget sweep and the weak prior are averaged into SFT's shares.", _match_variant(filtered=False)),
-        _Mistake("you summed each opener's share over the seeds instead of averaging it, so the shares no longer "
+        Mistake("you summed each opener's share over the seeds instead of averaging it, so the shares no longer "
                  "sum to 1.", _match_variant(how="sum")),
     ),
 )
@@ -212,19 +219,19 @@ CH05_TEMPERATURE_MATCH = FunctionExercise(
 
 
 def _preference_cases(g):
-    hand = _probs_of([0.5, 0.3, 0.2])
+    hand = probs_of([0.5, 0.3, 0.2])
     return [
-        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [0, 1, 0], beta = 1",
+        Case("reference_probs = [0.5, 0.3, 0.2], rewards = [0, 1, 0], beta = 1",
               (hand, torch.tensor([0.0, 1.0, 0.0]), 1.0)),
-        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [0, 1, 0], beta = 0.25",
+        Case("reference_probs = [0.5, 0.3, 0.2], rewards = [0, 1, 0], beta = 0.25",
               (hand, torch.tensor([0.0, 1.0, 0.0]), 0.25)),
-        _Case("reference_probs = [0.5, 0.3, 0.2], rewards = [2, 2, 2] (all answers equally good), beta = 0.5",
+        Case("reference_probs = [0.5, 0.3, 0.2], rewards = [2, 2, 2] (all answers equally good), beta = 0.5",
               (hand, torch.tensor([2.0, 2.0, 2.0]), 0.5)),
-        _Case("reference_probs = [0.4, 0.25, 0.15, 0.12, 0.08], rewards = log(reference_probs) (a typicality "
+        Case("reference_probs = [0.4, 0.25, 0.15, 0.12, 0.08], rewards = log(reference_probs) (a typicality "
               "reward), beta = 1",
-              (_probs_of([0.4, 0.25, 0.15, 0.12, 0.08]), torch.log(_probs_of([0.4, 0.25, 0.15, 0.12, 0.08])), 1.0)),
-        _Case("a batch: reference_probs of shape (3, 6), rewards of shape (3, 6), beta = 2",
-              (torch.softmax(_random_logits(g, 3, 6), -1), torch.randn(3, 6, generator=g), 2.0)),
+              (probs_of([0.4, 0.25, 0.15, 0.12, 0.08]), torch.log(probs_of([0.4, 0.25, 0.15, 0.12, 0.08])), 1.0)),
+        Case("a batch: reference_probs of shape (3, 6), rewards of shape (3, 6), beta = 2",
+              (torch.softmax(random_logits(g, 3, 6), -1), torch.randn(3, 6, generator=g), 2.0)),
     ]
 
 
@@ -238,19 +245,19 @@ CH05_PREFERENCE_OPTIMUM = FunctionExercise(
     "reference_probs * exp(rewards / beta), over the last axis.",
     reference=toy.preference_optimum, cases=_preference_cases,
     mistakes=(
-        _Mistake("you did not normalise: pi is proportional to reference * exp(reward / beta), so divide by the sum "
+        Mistake("you did not normalise: pi is proportional to reference * exp(reward / beta), so divide by the sum "
                  "over the answers (the last axis).",
                  lambda ref, r, beta: ref * torch.exp(r / beta)),
-        _Mistake("you multiplied the rewards by beta: beta is the price of moving away from the reference, so the "
+        Mistake("you multiplied the rewards by beta: beta is the price of moving away from the reference, so the "
                  "rewards are divided by it (a large beta keeps pi close to the reference).",
                  lambda ref, r, beta: _tilted(ref * torch.exp(r * beta))),
-        _Mistake("you left out the reference model: softmax(rewards / beta) is the optimum without the KL anchor's "
+        Mistake("you left out the reference model: softmax(rewards / beta) is the optimum without the KL anchor's "
                  "starting point. Multiply by reference_probs (or add log reference_probs to the logits).",
                  lambda ref, r, beta: torch.softmax(r / beta, dim=-1)),
-        _Mistake("the sign of the rewards is flipped: a higher reward must raise an answer's probability, "
+        Mistake("the sign of the rewards is flipped: a higher reward must raise an answer's probability, "
                  "exp(+reward / beta).",
                  lambda ref, r, beta: _tilted(ref * torch.exp(-r / beta))),
-        _Mistake("you normalised over the wrong axis: each row is one prompt's distribution over answers, so "
+        Mistake("you normalised over the wrong axis: each row is one prompt's distribution over answers, so "
                  "normalise over the last axis (dim=-1).",
                  lambda ref, r, beta: (ref * torch.exp(r / beta)) / (ref * torch.exp(r / beta)).sum(0, keepdim=True)),
     ),
@@ -265,7 +272,7 @@ PREDICTIONS = (
         "Sweep alpha from 0 to 0.9 on the toy q = (0.40, 0.25, 0.15, 0.12, 0.08): predict the alpha whose power-family "
         "fit is closest to q sampled at temperature T = 0.4.",
         kind="number", tolerance=0.051,
-        misconceptions=((_near(0.4, 0.051), "You set alpha = T. The power fixed point is q^(1 / (1 - alpha)) and "
+        misconceptions=((near(0.4, 0.051), "You set alpha = T. The power fixed point is q^(1 / (1 - alpha)) and "
                                             "sampling at T raises q to 1 / T, so they match when T = 1 - alpha."),
                         (lambda v: v >= 0.85, "alpha near 1 is DFT's end of the family, the mode, which sampling "
                                               "reaches only as T goes to 0.")),
@@ -294,12 +301,12 @@ PREDICTIONS = (
         "reward adds gamma log p_ref (raters prefer the familiar) with gamma = beta. Predict the tuned model's "
         "probability of the first answer.",
         kind="number", tolerance=0.05,
-        misconceptions=((_near(0.5, 0.02), "A reward that prefers typical answers does not leave the distribution "
+        misconceptions=((near(0.5, 0.02), "A reward that prefers typical answers does not leave the distribution "
                                            "alone: the optimum is p_ref^(1 + gamma/beta), which sharpens it."),
-                        (_near(1.0, 0.05), "The KL term keeps every answer: the optimum is a sharpened reference "
+                        (near(1.0, 0.05), "The KL term keeps every answer: the optimum is a sharpened reference "
                                            "(p_ref squared, renormalised), not the single most typical answer. "
                                            "Only beta -> 0 would give the argmax."),
-                        (_near(0.25, 0.02), "0.5 squared is right, but a distribution must be renormalised: divide "
+                        (near(0.25, 0.02), "0.5 squared is right, but a distribution must be renormalised: divide "
                                             "by 0.5^2 + 0.3^2 + 0.2^2.")),
         lesson="pi* is proportional to p_ref exp(r / beta) = p_ref^(1 + gamma/beta): here p_ref squared, "
                "renormalised, the reference decoded at temperature 1/2, and the power family's fixed point at "

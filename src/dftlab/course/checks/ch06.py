@@ -12,71 +12,79 @@ import numpy as np
 import torch
 
 from dftlab import metrics
-from dftlab.course.checks.engine import (_float_result, FunctionExercise, PredictionExercise, _AnswerProblem, _as_tensor, _Case, _Mistake,
-                                  _near, _random_corpus)
-from dftlab.metrics.text import _ngrams
+from dftlab.course.checks.engine import (float_result, FunctionExercise, PredictionExercise, AnswerProblem, as_tensor, Case, Mistake,
+                                  near, random_corpus)
+from dftlab.metrics.text import ngrams
+from dftlab.metrics.words import whitespace_tokens, words
 
 
 def _distinct_per_text(texts, n):
-    ratios = [len(set(_ngrams(t.split(), n))) / len(_ngrams(t.split(), n)) for t in texts if _ngrams(t.split(), n)]
+    ratios = [len(set(ngrams(words(t), n))) / len(ngrams(words(t), n)) for t in texts if ngrams(words(t), n)]
     return sum(ratios) / len(ratios)
 
 
 def _distinct_joined(texts, n):
-    grams = _ngrams(" ".join(texts).split(), n)
+    grams = ngrams(words(" ".join(texts)), n)
     return len(set(grams)) / len(grams)
 
 
 def _distinct_characters(texts, n):
-    grams = [g for t in texts for g in _ngrams(list(t), n)]
+    grams = [g for t in texts for g in ngrams(list(t), n)]
     return len(set(grams)) / len(grams)
 
 
 def _distinct_over_words(texts, n):
-    grams = [g for t in texts for g in _ngrams(t.split(), n)]
-    return len(set(grams)) / sum(len(t.split()) for t in texts)
+    grams = [g for t in texts for g in ngrams(words(t), n)]
+    return len(set(grams)) / sum(len(words(t)) for t in texts)
 
 
 def _distinct_cases(g):
     return [
-        _Case("texts = ['the cat sat', 'the cat ran'], n = 1", (["the cat sat", "the cat ran"], 1)),
-        _Case("texts = ['the cat sat', 'the cat ran'], n = 2", (["the cat sat", "the cat ran"], 2)),
-        _Case("texts = ['a b c d'], n = 2 (nothing repeats)", (["a b c d"], 2)),
-        _Case("texts = ['sat', 'the cat sat'], n = 2 (a text shorter than n)", (["sat", "the cat sat"], 2)),
-        _Case("20 random texts, n = 1", (_random_corpus(g, 20, 3, 8), 1)),
-        _Case("20 random texts, n = 2", (_random_corpus(g, 20, 3, 8), 2)),
-        _Case("10 random texts, n = 3", (_random_corpus(g, 10, 4, 9), 3)),
+        Case("texts = ['the cat sat', 'the cat ran'], n = 1", (["the cat sat", "the cat ran"], 1)),
+        Case("texts = ['the cat sat', 'the cat ran'], n = 2", (["the cat sat", "the cat ran"], 2)),
+        Case("texts = ['a b c d'], n = 2 (nothing repeats)", (["a b c d"], 2)),
+        Case("texts = ['sat', 'the cat sat'], n = 2 (a text shorter than n)", (["sat", "the cat sat"], 2)),
+        Case("texts = ['The cat sat.', 'the cat, the dog'], n = 1 (capitals and punctuation)",
+              (["The cat sat.", "the cat, the dog"], 1)),
+        Case("20 random texts, n = 1", (random_corpus(g, 20, 3, 8), 1)),
+        Case("20 random texts, n = 2", (random_corpus(g, 20, 3, 8), 2)),
+        Case("10 random texts, n = 3", (random_corpus(g, 10, 4, 9), 3)),
     ]
 
 
 CH06_DISTINCT_N = FunctionExercise(
     "ch06.distinct_n", "distinct_n(texts, n)",
-    "distinct-n of a list of texts (words split on whitespace): distinct n-grams / all n-grams, over the corpus.",
-    reference=metrics.distinct_n, cases=_distinct_cases, convert=_float_result,
+    "distinct-n of a list of texts (words as dftlab.metrics.words.words(text) gives them: lower case, punctuation "
+    "dropped): distinct n-grams / all n-grams, over the corpus.",
+    reference=metrics.distinct_n, cases=_distinct_cases, convert=float_result,
     mistakes=(
-        _Mistake("counted per text instead of over the corpus: pool the n-grams of every text, then divide once "
+        Mistake("counted per text instead of over the corpus: pool the n-grams of every text, then divide once "
                  "(repeats *across* texts are what makes a corpus formulaic).",
                  _distinct_per_text),
-        _Mistake("you joined the texts, so n-grams cross from the end of one text into the next: "
+        Mistake("you joined the texts, so n-grams cross from the end of one text into the next: "
                  "take n-grams inside each text.",
                  _distinct_joined),
-        _Mistake("you counted characters, not words: split each text on whitespace (`text.split()`).",
+        Mistake("you counted characters, not words: split each text into its words with "
+                 "`metrics.words.words(text)`.",
                  _distinct_characters),
-        _Mistake("you returned the number of distinct n-grams: divide it by the total number of n-grams.",
-                 lambda texts, n: float(len(Counter(g for t in texts for g in _ngrams(t.split(), n))))),
-        _Mistake("you divided by the number of words, not the number of n-grams (a text of L words has "
+        Mistake("you split the texts on whitespace, so 'The' and 'the', or 'cat' and 'cat,', count as different "
+                 "words: take the words of `metrics.words.words(text)`, which lower-cases and drops punctuation.",
+                 lambda texts, n: metrics.distinct_n(texts, n, split_words=whitespace_tokens)),
+        Mistake("you returned the number of distinct n-grams: divide it by the total number of n-grams.",
+                 lambda texts, n: float(len(Counter(g for t in texts for g in ngrams(words(t), n))))),
+        Mistake("you divided by the number of words, not the number of n-grams (a text of L words has "
                  "L - n + 1 n-grams).",
                  _distinct_over_words),
-        _Mistake("the ratio is upside down: distinct n-grams / all n-grams, a number between 0 and 1.",
+        Mistake("the ratio is upside down: distinct n-grams / all n-grams, a number between 0 and 1.",
                  lambda texts, n: 1 / metrics.distinct_n(texts, n)),
-        _Mistake("your function ignores n: it always counts single words.",
+        Mistake("your function ignores n: it always counts single words.",
                  lambda texts, n: metrics.distinct_n(texts, 1)),
     ),
 )
 
 
 def _word_frequencies(texts):
-    counts = Counter(w for t in texts for w in t.split())
+    counts = Counter(w for t in texts for w in words(t))
     total = sum(counts.values())
     return {w: c / total for w, c in counts.items()}
 
@@ -86,10 +94,10 @@ def _l2_variant(norm: str = "l2", normalise: bool = True, union: bool = True):
         if normalise:
             p, q = _word_frequencies(samples), _word_frequencies(reference)
         else:
-            p = Counter(w for t in samples for w in t.split())
-            q = Counter(w for t in reference for w in t.split())
-        words = (p.keys() | q.keys()) if union else p.keys()
-        differences = [p.get(w, 0.0) - q.get(w, 0.0) for w in words]
+            p = Counter(w for t in samples for w in words(t))
+            q = Counter(w for t in reference for w in words(t))
+        vocabulary = (p.keys() | q.keys()) if union else p.keys()
+        differences = [p.get(w, 0.0) - q.get(w, 0.0) for w in vocabulary]
         if norm == "l1":
             return sum(abs(d) for d in differences)
         squared = sum(d * d for d in differences)
@@ -99,31 +107,38 @@ def _l2_variant(norm: str = "l2", normalise: bool = True, union: bool = True):
 
 def _l2_cases(g):
     return [
-        _Case("samples = ['a a b'], reference = ['a b b']", (["a a b"], ["a b b"])),
-        _Case("samples = reference = ['the cat sat', 'the dog']",
+        Case("samples = ['a a b'], reference = ['a b b']", (["a a b"], ["a b b"])),
+        Case("samples = reference = ['the cat sat', 'the dog']",
               (["the cat sat", "the dog"], ["the cat sat", "the dog"])),
-        _Case("samples = ['x'], reference = ['y'] (no word in common)", (["x"], ["y"])),
-        _Case("samples = ['a b'], reference = ['a b c c']", (["a b"], ["a b c c"])),
-        _Case("random corpora of 15 and 25 texts", (_random_corpus(g, 15, 2, 6), _random_corpus(g, 25, 2, 6))),
+        Case("samples = ['x'], reference = ['y'] (no word in common)", (["x"], ["y"])),
+        Case("samples = ['a b'], reference = ['a b c c']", (["a b"], ["a b c c"])),
+        Case("samples = ['The cat sat.'], reference = ['the cat, the mat'] (capitals and punctuation)",
+              (["The cat sat."], ["the cat, the mat"])),
+        Case("random corpora of 15 and 25 texts", (random_corpus(g, 15, 2, 6), random_corpus(g, 25, 2, 6))),
     ]
 
 
 CH06_TOKEN_L2 = FunctionExercise(
     "ch06.token_l2_distance", "token_l2_distance(samples, reference)",
-    "The L2 distance between the word-frequency vectors (each summing to 1) of two lists of texts.",
+    "The L2 distance between the word-frequency vectors (each summing to 1) of two lists of texts, words as "
+    "dftlab.metrics.words.words(text) gives them (lower case, punctuation dropped).",
     reference=lambda samples, reference: metrics.token_l2_distance(samples, reference, n=1),
-    cases=_l2_cases, convert=_float_result,
+    cases=_l2_cases, convert=float_result,
     mistakes=(
-        _Mistake("you compared raw counts: normalise each corpus's counts to frequencies (divide by its total) "
+        Mistake("you compared raw counts: normalise each corpus's counts to frequencies (divide by its total) "
                  "so that corpora of different sizes compare.",
                  _l2_variant(normalise=False)),
-        _Mistake("you returned the squared distance: take the square root.",
+        Mistake("you returned the squared distance: take the square root.",
                  _l2_variant(norm="squared")),
-        _Mistake("that is the L1 distance (sum of absolute differences): L2 is the square root of the sum of squares.",
+        Mistake("that is the L1 distance (sum of absolute differences): L2 is the square root of the sum of squares.",
                  _l2_variant(norm="l1")),
-        _Mistake("you only looped over the words of `samples`: a word that appears only in `reference` counts "
+        Mistake("you only looped over the words of `samples`: a word that appears only in `reference` counts "
                  "with frequency 0 in the samples (use the union of both vocabularies).",
                  _l2_variant(union=False)),
+        Mistake("you split the texts on whitespace, so 'The' and 'the', or 'sat' and 'sat.', count as different "
+                 "words: take the words of `metrics.words.words(text)`, which lower-cases and drops punctuation.",
+                 lambda samples, reference: metrics.token_l2_distance(samples, reference, n=1,
+                                                                      split_words=whitespace_tokens)),
     ),
 )
 
@@ -148,12 +163,12 @@ def _permutation_cases(g):
     near_x, near_y = sample(30), sample(20, 0.4)
     # The first case tells most mistakes apart (the feedback names the one that fits the first failing case).
     return [
-        _Case("x: 30 points, y: 20 points shifted by 0.4, 150 permutations, seed 7", (near_x, near_y, _mmd2, 150, 7)),
-        _Case("x: 20 points, y: 25 points, one distribution, 200 permutations, seed 0",
+        Case("x: 30 points, y: 20 points shifted by 0.4, 150 permutations, seed 7", (near_x, near_y, _mmd2, 150, 7)),
+        Case("x: 20 points, y: 25 points, one distribution, 200 permutations, seed 0",
               (same_x, same_y, _mmd2, 200, 0)),
-        _Case("x: 3 points, y: 4 points, one distribution, 200 permutations, seed 0 (only 35 distinct "
+        Case("x: 3 points, y: 4 points, one distribution, 200 permutations, seed 0 (only 35 distinct "
               "relabellings, so the observed one comes up again)", (small_x, small_y, _mmd2, 200, 0)),
-        _Case("x: 15 points, y: 12 points shifted by 1.5, 100 permutations, seed 3", (far_x, far_y, _mmd2, 100, 3)),
+        Case("x: 15 points, y: 12 points shifted by 1.5, 100 permutations, seed 3", (far_x, far_y, _mmd2, 100, 3)),
     ]
 
 
@@ -192,27 +207,27 @@ CH06_PERMUTATION = FunctionExercise(
     "np.random.default_rng(seed), and count the relabellings whose statistic is at least the observed one, "
     "with the +1 correction.",
     reference=lambda x, y, statistic, num_permutations, seed: metrics.mmd(x, y, num_permutations, seed).p_value,
-    cases=_permutation_cases, convert=_float_result,
+    cases=_permutation_cases, convert=float_result,
     mistakes=(
-        _Mistake("you counted only relabellings with a statistic strictly greater than the observed one: count "
+        Mistake("you counted only relabellings with a statistic strictly greater than the observed one: count "
                  "ties as well (>=). The observed labelling itself is one of the possible relabellings, and with "
                  "few points it comes up again among the shuffles.",
                  _permutation_variant(compare=">")),
-        _Mistake("you left out the +1 correction: the p-value is (1 + #{shuffles at least as extreme}) / "
+        Mistake("you left out the +1 correction: the p-value is (1 + #{shuffles at least as extreme}) / "
                  "(1 + num_permutations), counting the observed labelling as one of the shuffles, so it can never be "
                  "0.",
                  _permutation_variant(plus_one=False)),
-        _Mistake("you shuffled inside each sample, which leaves both sets (and the statistic) unchanged, so every "
+        Mistake("you shuffled inside each sample, which leaves both sets (and the statistic) unchanged, so every "
                  "shuffle ties. Pool x and y first, then reassign the labels 'x' and 'y' at random.",
                  _permutation_variant(pooled=False)),
-        _Mistake("you created the random generator inside the loop, so every shuffle is the same one. Create "
+        Mistake("you created the random generator inside the loop, so every shuffle is the same one. Create "
                  "`rng = np.random.default_rng(seed)` once, before the loop.",
                  _permutation_variant(generator_per_loop=True)),
-        _Mistake("you shuffled the pooled points and split them after len(x). That is a valid permutation test, "
+        Mistake("you shuffled the pooled points and split them after len(x). That is a valid permutation test, "
                  "but it draws different relabellings from the package: shuffle the label vector with "
                  "`rng.permutation(labels)` as the exercise says, so that the p-values can be compared exactly.",
                  _permutation_variant(shuffle="points")),
-        _Mistake("you compared absolute values: the test is one-sided, because a large MMD^2 is the evidence of a "
+        Mistake("you compared absolute values: the test is one-sided, because a large MMD^2 is the evidence of a "
                  "difference and a negative one is not.",
                  _permutation_variant(two_sided=True)),
     ),
@@ -249,17 +264,17 @@ def _coverage_count(reference, samples, k):
 def _coverage_cases(g):
     line = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
     return [
-        _Case("reference = points 0, 1, 2, 10 on a line, samples = 0.5, 5, 13, 30, k = 1",
+        Case("reference = points 0, 1, 2, 10 on a line, samples = 0.5, 5, 13, 30, k = 1",
               (line, torch.tensor([[0.5], [5.0], [13.0], [30.0]]), 1)),
-        _Case("reference = points 0, 1, 2, 10 on a line, samples = 0.5, 5, 13, 30, k = 2",
+        Case("reference = points 0, 1, 2, 10 on a line, samples = 0.5, 5, 13, 30, k = 2",
               (line, torch.tensor([[0.5], [5.0], [13.0], [30.0]]), 2)),
-        _Case("reference = 30 random points in 2-D, samples = 20 points drawn from a narrower cloud, k = 3",
+        Case("reference = 30 random points in 2-D, samples = 20 points drawn from a narrower cloud, k = 3",
               (torch.randn(30, 2, generator=g, dtype=torch.float64),
                0.5 * torch.randn(20, 2, generator=g, dtype=torch.float64), 3)),
-        _Case("reference = 20 points from a narrow cloud, samples = 30 from a wide one, k = 3",
+        Case("reference = 20 points from a narrow cloud, samples = 30 from a wide one, k = 3",
               (0.5 * torch.randn(20, 2, generator=g, dtype=torch.float64),
                torch.randn(30, 2, generator=g, dtype=torch.float64), 3)),
-        _Case("reference = 40 random points in 8-D, samples = 25 random points in 8-D, k = 5",
+        Case("reference = 40 random points in 8-D, samples = 25 random points in 8-D, k = 5",
               (torch.randn(40, 8, generator=g, dtype=torch.float64),
                torch.randn(25, 8, generator=g, dtype=torch.float64), 5)),
     ]
@@ -270,19 +285,19 @@ CH06_COVERAGE = FunctionExercise(
     "The share of `samples` [M, d] that lie within at least one `reference` point's k-nearest-neighbour ball "
     "(radius: its distance to its k-th nearest *other* reference point). Precision is coverage(real, generated), "
     "recall is coverage(generated, real).",
-    reference=metrics.knn_coverage, cases=_coverage_cases, convert=_float_result,
+    reference=metrics.knn_coverage, cases=_coverage_cases, convert=float_result,
     mutating_hint="sort a copy (`torch.sort` or `np.sort` return new arrays), not the input",
     mistakes=(
-        _Mistake("you counted each reference point as its own nearest neighbour: its distance to itself is 0, so "
+        Mistake("you counted each reference point as its own nearest neighbour: its distance to itself is 0, so "
                  "after sorting, column k (not k - 1) holds the k-th nearest *other* point.",
                  _coverage_self_counted),
-        _Mistake("you swapped the roles: the balls are drawn around the *reference* points, and you count the "
+        Mistake("you swapped the roles: the balls are drawn around the *reference* points, and you count the "
                  "*samples* that fall inside one.",
                  lambda reference, samples, k: metrics.knn_coverage(samples, reference, k)),
-        _Mistake("you gave every reference point the same radius (the mean k-NN distance): each point has its own "
+        Mistake("you gave every reference point the same radius (the mean k-NN distance): each point has its own "
                  "radius, so that dense regions get small balls and sparse regions large ones.",
                  _coverage_one_radius),
-        _Mistake("you returned how many samples are covered: return their share (divide by the number of samples).",
+        Mistake("you returned how many samples are covered: return their share (divide by the number of samples).",
                  _coverage_count),
     ),
 )
@@ -295,7 +310,7 @@ PREDICTIONS = (
         "ch06.formulaic_distinct_1",
         "Predict distinct-1 of a corpus made of 100 copies of 'the cat sat on the mat'.",
         kind="number", tolerance=0.005,
-        misconceptions=((_near(5 / 6, 0.02), "5/6 is distinct-1 of a single copy: repeats across texts count too, "
+        misconceptions=((near(5 / 6, 0.02), "5/6 is distinct-1 of a single copy: repeats across texts count too, "
                                              "because distinct-n is computed over the whole corpus."),),
         lesson="5 distinct words out of 600: distinct-1 = 0.0083. Each text on its own looks varied; only the "
                "corpus-level count exposes the repetition."),

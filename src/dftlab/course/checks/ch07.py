@@ -12,17 +12,17 @@ import numpy as np
 import torch
 
 from dftlab import distributions
-from dftlab.course.checks.engine import FunctionExercise, PredictionExercise, _Case, _Mistake, _probs_of, _random_logits
+from dftlab.course.checks.engine import FunctionExercise, PredictionExercise, Case, Mistake, probs_of, random_logits
 
 
 def _decoding_cases(g):
-    hand = torch.log(_probs_of([0.5, 0.3, 0.15, 0.05]))
+    hand = torch.log(probs_of([0.5, 0.3, 0.15, 0.05]))
     return [
-        _Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 1, top_p = 0.7", (hand, 1.0, 0.7)),
-        _Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 1, top_p = 1", (hand, 1.0, 1.0)),
-        _Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 2, top_p = 0.6", (hand, 2.0, 0.6)),
-        _Case("logits of shape (3, 8), temperature = 0.5, top_p = 0.9", (_random_logits(g, 3, 8), 0.5, 0.9)),
-        _Case("logits of shape (2, 10), temperature = 1.5, top_p = 0.5", (_random_logits(g, 2, 10), 1.5, 0.5)),
+        Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 1, top_p = 0.7", (hand, 1.0, 0.7)),
+        Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 1, top_p = 1", (hand, 1.0, 1.0)),
+        Case("logits = log [0.5, 0.3, 0.15, 0.05], temperature = 2, top_p = 0.6", (hand, 2.0, 0.6)),
+        Case("logits of shape (3, 8), temperature = 0.5, top_p = 0.9", (random_logits(g, 3, 8), 0.5, 0.9)),
+        Case("logits of shape (2, 10), temperature = 1.5, top_p = 0.5", (random_logits(g, 2, 10), 1.5, 0.5)),
     ]
 
 
@@ -47,39 +47,49 @@ CH07_DECODING = FunctionExercise(
                                                                                       top_p=top_p),
     cases=_decoding_cases,
     mistakes=(
-        _Mistake("you chose the nucleus before applying the temperature: divide the logits by T first, then keep "
+        Mistake("you chose the nucleus before applying the temperature: divide the logits by T first, then keep "
                  "the top-p set of the *tempered* distribution.",
                  lambda z, t, p: torch.softmax(distributions.top_p_filter(z, p) / t, -1)),
-        _Mistake("you did not renormalise after filtering: the kept probabilities must sum to 1 again.",
+        Mistake("you did not renormalise after filtering: the kept probabilities must sum to 1 again.",
                  lambda z, t, p: torch.softmax(z / t, -1) * torch.isfinite(distributions.top_p_filter(z / t, p))),
-        _Mistake("the temperature has no effect in your function: divide the logits by it first.",
+        Mistake("the temperature has no effect in your function: divide the logits by it first.",
                  lambda z, t, p: _renormalised_top_p(z, 1.0, p)),
-        _Mistake("top_p has no effect in your function: drop the tokens outside the nucleus.",
+        Mistake("top_p has no effect in your function: drop the tokens outside the nucleus.",
                  lambda z, t, p: torch.softmax(z / t, -1)),
-        _Mistake("you dropped the token that takes the total past top_p (off by one): keep the *smallest* set "
+        Mistake("you dropped the token that takes the total past top_p (off by one): keep the *smallest* set "
                  "of most likely tokens whose total reaches top_p, so the token that crosses it stays.",
                  _strict_top_p),
-        _Mistake("you multiplied the logits by the temperature: divide them.",
+        Mistake("you multiplied the logits by the temperature: divide them.",
                  lambda z, t, p: torch.softmax(distributions.top_p_filter(z * t, p), -1)),
     ),
 )
 
 
-@functools.lru_cache(maxsize=1)
 def _study_results():
+    """The study's results table from the results folder in use now ($DFTLAB_RESULTS, read at each call)."""
+    from dftlab.storage import reading_results_dir
+
+    return _results_in(str(reading_results_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _results_in(folder: str):
     from dftlab import study
 
-    return study.load_results()
+    return study.load_results(out=folder)
 
 
 def _comparison_cases(g):
-    rows = [("kl", "dft", "nll", "T=1", "tiny-gpt2", 200),
-            ("validity", "dft", "nll", "T=0.7,top-p=0.9", "tiny-gpt2", 200),
-            ("distinct_2", "power_0.5", "nll", "T=1", "tiny-gpt2", 200),
-            ("token_l2_1", "asft", "dft_floored", "T=0.7,top-p=0.9", "tiny-gpt2", 200),
-            ("prob_character", "dft", "nll", "T=1", "tiny-gpt2-english", 200),
-            ("top_opener_share", "nll", "dft", "T=1", "tiny-gpt2", 50)]
-    return [_Case(f"metric={m!r}, a={a!r}, b={b!r}, decoding={d!r}, base_model={bm!r}, steps={st}",
+    from dftlab.study.config import STRONG_PRIOR, WEAK_PRIOR, default_config
+
+    steps = default_config().steps
+    rows = [("kl", "dft", "nll", "T=1", STRONG_PRIOR, steps),
+            ("validity", "dft", "nll", "T=0.7,top-p=0.9", STRONG_PRIOR, steps),
+            ("distinct_2", "power_0.5", "nll", "T=1", STRONG_PRIOR, steps),
+            ("token_l2_1", "asft", "dft_floored", "T=0.7,top-p=0.9", STRONG_PRIOR, steps),
+            ("prob_character", "dft", "nll", "T=1", WEAK_PRIOR, steps),
+            ("top_opener_share", "nll", "dft", "T=1", STRONG_PRIOR, 50)]
+    return [Case(f"metric={m!r}, a={a!r}, b={b!r}, decoding={d!r}, base_model={bm!r}, steps={st}",
                   (_study_results().copy(), m, a, b, d, bm, st)) for m, a, b, d, bm, st in rows]
 
 
@@ -142,16 +152,16 @@ CH07_PAIRED_COMPARISON = FunctionExercise(
     "95% Student-t interval, as (mean, low, high).",
     reference=_reference_comparison, cases=_comparison_cases,
     mistakes=(
-        _Mistake(_UNPAIRED, _unpaired_variant(welch=True)),
-        _Mistake(_UNPAIRED, _unpaired_variant(welch=False)),
-        _Mistake("you used the sample standard deviation with ddof=0 (numpy's default divides by n): the "
+        Mistake(_UNPAIRED, _unpaired_variant(welch=True)),
+        Mistake(_UNPAIRED, _unpaired_variant(welch=False)),
+        Mistake("you used the sample standard deviation with ddof=0 (numpy's default divides by n): the "
                  "t-interval needs the n - 1 version, `np.std(x, ddof=1)` (pandas' `.std()` already does this).",
                  _paired_variant(ddof=0)),
-        _Mistake("you used the normal quantile 1.96: with 3 to 5 seeds the interval needs Student's t with n - 1 "
+        Mistake("you used the normal quantile 1.96: with 3 to 5 seeds the interval needs Student's t with n - 1 "
                  "degrees of freedom, `scipy.stats.t.ppf(0.975, n - 1)`, which is much wider.",
                  _paired_variant(quantile="normal")),
-        _Mistake("the sign is flipped: the difference is a - b, not b - a.", _paired_variant(reverse=True)),
-        _Mistake("you kept rows from other runs: filter on base_model and steps as well, or the budget sweep "
+        Mistake("the sign is flipped: the difference is a - b, not b - a.", _paired_variant(reverse=True)),
+        Mistake("you kept rows from other runs: filter on base_model and steps as well, or the budget sweep "
                  "(50 and 100 steps) and the weak-prior runs are averaged into each seed.",
                  _paired_variant(filtered=False)),
     ),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from dftlab.course.checks.engine import FunctionExercise, PredictionExercise, _Case, _float_result, _Mistake, _random_corpus
+from dftlab.course.checks.engine import FunctionExercise, PredictionExercise, Case, float_result, Mistake, random_corpus
 from dftlab.metrics.slop_score import slop_list_rate, slop_list_word_hits
 
 # A few words on slop-score's list (checked by tests/test_checks_ch08.py), to put into random answers.
@@ -41,19 +41,19 @@ def _rate_cases(g):
                   "he let anyone carry them up the hill to the market, where the baker was already shouting and the "
                   "first customers stood waiting in the cold with their baskets.")
     return [
-        _Case("texts = [a 60-word story with two listed words, 'A tapestry.']", ([long_story, "A tapestry."],)),
-        _Case("texts = ['A tapestry of light.', 'The cat sat on the mat and looked at the door for a while.']",
+        Case("texts = [a 60-word story with two listed words, 'A tapestry.']", ([long_story, "A tapestry."],)),
+        Case("texts = ['A tapestry of light.', 'The cat sat on the mat and looked at the door for a while.']",
               (["A tapestry of light.", "The cat sat on the mat and looked at the door for a while."],)),
-        _Case("texts = ['Crucially, it works.', 'It works.'] (short answers, as a 64-token student writes)",
+        Case("texts = ['Crucially, it works.', 'It works.'] (short answers, as a 64-token student writes)",
               (["Crucially, it works.", "It works."],)),
-        _Case("texts = ['A well-known, twenty-first-century tapestry: 3 panels, 2 rooms.'] (hyphens and numbers)",
+        Case("texts = ['A well-known, twenty-first-century tapestry: 3 panels, 2 rooms.'] (hyphens and numbers)",
               (["A well-known, twenty-first-century tapestry: 3 panels, 2 rooms."],)),
-        _Case("texts = ['no listed word here at all', 'none here either']",
+        Case("texts = ['no listed word here at all', 'none here either']",
               (["no listed word here at all", "none here either"],)),
-        _Case("10 random answers of 3 to 40 words, some listed words put in",
-              (_with_listed_words(g, _random_corpus(g, 10, 3, 40)),)),
-        _Case("6 random answers of 60 to 90 words, some listed words put in",
-              (_with_listed_words(g, _random_corpus(g, 6, 60, 90)),)),
+        Case("10 random answers of 3 to 40 words, some listed words put in",
+              (_with_listed_words(g, random_corpus(g, 10, 3, 40)),)),
+        Case("6 random answers of 60 to 90 words, some listed words put in",
+              (_with_listed_words(g, random_corpus(g, 6, 60, 90)),)),
     ]
 
 
@@ -70,18 +70,18 @@ CH08_LIST_WORDS_PER_1000 = FunctionExercise(
     "ch08.list_words_per_1000", "list_words_per_1000(texts)",
     "slop-score's list words per 1,000 words over a set of answers, every answer counted however short, words and "
     "hits as metrics.slop_list_word_hits counts them.",
-    reference=_list_words_per_1000, cases=_rate_cases, convert=_float_result,
+    reference=_list_words_per_1000, cases=_rate_cases, convert=float_result,
     mistakes=(
-        _Mistake("you averaged each answer's own rate: a two-word answer with one listed word then weighs as much as "
+        Mistake("you averaged each answer's own rate: a two-word answer with one listed word then weighs as much as "
                  "a long one. Pool the hits and the words of all the answers first, then divide.", _mean_of_rates),
-        _Mistake("you called slop_list_rate, which drops every answer of 300 characters or fewer, as slop-score's "
+        Mistake("you called slop_list_rate, which drops every answer of 300 characters or fewer, as slop-score's "
                  "leaderboard does. The students' answers are cut to 64 tokens, so most of them would be dropped: "
                  "count every answer.", _leaderboard_rate),
-        _Mistake("the rate is per 1,000 words: multiply the share of listed words by 1000.",
+        Mistake("the rate is per 1,000 words: multiply the share of listed words by 1000.",
                  lambda texts: _list_words_per_1000(texts) / 1000),
-        _Mistake("you divided by the number of answers instead of the number of words.",
+        Mistake("you divided by the number of answers instead of the number of words.",
                  lambda texts: sum(h for h, _ in slop_list_word_hits(texts)) / len(texts) * 1000),
-        _Mistake("you counted words with str.split(), which keeps punctuation and numbers as words; "
+        Mistake("you counted words with str.split(), which keeps punctuation and numbers as words; "
                  "slop_list_word_hits gives each answer's word count as slop-score counts it.",
                  lambda texts: sum(h for h, _ in slop_list_word_hits(texts))
                  / sum(len(t.split()) for t in texts) * 1000),

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, _Case, _float_result,
-                                  _Mistake)
+from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, Case, float_result,
+                                  Mistake)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,10 +51,10 @@ def _step_cases(g):
     by_hand = ([torch.tensor([1.0, 2.0, 3.0]), torch.tensor([5.0])],
                [torch.tensor([IGNORE_INDEX, 7, 8]), torch.tensor([9])])
     return [
-        _Case("by hand: losses [1, 2, 3] with labels [-100, 7, 8], and [5] with labels [9] (answer 10/3)", by_hand),
-        _Case("one micro-batch of 8 tokens, the first 3 masked", _micro_batches(g, [8], [3])),
-        _Case("two micro-batches, 10 and 90 supervised tokens", _micro_batches(g, [15, 95], [5, 5])),
-        _Case("three micro-batches of different lengths", _micro_batches(g, [6, 30, 12], [2, 10, 0])),
+        Case("by hand: losses [1, 2, 3] with labels [-100, 7, 8], and [5] with labels [9] (answer 10/3)", by_hand),
+        Case("one micro-batch of 8 tokens, the first 3 masked", _micro_batches(g, [8], [3])),
+        Case("two micro-batches, 10 and 90 supervised tokens", _micro_batches(g, [15, 95], [5, 5])),
+        Case("three micro-batches of different lengths", _micro_batches(g, [6, 30, 12], [2, 10, 0])),
     ]
 
 
@@ -63,14 +63,14 @@ CH09_STEP_LOSS = FunctionExercise(
     "The loss of one optimiser step split into micro-batches: token_losses and labels are lists with one 1-D tensor "
     "per micro-batch (labels -100 where nothing is supervised); return the mean over every supervised token of the "
     "step, as one big batch would give it.",
-    reference=_step_loss, cases=_step_cases, convert=_float_result,
+    reference=_step_loss, cases=_step_cases, convert=float_result,
     mistakes=(
-        _Mistake("you averaged each micro-batch's mean: a short micro-batch's tokens then count for more than a long "
+        Mistake("you averaged each micro-batch's mean: a short micro-batch's tokens then count for more than a long "
                  "one's. Add up the supervised losses of the whole step and divide once, by the step's count of "
                  "supervised tokens.", _mean_of_means),
-        _Mistake("you averaged over every position, the masked ones too: leave out the positions labelled -100 "
+        Mistake("you averaged over every position, the masked ones too: leave out the positions labelled -100 "
                  "before you add up or count.", _mean_over_all_positions),
-        _Mistake("you returned the sum of the supervised losses: divide it by how many there are.", _sum_only),
+        Mistake("you returned the sum of the supervised losses: divide it by how many there are.", _sum_only),
     ),
 )
 

@@ -87,7 +87,7 @@ class _TimeLimitExceeded(BaseException):
     """Raised inside the learner's code by the alarm. A BaseException, so `except Exception:` cannot swallow it."""
 
 
-class _AnswerProblem(Exception):
+class AnswerProblem(Exception):
     """The learner's code raised, ran too long, or returned something unusable; `feedback` says which."""
 
     def __init__(self, feedback: str, attempted: bool = True):
@@ -139,7 +139,7 @@ def _run_in_thread(function: Callable, args: tuple, time_limit: float):
 
 
 def _call(function: Callable, args: tuple, where: str, time_limit: float, what: str = "your function"):
-    """Call the learner's code and turn every way it can go wrong into an `_AnswerProblem`."""
+    """Call the learner's code and turn every way it can go wrong into an `AnswerProblem`."""
     # The alarm needs the main thread, and must not cancel someone else's timer (e.g. pytest-timeout's).
     use_alarm = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
                  and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
@@ -150,16 +150,16 @@ def _call(function: Callable, args: tuple, where: str, time_limit: float, what: 
     except _TimeLimitExceeded as exc:
         stopped = ("was left running in the background (restart the kernel if things slow down)" if exc.args
                    else "was stopped")
-        raise _AnswerProblem(f"{what} took longer than {time_limit:g} s on {where} and {stopped}. "
+        raise AnswerProblem(f"{what} took longer than {time_limit:g} s on {where} and {stopped}. "
                              f"Look for a loop that never ends, or a Python loop over every element of a tensor.")
     except NotImplementedError as exc:
         hint = f" ({exc})" if str(exc) else ""
-        raise _AnswerProblem(f"not attempted yet{hint}. Replace the `raise NotImplementedError` line with your code, "
+        raise AnswerProblem(f"not attempted yet{hint}. Replace the `raise NotImplementedError` line with your code, "
                              f"then run this cell again.", attempted=False)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         message = message[:200] + ("..." if len(message) > 200 else "")
-        raise _AnswerProblem(f"{what} raised {type(exc).__name__}" + (f": {message}" if message else "")
+        raise AnswerProblem(f"{what} raised {type(exc).__name__}" + (f": {message}" if message else "")
                              + f" (on {where}).")
 
 
@@ -170,25 +170,25 @@ def _call(function: Callable, args: tuple, where: str, time_limit: float, what: 
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def _as_tensor(value, where: str) -> torch.Tensor:
+def as_tensor(value, where: str) -> torch.Tensor:
     """The learner's result as a tensor; numpy arrays, Python numbers and lists of numbers are accepted."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, bool) or value is None:
-        raise _AnswerProblem(f"your function returned {value!r} on {where}; it should return a tensor. "
+        raise AnswerProblem(f"your function returned {value!r} on {where}; it should return a tensor. "
                              f"Did you forget the `return` line?")
     try:
         return torch.as_tensor(np.asarray(value))
     except (TypeError, ValueError, RuntimeError):
-        raise _AnswerProblem(f"your function returned a {type(value).__name__} on {where}, which is not a number "
+        raise AnswerProblem(f"your function returned a {type(value).__name__} on {where}, which is not a number "
                              f"or a tensor of numbers.") from None
 
 
-def _float_result(value, where: str) -> torch.Tensor:
+def float_result(value, where: str) -> torch.Tensor:
     """A function exercise's answer as one float64 number (a problem naming its shape if it is not one)."""
-    result = _as_tensor(value, where)
+    result = as_tensor(value, where)
     if result.numel() != 1:
-        raise _AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
+        raise AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
                              f"(on {where}).")
     return result.reshape(()).double()
 
@@ -209,15 +209,15 @@ def _same_result(got, expected) -> bool:
     return isinstance(got, torch.Tensor) and _same(got, expected)
 
 
-def _show(value) -> str:
+def show(value) -> str:
     """A short, deterministic rendering of a value for feedback: values when small, the shape when not."""
     if isinstance(value, tuple):
-        return "(" + ", ".join(_show(item) for item in value) + ")"
+        return "(" + ", ".join(show(item) for item in value) + ")"
     if isinstance(value, torch.Tensor):
         if value.numel() == 1 and value.dim() == 0:
             return _number(value.item())
         if value.numel() <= 8:
-            return "[" + ", ".join(_show(item) for item in value) + "]"
+            return "[" + ", ".join(show(item) for item in value) + "]"
         return f"a tensor of shape {tuple(value.shape)}"
     if isinstance(value, float):
         return _number(value)
@@ -251,7 +251,7 @@ def _clone(value):
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Case:
+class Case:
     """One call of the answer: `shown` is how the feedback describes it, `hint` is added if the answer raises."""
 
     shown: str
@@ -260,7 +260,7 @@ class _Case:
 
 
 @dataclass(frozen=True)
-class _Mistake:
+class Mistake:
     """A typical wrong answer, written as a function with the answer's signature, and what to tell the learner."""
 
     feedback: str
@@ -309,7 +309,7 @@ def _seed(exercise_id: str) -> torch.Generator:
 def _convert(exercise: FunctionExercise, raw, where: str):
     if exercise.convert is not None:
         return exercise.convert(raw, where)
-    return _as_tensor(raw, where)
+    return as_tensor(raw, where)
 
 
 def _diagnose(exercise: FunctionExercise, cases: list, outputs: list, first_failure: int) -> str | None:
@@ -330,7 +330,7 @@ def _diagnose(exercise: FunctionExercise, cases: list, outputs: list, first_fail
     return None if best is None else best.feedback
 
 
-def _scalar_loss_gradient(loss_function: Callable, case: _Case):
+def _scalar_loss_gradient(loss_function: Callable, case: Case):
     logits = case.args[0].detach().clone().requires_grad_(True)
     loss = loss_function(logits, *map(_clone, case.args[1:]))
     (gradient,) = torch.autograd.grad(loss, logits)
@@ -355,7 +355,7 @@ class Trial:
     gradient_stop: tuple | None = None
 
 
-def _learner_gradient(answer: Callable, case: _Case, time_limit: float):
+def _learner_gradient(answer: Callable, case: Case, time_limit: float):
     """d(loss)/d(logits) of the learner's loss on one input, or a sentence saying why it has none."""
     logits = case.args[0].detach().clone().requires_grad_(True)
     loss = _call(answer, (logits, *map(_clone, case.args[1:])), case.shown, time_limit)
@@ -381,7 +381,7 @@ def run_trial(exercise: FunctionExercise, answer: Callable, cases: list, time_li
                     return Trial(outputs, (index, f"your function changed its input in place (on {case.shown}), "
                                                   f"which corrupts the caller's data: {exercise.mutating_hint}.", True))
             outputs.append(_convert(exercise, raw, case.shown))
-        except _AnswerProblem as problem:
+        except AnswerProblem as problem:
             hint = f" {case.hint}" if case.hint and problem.attempted else ""
             return Trial(outputs, (index, problem.feedback + hint, problem.attempted))
     if not exercise.check_gradient:
@@ -390,12 +390,12 @@ def run_trial(exercise: FunctionExercise, answer: Callable, cases: list, time_li
     for case in cases:
         try:
             gradients.append(_learner_gradient(answer, case, time_limit))
-        except _AnswerProblem as problem:
+        except AnswerProblem as problem:
             return Trial(outputs, gradients=gradients, gradient_stop=(problem.feedback, problem.attempted))
     return Trial(outputs, gradients=gradients)
 
 
-def _gradient_feedback(exercise: FunctionExercise, case: _Case, gradient) -> str | None:
+def _gradient_feedback(exercise: FunctionExercise, case: Case, gradient) -> str | None:
     """None when the learner's gradient in the logits matches the reference's; else what is wrong with it."""
     if isinstance(gradient, str):
         return gradient
@@ -425,7 +425,7 @@ def judge_trial(exercise: FunctionExercise, cases: list, trial: Trial) -> CheckR
         expected = _convert(exercise, exercise.reference(*map(_clone, case.args)), case.shown)
         if not _same_result(output, expected):
             mistake = _diagnose(exercise, cases[:index + 1], trial.outputs[:index + 1], index)
-            details = f"on {case.shown} the answer is {_show(expected)}, yours gave {_show(output)}."
+            details = f"on {case.shown} the answer is {show(expected)}, yours gave {show(output)}."
             if mistake:
                 return _failed(exercise_id, f"not yet: {mistake} ({details})")
             shape_note = ""
@@ -503,10 +503,10 @@ def _check_prediction(exercise: PredictionExercise, prediction, measured) -> Che
         return _failed(exercise_id, "pass the measured value too: `check(exercise_id, prediction, measured=value)`.")
     measured_value = _prediction_value(exercise, measured)
     if measured_value is None:
-        return _failed(exercise_id, f"the measured value should be {expected_form}, got {_show(measured)}.")
+        return _failed(exercise_id, f"the measured value should be {expected_form}, got {show(measured)}.")
     predicted = _prediction_value(exercise, prediction)
     if predicted is None or (exercise.kind == "choice" and predicted not in exercise.choices):
-        return _failed(exercise_id, f"your prediction should be {expected_form}, got {_show(prediction)}.")
+        return _failed(exercise_id, f"your prediction should be {expected_form}, got {show(prediction)}.")
     if exercise.kind == "choice":
         close = predicted == measured_value
         shown_prediction, shown_measured = repr(predicted), repr(measured_value)
@@ -518,11 +518,11 @@ def _check_prediction(exercise: PredictionExercise, prediction, measured) -> Che
             return _failed(exercise_id, f"your prediction has {predicted.size} entries; the experiment has "
                                         f"{measured_value.size}.")
         if (predicted < 0).any() or abs(predicted.sum() - 1) > 0.01:
-            return _failed(exercise_id, f"your prediction {_show(torch.as_tensor(predicted))} is not a probability "
+            return _failed(exercise_id, f"your prediction {show(torch.as_tensor(predicted))} is not a probability "
                                         f"distribution: entries must be >= 0 and sum to 1.")
         close = float(np.abs(predicted - measured_value).max()) <= exercise.tolerance
-        shown_prediction = _show(torch.as_tensor(predicted))
-        shown_measured = _show(torch.as_tensor(measured_value))
+        shown_prediction = show(torch.as_tensor(predicted))
+        shown_measured = show(torch.as_tensor(measured_value))
     if close:
         return _passed(exercise_id, f"well predicted: you said {shown_prediction}, the experiment gives "
                                     f"{shown_measured}. {exercise.lesson}")
@@ -545,7 +545,7 @@ _MAX_RECORD_NUMBERS = 1_000_000  # a record is a few small tensors; more than th
 def graded_inputs(exercise_id: str, seed: int) -> list:
     """The inputs a grader tries an answer on: the exercise's cases drawn from `seed`, which the learner never sees
     (in a notebook, `check` draws them from the exercise id, so that feedback is the same on every run)."""
-    exercise = _REGISTRY[exercise_id]
+    exercise = REGISTRY[exercise_id]
     return exercise.cases(torch.Generator().manual_seed((int(seed) + zlib.crc32(exercise_id.encode())) % 2 ** 63))
 
 
@@ -590,14 +590,14 @@ def answer_record(exercise_id: str, answer, seed: int, time_limit: float = TIME_
     Function exercises: the function's results on `graded_inputs(exercise_id, seed)`. Predictions: the prediction
     itself (predictions are graded for being made, not for being right, so that peeking earns nothing).
     """
-    exercise = _REGISTRY[exercise_id]
+    exercise = REGISTRY[exercise_id]
     if isinstance(exercise, PredictionExercise):
         if answer is ... or answer is None:
             return {"prediction": None}
         value = _prediction_value(exercise, answer)
         if isinstance(value, np.ndarray):
             value = value.tolist()
-        return {"prediction": value, "shown": _show(answer)[:200]}
+        return {"prediction": value, "shown": show(answer)[:200]}
     problem = _answer_problem(exercise, answer)
     if problem is not None:
         return {"result": [problem.status, problem.feedback]}
@@ -613,7 +613,7 @@ def judge_record(exercise_id: str, record, seed: int) -> tuple[str, str]:
     Status is "passed", "failed" or "not attempted" for a function, "answered" or "not attempted" for a
     prediction. A record that is not well formed raises ValueError: the caller reports it, it never passes.
     """
-    exercise = _REGISTRY[exercise_id]
+    exercise = REGISTRY[exercise_id]
     if not isinstance(record, dict):
         raise ValueError("the record is not a JSON object")
     if isinstance(exercise, PredictionExercise):
@@ -625,7 +625,7 @@ def judge_record(exercise_id: str, record, seed: int) -> tuple[str, str]:
             expected_form = {"number": "a number", "choice": "one of " + ", ".join(map(repr, exercise.choices)),
                              "distribution": "a list of probabilities"}[exercise.kind]
             return "failed", f"the prediction should be {expected_form}; got {str(record.get('shown'))[:200]}."
-        shown = repr(usable) if isinstance(usable, str) else _show(torch.as_tensor(usable))
+        shown = repr(usable) if isinstance(usable, str) else show(torch.as_tensor(usable))
         return "answered", (f"prediction made: {shown} (graded for completion: a prediction written before the "
                             f"experiment earns its points, right or wrong).")
     if "result" in record:
@@ -656,15 +656,15 @@ def judge_record(exercise_id: str, record, seed: int) -> tuple[str, str]:
 # Random inputs, shared by the chapters' exercises.
 # ---------------------------------------------------------------------------------------------
 
-def _random_probs(generator: torch.Generator, *shape: int, spread: float = 2.0) -> torch.Tensor:
+def random_probs(generator: torch.Generator, *shape: int, spread: float = 2.0) -> torch.Tensor:
     return torch.softmax(spread * torch.randn(*shape, generator=generator), dim=-1)
 
 
-def _random_logits(generator: torch.Generator, *shape: int) -> torch.Tensor:
+def random_logits(generator: torch.Generator, *shape: int) -> torch.Tensor:
     return 2.0 * torch.randn(*shape, generator=generator)
 
 
-def _random_targets(generator: torch.Generator, count: int, vocab_size: int, ignored: int = 0) -> torch.Tensor:
+def random_targets(generator: torch.Generator, count: int, vocab_size: int, ignored: int = 0) -> torch.Tensor:
     targets = torch.randint(0, vocab_size, (count,), generator=generator)
     if ignored:
         targets[torch.randperm(count, generator=generator)[:ignored]] = IGNORE_INDEX
@@ -674,7 +674,7 @@ def _random_targets(generator: torch.Generator, count: int, vocab_size: int, ign
 _WORDS = "the a cat dog sat ran on mat and then it was".split()
 
 
-def _random_corpus(generator: torch.Generator, num_texts: int, min_words: int, max_words: int) -> list[str]:
+def random_corpus(generator: torch.Generator, num_texts: int, min_words: int, max_words: int) -> list[str]:
     texts = []
     for _ in range(num_texts):
         length = int(torch.randint(min_words, max_words + 1, (1,), generator=generator))
@@ -683,11 +683,11 @@ def _random_corpus(generator: torch.Generator, num_texts: int, min_words: int, m
     return texts
 
 
-def _probs_of(values) -> torch.Tensor:
+def probs_of(values) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
-def _near(target: float, tolerance: float) -> Callable[[Any], bool]:
+def near(target: float, tolerance: float) -> Callable[[Any], bool]:
     return lambda value: abs(value - target) <= tolerance
 
 
@@ -695,7 +695,7 @@ def _near(target: float, tolerance: float) -> Callable[[Any], bool]:
 # The registry: the chapters' exercises, by id.
 # ---------------------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, FunctionExercise | PredictionExercise] = {}
+REGISTRY: dict[str, FunctionExercise | PredictionExercise] = {}
 
 EXERCISES: dict[str, str] = {}  # exercise id -> what the learner does, in id order
 
@@ -708,17 +708,17 @@ def _describe(exercise: FunctionExercise | PredictionExercise) -> str:
 
 def register(*exercises: FunctionExercise | PredictionExercise) -> None:
     """Make `exercises` known to `check` (and listed in `EXERCISES`), keeping both in id order."""
-    known = dict(_REGISTRY)
+    known = dict(REGISTRY)
     for exercise in exercises:
         if not isinstance(exercise, (FunctionExercise, PredictionExercise)):
             raise TypeError(f"expected a FunctionExercise or a PredictionExercise, got {type(exercise).__name__}.")
         if exercise.exercise_id in known:
             raise ValueError(f"exercise id {exercise.exercise_id!r} is registered twice.")
         known[exercise.exercise_id] = exercise
-    _REGISTRY.clear()
-    _REGISTRY.update(sorted(known.items()))
+    REGISTRY.clear()
+    REGISTRY.update(sorted(known.items()))
     EXERCISES.clear()
-    EXERCISES.update((exercise_id, _describe(exercise)) for exercise_id, exercise in _REGISTRY.items())
+    EXERCISES.update((exercise_id, _describe(exercise)) for exercise_id, exercise in REGISTRY.items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -734,13 +734,13 @@ def check(exercise_id: str, answer=..., *, measured=None, time_limit: float = TI
     your prediction and the value the notebook measured.
     Returns a `CheckResult`; it never raises because of the answer.
     """
-    if not isinstance(exercise_id, str) or exercise_id not in _REGISTRY:
-        close = difflib.get_close_matches(str(exercise_id), list(_REGISTRY), n=1)
+    if not isinstance(exercise_id, str) or exercise_id not in REGISTRY:
+        close = difflib.get_close_matches(str(exercise_id), list(REGISTRY), n=1)
         suggestion = f"Did you mean {close[0]!r}? " if close else ""
         return _failed(str(exercise_id), f"unknown exercise id {exercise_id!r}. {suggestion}"
-                                         f"Known ids: {', '.join(_REGISTRY)}.")
+                                         f"Known ids: {', '.join(REGISTRY)}.")
     check_number(time_limit, "time_limit", 0.0, low_open=True, hint="A number of seconds.")
-    exercise = _REGISTRY[exercise_id]
+    exercise = REGISTRY[exercise_id]
     if isinstance(exercise, FunctionExercise):
         if measured is not None:
             return _failed(exercise_id, "this exercise checks a function: call `check(exercise_id, your_function)` "
