@@ -1,5 +1,6 @@
 """Test-wide set-up: offline by construction, quiet libraries, seeded; the website built once per session."""
 import ipaddress
+import math
 import os
 import re
 import shutil
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -42,7 +44,7 @@ def _loopback_only_connect(self, address):
 socket.socket.connect = _loopback_only_connect
 
 
-# --- The website, built once per test session (tests/test_book.py and tests/test_browser.py both use it) ---
+# --- The website, built once per test session (tests/system/test_book.py and tests/system/test_browser.py use it) ---
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SITE = ROOT / "_build" / "test-site"
 
@@ -82,7 +84,7 @@ def site_pages(built_site) -> list[Path]:
     return sorted(path for path in built_site.rglob("*.html") if not path.relative_to(built_site).parts[0].startswith("_"))
 
 
-# --- The bad-input probe table (tests/test_bad_input.py), printed at the end of the run ---
+# --- The bad-input probe table (tests/system/test_bad_input.py), printed at the end of the run ---
 _PROBE_ROWS = pytest.StashKey[list]()
 
 
@@ -212,3 +214,251 @@ def pytest_sessionfinish(session, exitstatus):
             reporter.write_line(f"the test run left new untracked files in the checkout (write them to a temporary "
                                 f"folder instead): {', '.join(new)}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures: every test closes the matplotlib figures it opened (tests/test_plots.py, tests/test_widgets.py, ...).
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every figure a test drew; a test that never imported pyplot has none to close."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped study, loaded once per test module (tests/test_plots.py, tests/test_widgets.py, tests/test_study_*.py).
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def results():
+    """The shipped tiny study's results table."""
+    from dftlab import study
+
+    return study.load_results()
+
+
+@pytest.fixture(scope="module")
+def full():
+    """The shipped tiny study's results table and its judgement."""
+    from dftlab import study
+
+    results = study.load_results()
+    return results, study.judge(results)
+
+
+@pytest.fixture(scope="module")
+def summary():
+    """The shipped tiny study's summary table (one row per objective and decoding, with intervals)."""
+    from dftlab import study
+
+    return study.summary_table(study.load_results())
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-made results tables for the statistics, the rules and the claims (tests/test_study_*.py).
+# ---------------------------------------------------------------------------------------------
+
+STRONG, WEAK = "tiny-gpt2", "tiny-gpt2-english"
+
+
+def fake_results(values: dict, seeds=(0, 1, 2), decodings=("T=1", "T=0.7,top-p=0.9"), base_model=STRONG,
+                 prior="strong", steps=200, names=None, zipf_exponent=1.1):
+    """A results table from {objective: {metric: [value per seed]}}, every fine-tuning from `base_model` at `steps`.
+
+    "truth" gets one "data" row per seed (no base model, steps 0), "base" is the base model (steps 0);
+    `names` maps a label to its objective_name (default: the label itself).
+    """
+    import pandas as pd
+
+    names = names or {}
+    rows = []
+    for objective, metrics in values.items():
+        kind = objective if objective in ("truth", "base") else "finetuned"
+        for decoding in (["data"] if kind == "truth" else decodings):
+            for index, seed in enumerate(seeds):
+                row = {"run_id": f"{objective}-{seed}", "kind": kind,
+                       "base_model": "" if kind == "truth" else base_model, "prior": "" if kind == "truth" else prior,
+                       "steps": steps if kind == "finetuned" else 0, "zipf_exponent": zipf_exponent,
+                       "objective": objective, "objective_name": names.get(objective, objective if kind == "finetuned"
+                                                                             else kind),
+                       "decoding": decoding, "seed": seed}
+                row.update({metric: per_seed[index] for metric, per_seed in metrics.items()})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _table(a, b, metric="m", seeds=(0, 1, 2, 3, 4)):
+    """A results table of two objectives "a" and "b" and the truth (all 0.0), one `metric` value per seed."""
+    import pandas as pd
+
+    rows = []
+    for objective, values in (("a", a), ("b", b), ("truth", [0.0] * len(seeds))):
+        for seed, value in zip(seeds, values):
+            rows.append({"run_id": f"{objective}-{seed}", "kind": "truth" if objective == "truth" else "finetuned",
+                         "base_model": "" if objective == "truth" else "tiny-gpt2",
+                         "prior": "" if objective == "truth" else "strong",
+                         "steps": 0 if objective == "truth" else 200, "objective": objective,
+                         "decoding": "data" if objective == "truth" else "T=1", "seed": seed, metric: value,
+                         "samples": 160})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny studies on two random GPT-2s (tests/test_study_run.py, tests/test_study_results.py, tests/test_study_cache.py,
+# tests/test_study_cli.py, tests/test_study_measurement.py).
+# ---------------------------------------------------------------------------------------------
+
+def _tiny_model(folder, seed, make_tiny_gpt2):
+    from dftlab.study.pretrain import train_tokenizer
+    from dftlab.tinytales import TinyTales
+
+    stories = TinyTales(0, 0.3).sample(300, seed=5)
+    tokenizer = train_tokenizer([s["prompt"] + s["completion"] for s in stories], vocab_size=400)
+    model = make_tiny_gpt2(len(tokenizer), n_positions=256, seed=seed, eos_token_id=tokenizer.eos_token_id)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_folder(tmp_path_factory, make_tiny_gpt2):
+    """The 'strong prior' of the tiny studies (a random GPT-2: the names are what matter here)."""
+    return _tiny_model(tmp_path_factory.mktemp("strong"), seed=0, make_tiny_gpt2=make_tiny_gpt2)
+
+
+@pytest.fixture(scope="module")
+def weak_model_folder(tmp_path_factory, make_tiny_gpt2):
+    """The 'weak prior': the same architecture and tokenizer, other initial weights."""
+    return _tiny_model(tmp_path_factory.mktemp("weak"), seed=1, make_tiny_gpt2=make_tiny_gpt2)
+
+
+def tiny_config(folder, **changes):
+    """A StudyConfig of two seconds' work on the model in `folder`; `changes` override any setting."""
+    from dftlab.study import ObjectiveSpec, StudyConfig
+
+    settings = dict(name="test", model=folder, weak_model=None, seeds=(0,), headline_seeds=(0,), budget_sweep=(),
+                    train_size=24, valid_size=6, test_size=10, steps=2, batch_size=4, warmup_steps=1, eval_every=1,
+                    max_length=256, num_prompts=2, samples_per_prompt=3, max_new_tokens=12, embedding="ngram",
+                    mmd_texts=6, mmd_permutations=20, self_bleu_texts=6,
+                    objectives=(ObjectiveSpec("nll", "nll"), ObjectiveSpec("dft", "dft")))
+    settings.update(changes)
+    return StudyConfig(**settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# A word-level tokenizer, a uniform model and a three-choice grammar whose numbers are known by hand
+# (tests/test_metrics_text.py, tests/test_metrics_model_stats.py, tests/test_metrics_exact.py).
+# ---------------------------------------------------------------------------------------------
+
+WORDS = ["<unk>", "<eos>", "once", "there", "was", "a", "cat", "dog", "fox", "ran", "slept", "home", "."]
+
+
+def _word_tokenizer():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tokenizer = Tokenizer(WordLevel({word: i for i, word in enumerate(WORDS)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = Whitespace()
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A word-level tokenizer of WORDS (one id a word), with <eos> as its end token."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=_word_tokenizer(), unk_token="<unk>", eos_token="<eos>")
+
+
+class UniformLM(torch.nn.Module):
+    """Logits all zero: every next token has probability 1/V, so every number is known by hand."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.config = SimpleNamespace(n_positions=32)
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab_size) + 0 * self.anchor)
+
+
+class FakeTales:
+    """A three-choice grammar: '<hero> <ending>' plus an optional ' home' (present with probability 0.4)."""
+
+    PROMPT = "once there was a"
+    CHOICES = {"hero": {"cat": 0.5, "dog": 0.3, "fox": 0.2}, "ending": {"ran": 0.75, "slept": 0.25},
+               "place": {"home": 0.4}}
+
+    def parse(self, prompt, completion):
+        words = completion.split()
+        if prompt != self.PROMPT or len(words) not in (2, 3) or words[0] not in self.CHOICES["hero"] \
+                or words[1] not in self.CHOICES["ending"] or (len(words) == 3 and words[2] != "home"):
+            return None
+        return {"hero": words[0], "ending": words[1], "place": words[2] if len(words) == 3 else None}
+
+    def log_prob(self, prompt, completion):
+        choices = self.parse(prompt, completion)
+        if choices is None:
+            return -math.inf
+        place = 0.4 if choices["place"] else 0.6
+        return math.log(self.CHOICES["hero"][choices["hero"]] * self.CHOICES["ending"][choices["ending"]] * place)
+
+    def choice_distribution(self, name):
+        return dict(self.CHOICES[name])
+
+    def entropy(self):
+        def h(probs):
+            return -sum(p * math.log(p) for p in probs)
+        return h([0.5, 0.3, 0.2]) + h([0.75, 0.25]) + h([0.4, 0.6])
+
+
+def story(completion: str, prompt: str = FakeTales.PROMPT) -> dict:
+    return {"prompt": prompt, "completion": completion}
+
+
+# ---------------------------------------------------------------------------------------------
+# Two clouds of points for the two-sample pictures (tests/test_metrics_two_sample.py, tests/test_plots.py).
+# ---------------------------------------------------------------------------------------------
+
+def _clouds(shift=3.0, seed=0):
+    """A reference cloud of 40 points in 6 dimensions and a cloud of 30 shifted by `shift` along the third axis."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {"reference": rng.normal(size=(40, 6)), "shifted": rng.normal(size=(30, 6)) + shift * np.eye(6)[2]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The real chat model, converted once per module (tests/test_models.py, tests/test_chat_samples.py).
+# ---------------------------------------------------------------------------------------------
+
+NAME = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """SmolLM2 converted from its GGUF file into a fresh cache (the first, converting load: ~40 s)."""
+    from dftlab import models
+
+    cache = tmp_path_factory.mktemp("dftlab-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DFTLAB_CACHE", str(cache))
+        model, tokenizer = models.load_model(NAME)
+    return cache, model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------
+# slop-score's word lists (tests/test_slop_score.py, tests/test_metrics_slop_score.py).
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lists():
+    """slop-score's vendored word, bigram and trigram lists."""
+    from dftlab.slop_score_data import slop_word_lists
+
+    return slop_word_lists()

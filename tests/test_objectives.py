@@ -1,12 +1,24 @@
-"""Tests for dftlab.objectives: each loss against its formula, hand-computed values and autograd."""
-import math
+"""dftlab.objectives: each loss against its formula, hand-computed values and autograd, and against TRL's SFTTrainer.
 
+TRL 1.16 computes `loss_type="dft"` as sum over completion tokens of -log p * sg(p), divided by the
+number of completion tokens (or by `num_items_in_batch` across gradient accumulation). dftlab's
+`dft` through `causal_lm_loss` must agree with it to float32 rounding."""
+
+import itertools
+import math
+import warnings
+
+import datasets
 import pytest
 import torch
 import torch.nn.functional as F
+import trl  # noqa: F401 -- pinned in pyproject.toml: a missing trl is a broken environment, not a skip
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+from trl import SFTConfig, SFTTrainer
 
 from dftlab.objectives import (IGNORE_INDEX, OBJECTIVES, asft, causal_lm_loss, dft, dft_floored, get_objective,
-                               make_compute_loss_func, mix, nll, power)
+                               make_compute_loss_func, mix, nll, power, distribution_matching)
 
 
 def random_batch(seed=0, batch=3, length=5, vocab=7, dtype=torch.float64):
@@ -29,8 +41,6 @@ def logits_for(probabilities):
     """Logits whose softmax is exactly `probabilities` (rows sum to 1)."""
     return torch.tensor(probabilities, dtype=torch.float64).log()
 
-
-# ---- values on hand-computed examples --------------------------------------------------------
 
 def test_nll_of_uniform_logits_is_log_vocab():
     logits = torch.zeros(4, 8)
@@ -91,8 +101,6 @@ def test_reduction_none_has_label_shape_and_zero_where_ignored(name):
     assert torch.allclose(per_token.sum() / count, OBJECTIVES[name](logits, labels, **extra))
     assert torch.allclose(per_token.sum(), OBJECTIVES[name](logits, labels, reduction="sum", **extra))
 
-
-# ---- gradients ---------------------------------------------------------------------------------
 
 def test_dft_gradient_is_gradient_of_minus_mean_target_probability():
     logits, labels = random_batch()
@@ -158,8 +166,6 @@ def test_batch_without_supervised_tokens_gives_zero_with_a_gradient(name):
     assert logits.grad is not None and (logits.grad == 0).all()
 
 
-# ---- bad input ---------------------------------------------------------------------------------
-
 @pytest.mark.parametrize("call, message", [
     (lambda: nll(torch.randn(3, 5), torch.tensor([0, 1])), "shape"),
     (lambda: nll(torch.randint(0, 3, (3, 5)), torch.tensor([0, 1, 2])), "floats"),
@@ -183,8 +189,6 @@ def test_bad_input_raises_value_error_naming_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
         call()
 
-
-# ---- on a real causal language model ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(make_tiny_gpt2):
@@ -233,3 +237,156 @@ def test_compute_loss_func_shifts_and_divides_by_num_items_in_batch(tiny_gpt2, l
                           expected_sum / 40)
     assert torch.allclose(causal_lm_loss(tiny_gpt2, lm_batch, "power", alpha=0.5, num_items_in_batch=40),
                           expected_sum / 40)
+
+
+def test_distribution_matching_by_hand():
+    # Two positions, vocabulary 2. Targets 0 and 1, so f = (1/2, 1/2).
+    probs = torch.tensor([[0.8, 0.2], [0.4, 0.6]], dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    mean = probs.mean(0)  # p_bar = (0.6, 0.4)
+    penalty = 0.5 * math.log(0.5 / 0.6) + 0.5 * math.log(0.5 / 0.4)
+    expected = (-math.log(0.8) - math.log(0.6)) / 2 + 2.0 * penalty
+    assert mean.tolist() == pytest.approx([0.6, 0.4])
+    assert distribution_matching(probs.log(), labels, lam=2.0).item() == pytest.approx(expected)
+    assert distribution_matching(probs.log(), labels, lam=0.0).item() == pytest.approx(nll(probs.log(), labels).item())
+
+
+def test_distribution_matching_penalty_vanishes_when_the_average_prediction_matches_the_batch():
+    probs = torch.tensor([[0.9, 0.1], [0.1, 0.9]], dtype=torch.float64)  # p_bar = (0.5, 0.5) = f
+    labels = torch.tensor([[0, 1]])
+    assert distribution_matching(probs.log()[None], labels, lam=5.0).item() == pytest.approx(
+        nll(probs.log()[None], labels).item())
+
+
+def test_distribution_matching_ignores_unsupervised_positions():
+    logits = torch.randn(1, 3, 4, dtype=torch.float64)
+    labels = torch.tensor([[IGNORE_INDEX, 2, 1]])
+    changed = logits.clone()
+    changed[0, 0] = torch.tensor([9.0, -3.0, 0.0, 1.0])  # only the ignored position differs
+    assert distribution_matching(logits, labels).item() == pytest.approx(distribution_matching(changed, labels).item())
+
+
+def test_distribution_matching_keeps_the_maximum_likelihood_fixed_point():
+    # Two contexts with their own true next-token distributions. At p = q the expected gradient (over
+    # the targets drawn from q) of nll + lam * penalty is zero: the penalty does not move MLE's optimum.
+    q = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], dtype=torch.float64)
+    logits = q.log().clone().requires_grad_(True)
+    expected_loss = 0.0
+    for y1, y2 in itertools.product(range(3), repeat=2):
+        weight = q[0, y1] * q[1, y2]
+        expected_loss = expected_loss + weight * distribution_matching(logits, torch.tensor([y1, y2]), lam=3.0)
+    (gradient,) = torch.autograd.grad(expected_loss, logits)
+    assert gradient.abs().max().item() < 1e-12
+    # ... while a p away from q has a non-zero expected gradient.
+    other = torch.tensor([[0.3, 0.3, 0.4], [0.5, 0.3, 0.2]], dtype=torch.float64).log().requires_grad_(True)
+    total = sum(q[0, a] * q[1, b] * distribution_matching(other, torch.tensor([a, b]), lam=3.0)
+                for a, b in itertools.product(range(3), repeat=2))
+    assert torch.autograd.grad(total, other)[0].abs().max().item() > 1e-3
+
+
+def test_distribution_matching_rejects_a_negative_lam():
+    with pytest.raises(ValueError, match="lam"):
+        distribution_matching(torch.randn(2, 3), torch.tensor([0, 1]), lam=-1.0)
+
+
+PROMPTS = ["the cat", "a dog", "the sun", "birds", "my aunt", "the river"]
+COMPLETIONS = [" sat on the mat", " ran in the park", " is warm today", " sing in the morning",
+               " bakes bread on sunday", " runs to the sea"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A byte-level BPE trained here on the test sentences, so nothing is downloaded."""
+    datasets.disable_progress_bars()
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([p + c for p, c in zip(PROMPTS, COMPLETIONS)], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+@pytest.fixture(scope="module")
+def make_trainer(make_tiny_gpt2):
+    def make(tokenizer, tmp_path, loss_type="nll", compute_loss_func=None, **overrides):
+        dataset = datasets.Dataset.from_dict({"prompt": PROMPTS, "completion": COMPLETIONS})
+        settings = dict(output_dir=str(tmp_path), loss_type=loss_type, bf16=False, gradient_checkpointing=False,
+                        report_to=[], disable_tqdm=True, completion_only_loss=True, max_steps=1,
+                        per_device_train_batch_size=3, use_cpu=True, save_strategy="no", logging_strategy="no", seed=0)
+        settings.update(overrides)
+        model = make_tiny_gpt2(len(tokenizer), dropout=False, eos_token_id=tokenizer.eos_token_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return SFTTrainer(model=model, args=SFTConfig(**settings), train_dataset=dataset,
+                              processing_class=tokenizer, compute_loss_func=compute_loss_func)
+    return make
+
+
+def loss_and_gradients(model, compute):
+    model.zero_grad()
+    loss = compute()
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def first_batch(trainer):
+    """A batch from the trainer's own data pipeline and collator: completion-only labels, prompt at -100."""
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
+    return batch
+
+
+@pytest.mark.parametrize("loss_type", ["dft", "nll"])
+@pytest.mark.parametrize("num_items_in_batch", [None, 50])
+def test_loss_and_gradients_match_trl(tokenizer, tmp_path, make_trainer, loss_type, num_items_in_batch):
+    trainer = make_trainer(tokenizer, tmp_path, loss_type=loss_type)
+    model, batch = trainer.model, first_batch(trainer)
+    trl_loss, trl_gradients = loss_and_gradients(
+        model, lambda: trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items_in_batch))
+    our_loss, our_gradients = loss_and_gradients(
+        model, lambda: causal_lm_loss(model, batch, loss_type, num_items_in_batch=num_items_in_batch))
+    assert torch.allclose(our_loss, trl_loss, atol=1e-5, rtol=1e-5)
+    for name, gradient in trl_gradients.items():
+        assert torch.allclose(our_gradients[name], gradient, atol=1e-5, rtol=1e-4), name
+
+
+def test_dft_and_nll_differ_on_this_batch(tokenizer, tmp_path, make_trainer):
+    """Guards the parity test against comparing a loss with itself."""
+    trainer = make_trainer(tokenizer, tmp_path)
+    batch = first_batch(trainer)
+    with torch.no_grad():
+        assert causal_lm_loss(trainer.model, batch, "dft") < 0.5 * causal_lm_loss(trainer.model, batch, "nll")
+
+
+def test_compute_loss_func_gives_trls_dft_loss(tokenizer, tmp_path, make_trainer):
+    reference = make_trainer(tokenizer, tmp_path, loss_type="dft")
+    ours = make_trainer(tokenizer, tmp_path, compute_loss_func=make_compute_loss_func("dft"))
+    batch = first_batch(reference)
+    assert torch.equal(batch["input_ids"], first_batch(ours)["input_ids"])
+    for num_items_in_batch in (None, torch.tensor(50)):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            expected = reference.compute_loss(reference.model, dict(batch), num_items_in_batch=num_items_in_batch)
+            got = ours.compute_loss(ours.model, dict(batch), num_items_in_batch=num_items_in_batch)
+        assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_one_training_step_with_accumulation_matches_trl(tokenizer, tmp_path, make_trainer):
+    """A full Trainer step (SGD, two accumulated micro-batches) moves the weights the same way."""
+    overrides = dict(optim="sgd", learning_rate=0.5, gradient_accumulation_steps=2, per_device_train_batch_size=2,
+                     lr_scheduler_type="constant")
+    reference = make_trainer(tokenizer, tmp_path, loss_type="dft", **overrides)
+    ours = make_trainer(tokenizer, tmp_path, compute_loss_func=make_compute_loss_func("dft"), **overrides)
+    start = {name: p.detach().clone() for name, p in reference.model.named_parameters()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        reference.train()
+        ours.train()
+    ours_parameters = dict(ours.model.named_parameters())
+    moved = 0.0
+    for name, parameter in reference.model.named_parameters():
+        step = parameter.detach() - start[name]
+        moved = max(moved, step.abs().max().item())
+        assert torch.allclose(ours_parameters[name].detach() - start[name], step, atol=1e-6), name
+    assert moved > 1e-4  # the step did something

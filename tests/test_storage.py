@@ -1,10 +1,14 @@
+"""dftlab.storage: atomic writes, checksums, hashed JSON and the results folders."""
+
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from dftlab import storage
+import dftlab
+from dftlab import storage, study
 
 
 def test_atomic_write_leaves_no_partial_file_on_crash(tmp_path):
@@ -48,3 +52,19 @@ def test_hashed_json_detects_truncation_and_edits(tmp_path):
     path.write_text(text[: len(text) // 2])
     with pytest.raises(storage.CorruptFileError):
         storage.read_json_with_hash(path)
+
+
+def test_results_are_written_to_the_user_folder_and_read_from_it_then_the_shipped_one(monkeypatch, tmp_path):
+    from dftlab import storage
+
+    shipped = Path(dftlab.__file__).resolve().parent / "assets" / "results"
+    monkeypatch.delenv("DFTLAB_RESULTS", raising=False)
+    monkeypatch.setenv("DFTLAB_CACHE", str(tmp_path / "cache"))
+    assert study.results_dir() == tmp_path / "cache" / "results"  # writes never go into the package
+    assert storage.results_folders() == [tmp_path / "cache" / "results", shipped]
+    assert storage.reading_results_dir("study-full-*.json") == shipped  # nothing recomputed yet: the shipped one
+    (tmp_path / "cache" / "results").mkdir(parents=True)
+    (tmp_path / "cache" / "results" / "study-full-0.json").write_text("{}")
+    assert storage.reading_results_dir("study-full-*.json") == tmp_path / "cache" / "results"  # yours first
+    monkeypatch.setenv("DFTLAB_RESULTS", str(tmp_path / "mine"))
+    assert study.results_dir() == tmp_path / "mine" and storage.results_folders() == [tmp_path / "mine"]

@@ -11,7 +11,7 @@ Listed in _config.yml (sphinx.extra_extensions); tools/site.py and tools/pdf.py 
   title, the sidebar, the previous/next links, every {doc} link and the search index all say the same.
 - **Reading time.** `reading_minutes` estimates how long a chapter takes to read with care, from what a reader sees
   on its page; each chapter states it beside its time to run ("**Time to read:** about N minutes"), and
-  tests/test_reading_time.py fails when a stated time is missing or drifts from the estimate by more than 20%.
+  tests/system/test_reading_time.py fails when a stated time is missing or drifts from the estimate by more than 20%.
 - **The footer** (_templates/extra-footer.html) gets `dftlab_version` (dftlab.__version__, read from the source
   without importing torch), `dftlab_build_date` (UTC, or SOURCE_DATE_EPOCH for a reproducible build) and
   `dftlab_licence_url` (the LICENSE file in the repository that _config.yml names).

@@ -11,7 +11,7 @@ cache stay as they are.
 
 ALT_TEXT names each figure cell by a piece of its source that no other cell of that notebook contains,
 so the mapping survives edits elsewhere in the notebook. A new figure cell needs a line here; `--check`
-(and tests/test_book.py) find the ones that lack it.
+(and tests/system/test_book.py) find the ones that lack it.
 """
 from __future__ import annotations
 

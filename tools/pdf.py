@@ -8,7 +8,7 @@
    from a server on localhost, waits for the explorers to draw, and prints it to PDF. Nothing leaves the machine.
 
 The website does not link the PDF (`make book` does not build it: a second whole build); its home page says that
-`make pdf` prints it, and tests/test_book.py fails on any link of the site that leads to no file.
+`make pdf` prints it, and tests/system/test_book.py fails on any link of the site that leads to no file.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ the instructors' slide deck (tools/slides.py: the chapters' key figures, one per
 `sync-install` writes the one install command (`dftlab.course.install`, built from `repository.url` and `branch` in
 _config.yml) into the hidden Colab cell of every chapter, solution and exercise notebook and into README.md's
 install block; the student zip's README is generated from the same function. `--check` only lists what is out
-of step (exit 1), as tests/test_book.py does.
+of step (exit 1), as tests/system/test_book.py does.
 
 The website works offline: it loads no script from a CDN. Pinned npm packages supply what myst-nb, Sphinx
 and the explorers would otherwise take from cdn.jsdelivr.net and cdnjs:

@@ -201,7 +201,7 @@ follows the rule the published figures used unless it is given `corrected_lists=
 
 The data files total {data_bytes:,} bytes; the whole folder (with LICENSE, this file and SHA256SUMS) is
 {folder_bytes:,} bytes, which is what it adds to the wheel (xz data does not shrink further in the zip).
-`SHA256SUMS` lists every other file of the folder; `dftlab.slop_score` checks a file against it before reading it.
+`SHA256SUMS` lists every other file of the folder; `dftlab.slop_score_data` checks a file against it before reading it.
 """
 
 

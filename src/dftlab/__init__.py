@@ -1,6 +1,6 @@
 """dftlab: the helper package of the course "Why fine-tuned models write formulaically".
 
-The package does three jobs, and its folders say which module does which (tests/test_import_graph.py checks that
+The package does three jobs, and its folders say which module does which (tests/system/test_import_graph.py checks that
 imports only go down this list):
 
 1. **The core**, what a learner studies, at the top level: distributions and losses (`distributions`, `objectives`,

@@ -1,6 +1,6 @@
 """Did anti-slop tuning fix the writing, or ban the words?
 
-slop-score's vendored outputs (`dftlab.slop_score`) hold a real before/after pair: google/gemma-3-27b-it, and
+slop-score's vendored outputs (`dftlab.slop_score_data`) hold a real before/after pair: google/gemma-3-27b-it, and
 sam-paech/gemma-3-27b-it-antislop, the same model after FTPO, a preference tuning against over-used words and
 phrases (Paech et al. 2025, the Antislop paper, arXiv 2510.15061), each answering the same 300 prompts at the same
 decoding. The tuning aimed at slop-score's own lists, so a lower slop-list rate shows that it worked on the words it
@@ -24,8 +24,6 @@ outcome (`EXPECTED_OUTCOME`) was written down and committed before the compariso
 """
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 import time
@@ -34,7 +32,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from dftlab.storage import config_digest, read_json_with_hash, reading_results_dir, results_dir, write_json_with_hash
+from dftlab.storage import (build_result_command, config_digest, read_result_for_config, reading_results_dir,
+                            results_dir, write_json_with_hash)
 from dftlab.validation import check_int
 
 ORIGINAL = "gemma-3-27b-it"
@@ -71,7 +70,7 @@ def paired_answers() -> pd.DataFrame:
     """The prompts both models answered (not failed, longer than 300 characters, as the leaderboard measures them),
     one row each: prompt_index, category, original, antislop (the two answers), half (0 for the 1st, 3rd, 5th, ...
     prompt in order: the discovery half; 1 for the others: the held-out half)."""
-    from dftlab.slop_score import load_slop_score_outputs
+    from dftlab.slop_score_data import load_slop_score_outputs
 
     answers = {}
     for name in (ORIGINAL, ANTISLOP):
@@ -147,7 +146,7 @@ def _paired_row(name, targeted, original_stat, antislop_stat, weights, note) -> 
 
 def comparison_config(bootstrap: int = 2000, seed: int = 0, embedding: str = "minilm") -> dict:
     """Every setting that decides the comparison; its hash names the results file."""
-    from dftlab.slop_score import vendored_checksums
+    from dftlab.slop_score_data import vendored_checksums
 
     checksums = vendored_checksums()
     return {"original": ORIGINAL, "antislop": ANTISLOP, "bootstrap": check_int(bootstrap, "bootstrap"),
@@ -273,27 +272,15 @@ def load_comparison(folder=None) -> dict:
     """The committed comparison for today's settings and data, as tables: measures and words (DataFrames), mmd,
     halves, config, seconds. A file for other settings or data is never read: it would be another comparison."""
     config = comparison_config()
-    path = comparison_path(config, folder)
-    if not path.exists():
-        raise FileNotFoundError(f"no anti-slop comparison for these settings and data at {path}; compute it with "
-                                f"`python -m dftlab.antislop` (a few minutes on a CPU).")
-    payload = read_json_with_hash(path)
-    if payload["config"] != config:
-        raise ValueError(f"{path} holds a comparison of other settings or data; recompute it with "
-                         f"`python -m dftlab.antislop`.")
+    payload = read_result_for_config(comparison_path(config, folder), config, "anti-slop comparison results",
+                                     "`python -m dftlab.antislop` (a few minutes on a CPU)")
     measures = pd.DataFrame(payload["measures"])[list(MEASURE_COLUMNS)]
     words = pd.DataFrame(payload["words"])[list(WORD_COLUMNS)]
     return {**payload, "measures": measures, "words": words}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.antislop", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=None, help="results folder (default: the package's results folder)")
-    args = parser.parse_args(argv)
-    from pathlib import Path
-
-    print(write_comparison(Path(args.out) if args.out else None))
-    return 0
+    return build_result_command(argv, "python -m dftlab.antislop", __doc__.split("\n\n")[0], write_comparison)
 
 
 if __name__ == "__main__":

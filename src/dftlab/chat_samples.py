@@ -221,7 +221,8 @@ def generate_responses(model, tokenizer, prompts, responses_per_prompt: int = 1,
     return rows
 
 
-def _batch_seed(seed: int, decoding_index: int, batch_index: int) -> int:
+def batch_seed(seed: int, decoding_index: int, batch_index: int) -> int:
+    """The seed of one batch of a sample set: every batch has its own, so a resumed build draws what a whole one would."""
     return seed * 1_000 + decoding_index * 100 + batch_index
 
 
@@ -250,7 +251,7 @@ def build_sample_set(quick: bool = False, out: Path | None = None, log=print) ->
                 batch_started = time.time()
                 rows = generate_responses(model, tokenizer, batch_prompts, config["responses_per_prompt"],
                                           max_new_tokens=config["max_new_tokens"],
-                                          seed=_batch_seed(config["seed"], decoding_index, batch_index), **settings)
+                                          seed=batch_seed(config["seed"], decoding_index, batch_index), **settings)
                 write_json_with_hash(run_file, {"rows": rows})
                 log(f"{decoding}: batch {batch_index + 1}/{len(batches)} in {time.time() - batch_started:.0f} s")
             first_prompt = prompts.index(batch_prompts[0])
@@ -276,16 +277,20 @@ def build_sample_set(quick: bool = False, out: Path | None = None, log=print) ->
 def load_sample_set(path: Path | None = None, quick: bool = False) -> dict:
     """The committed sample set: {"config", "config_hash", "provenance", "responses": [{"decoding", "prompt_index",
     "prompt", "response", "finished"}, ...]}. A missing or mismatched file is named with the command that rebuilds it."""
-    expected = default_sample_set_path(quick)
-    path = expected if path is None else Path(path)
-    command = "python -m dftlab.chat_samples" + (" --quick" if quick else "")
+    path = default_sample_set_path(quick) if path is None else Path(path)
+    return read_sample_set(path, sample_set_config(quick), "chat-model sample set", "other settings or another model",
+                           "python -m dftlab.chat_samples" + (" --quick" if quick else ""))
+
+
+def read_sample_set(path: Path, config: dict, what: str, differences: str, command: str) -> dict:
+    """The sample set stored at `path`, refused unless it was built from `config` (and its recorded hash agrees).
+    `what` names it, `differences` says what another config could differ in, `command` rebuilds it."""
     if not path.exists():
-        raise FileNotFoundError(f"No chat-model sample set at {path} (looked in {path.parent}). Build it with "
+        raise FileNotFoundError(f"No {what} at {path} (looked in {path.parent}). Build it with "
                                 f"`{command}`, or point DFTLAB_RESULTS at the folder that holds it.")
     payload = read_json_with_hash(path)
-    config = sample_set_config(quick)
     if payload.get("config") != config or payload.get("config_hash") != sample_set_hash(config):
-        raise ValueError(f"{path} was built with other settings or another model than this dftlab asks for "
+        raise ValueError(f"{path} was built with {differences} than this dftlab asks for "
                          f"(its hash is {payload.get('config_hash')!r}, expected {sample_set_hash(config)!r}). "
                          f"Rebuild it with `{command}`.")
     return payload
@@ -336,13 +341,19 @@ def response_statistics_by_decoding(sample_set: dict, opening_words: int = 3) ->
     return pd.DataFrame(rows).set_index("decoding")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.chat_samples", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 prompts x 2 responses of 48 tokens, to try it")
-    parser.add_argument("--out", type=Path, default=None, help="write here instead of the results folder")
+def sample_set_command(argv, prog: str, description: str, build, quick_help: str) -> int:
+    """The command line of a sample-set builder (`build(quick=..., out=..., log=...)`): --quick and --out."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", type=Path, default=None, help="write here instead of your results folder")
     args = parser.parse_args(argv)
-    build_sample_set(quick=args.quick, out=args.out, log=lambda line: print(line, flush=True))
+    build(quick=args.quick, out=args.out, log=lambda line: print(line, flush=True))
     return 0
+
+
+def main(argv=None) -> int:
+    return sample_set_command(argv, "python -m dftlab.chat_samples", __doc__.split("\n\n")[0], build_sample_set,
+                              "4 prompts x 2 responses of 48 tokens, to try it")
 
 
 if __name__ == "__main__":

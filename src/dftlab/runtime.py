@@ -7,11 +7,18 @@ and put the old value back on the way out, whatever happens inside.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import torch
 
 from dftlab.validation import check_int
+
+
+def quiet_transformers() -> None:
+    """For a command line: transformers' informational warnings off, unless TRANSFORMERS_VERBOSITY says otherwise
+    (e.g. its warning, once per process, that generation passes no attention mask, which needs none without padding)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 @contextmanager

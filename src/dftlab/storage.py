@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -116,6 +117,32 @@ def read_json_with_hash(path: str | os.PathLike) -> dict:
     return payload
 
 
+def read_result_for_config(path: str | os.PathLike, config: dict, what: str, how: str) -> dict:
+    """The payload of the cached result file `path`, refused unless it was computed for `config`.
+
+    `what` names the result ("decoding-levers results"), `how` the command that computes it, for the messages:
+    a missing file is a FileNotFoundError, a file of other settings a ValueError; neither is ever read as this one."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} for these settings at {path}; compute them with {how}.")
+    payload = read_json_with_hash(path)
+    if payload["config"] != config:
+        raise ValueError(f"{path} holds {what} of other settings; recompute them with {how}.")
+    return payload
+
+
+def build_result_command(argv, prog: str, description: str, build) -> int:
+    """The command line of a result builder: `--out FOLDER` (default: `results_dir()`), then `build(out)` runs and
+    the path of the file it wrote is printed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default: your results folder, dftlab.storage.results_dir())")
+    print(build(parser.parse_args(argv).out))
+    return 0
+
+
 def write_json_with_hash(path: str | os.PathLike, payload: dict) -> Path:
     """Write JSON together with the sha256 of its canonical form, atomically."""
     try:
@@ -132,6 +159,19 @@ def config_digest(config) -> str:
 
     Cached results are named by it, so any change of a setting names a new file and never reads an old one."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Put the finished folder `staging` in the place of `target`: the old one is renamed aside first and removed
+    only once the new one is in place, so `target` is never half-written (at worst, for an instant, absent)."""
+    staging, target = Path(staging), Path(target)
+    backup = target.with_name(target.name + ".old")
+    shutil.rmtree(backup, ignore_errors=True)
+    if target.exists():
+        target.rename(backup)
+    staging.rename(target)
+    shutil.rmtree(backup, ignore_errors=True)
+    return target
 
 
 def shipped_results_dir() -> Path:

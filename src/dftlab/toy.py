@@ -71,7 +71,8 @@ def _as_distributions(name: str, values, dims: int) -> np.ndarray:
     return array
 
 
-def _objective_name(objective) -> str:
+def objective_name(objective) -> str:
+    """An objective's name for tables: the name itself, or a function's __name__."""
     return objective if isinstance(objective, str) else getattr(objective, "__name__", repr(objective))
 
 
@@ -105,7 +106,7 @@ def _sampled_loss(loss_fn, logits, targets, context_probs, base_logits, objectiv
     return loss_fn(logits[contexts], tokens, **objective_kwargs)
 
 
-def _descend(targets, context_probs, objective, steps, lr, exact, seed, init_logits, batch_size,
+def gradient_descent(targets, context_probs, objective, steps, lr, exact, seed, init_logits, batch_size,
              record_every, objective_kwargs):
     """Plain gradient descent; returns (final logits, recorded steps, recorded log-probabilities [n, C, V])."""
     loss_fn = get_objective(objective)
@@ -172,7 +173,7 @@ def fit_categorical(target, objective="nll", steps: int = 1000, lr: float = 0.5,
     target = _as_distributions("target", target, dims=1)
     if init_logits is not None and np.shape(init_logits) != target.shape:
         raise ValueError(f"`init_logits` must have the shape of `target` {target.shape}, got {np.shape(init_logits)}.")
-    logits, steps_done, log_probs = _descend(target[None], np.ones(1), objective, steps, lr, exact, seed,
+    logits, steps_done, log_probs = gradient_descent(target[None], np.ones(1), objective, steps, lr, exact, seed,
                                              init_logits, batch_size, record_every, objective_kwargs)
     entropy, kl = _entropy_and_kl(log_probs[:, 0], target)
     trajectory = np.exp(log_probs[:, 0])
@@ -387,7 +388,7 @@ def simplex_trajectories(target, objectives=("nll", "dft", "mix"), *, steps: int
     objective_kwargs = objective_kwargs or {}
     tables = []
     for objective in objectives:
-        name = _objective_name(objective)
+        name = objective_name(objective)
         fit = fit_categorical(target, objective, steps=steps, lr=lr, init_logits=init_logits,
                               record_every=record_every, **objective_kwargs.get(name, {}))
         x, y = ternary_coordinates(fit.trajectory)
@@ -422,7 +423,7 @@ def fit_bigram(transition_matrix, objective="nll", steps: int = 1000, lr: float 
                          f"got {len(context_probs)}.")
     if init_logits is not None and np.shape(init_logits) != transition_matrix.shape:
         raise ValueError(f"`init_logits` must have shape {transition_matrix.shape}, got {np.shape(init_logits)}.")
-    _, steps_done, log_probs = _descend(transition_matrix, context_probs, objective, steps, lr, exact, seed,
+    _, steps_done, log_probs = gradient_descent(transition_matrix, context_probs, objective, steps, lr, exact, seed,
                                         init_logits, batch_size, record_every, objective_kwargs)
     entropy, kl = _entropy_and_kl(log_probs, transition_matrix)
     trajectory = np.exp(log_probs)

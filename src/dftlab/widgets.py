@@ -178,7 +178,7 @@ def simplex_paths(objectives=("nll",), steps: int = 300, weights=SIMPLEX_WEIGHTS
     row each (exact gradients, so each row follows exactly the path `toy.simplex_trajectories` draws alone).
     Columns: w0, w1, lr, objective, x, y (lists of plane coordinates, `points` + 1 records each).
     """
-    from dftlab.toy import _descend, _objective_name, ternary_coordinates
+    from dftlab.toy import gradient_descent, objective_name, ternary_coordinates
 
     grid = [(w0, w1) for w0 in weights for w1 in weights]
     targets = np.array([[w0, w1, 0.1] for w0, w1 in grid]) / np.array([[w0 + w1 + 0.1] for w0, w1 in grid])
@@ -186,12 +186,12 @@ def simplex_paths(objectives=("nll",), steps: int = 300, weights=SIMPLEX_WEIGHTS
     rows = []
     for objective in objectives:
         for lr in learning_rates:
-            _, _, log_probs = _descend(targets, np.ones(len(grid)), objective, steps, lr, True, 0, None, 1,
+            _, _, log_probs = gradient_descent(targets, np.ones(len(grid)), objective, steps, lr, True, 0, None, 1,
                                        record_every, {})
             x, y = ternary_coordinates(np.exp(log_probs))          # [records, targets]
             for index, (w0, w1) in enumerate(grid):
                 rows.append({"w0": round(w0, 2), "w1": round(w1, 2), "lr": lr,
-                             "objective": _objective_name(objective),
+                             "objective": objective_name(objective),
                              "x": _round(x[:, index], 3), "y": _round(y[:, index], 3)})
     return pd.DataFrame(rows)
 

@@ -2,7 +2,7 @@
 
 dftlab is not on PyPI: it installs from its git repository, which `_config.yml` names once
 (`repository.url` and `repository.branch`). Everything that tells a learner how to install the package is
-generated from here by `python tools/site.py sync-install`, and `tests/test_book.py` checks they agree:
+generated from here by `python tools/site.py sync-install`, and `tests/system/test_book.py` checks they agree:
 
 - the hidden Colab cell (the first code cell, tagged `remove-cell`) of every chapter notebook;
 - the install line in README.md (between the `INSTALL_BEGIN`/`INSTALL_END` markers);

@@ -18,7 +18,7 @@ Six families of numbers, each a plain function, one submodule each (every name i
    validity, choice frequencies with a chi-square test, and the sequence-level cross-entropy and KL.
 6. `dftlab.metrics.slop_score`, slop-score's list rates (Paech 2025): slop words and slop trigrams per 1,000 words,
    computed by slop-score's own rules (its tokens, its joining of texts) so that they match its published
-   leaderboard; the data it needs (lists, outputs, published figures) is loaded by `dftlab.slop_score`.
+   leaderboard; the data it needs (lists, outputs, published figures) is loaded by `dftlab.slop_score_data`.
 
 Conventions (except in `slop_score`, which follows slop-score's). A word is `dftlab.metrics.words.words(text)`,
 one definition for every metric and plot: wordfreq's English words, lower case, punctuation dropped ("The" and

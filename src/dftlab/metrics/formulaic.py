@@ -19,7 +19,7 @@ Whether a habit word is a habit or a topic, and whether others found it too:
 - `controlled_habit_words`: a split-half control: words found on half of the prompts must pass the same rule on
   the other half, so a word tied to the topics of one half cannot pass;
 - `habit_word_evidence` and `slop_list_enrichment`: the habit words against slop-score's independent list of
-  LLM-overused words and its human baseline (`dftlab.slop_score`).
+  LLM-overused words and its human baseline (`dftlab.slop_score_data`).
 """
 from __future__ import annotations
 
@@ -305,10 +305,10 @@ def controlled_habit_words(texts, groups, *, words=None, halves=None, max_englis
 # --- the habit words against slop-score's list and its human baseline ------------------------------------------
 
 def slop_list_words() -> frozenset[str]:
-    """slop-score's list of LLM-overused words (data/slop_list.json, vendored in dftlab.slop_score), each entry read
+    """slop-score's list of LLM-overused words (data/slop_list.json, vendored in dftlab.slop_score_data), each entry read
     as slop-score's current code reads it (lower case; an inner apostrophe kept)."""
     from dftlab.metrics.slop_score import slop_list_entries
-    from dftlab.slop_score import slop_word_lists
+    from dftlab.slop_score_data import slop_word_lists
 
     return frozenset(slop_list_entries(slop_word_lists()["words"], corrected=True))
 
@@ -316,7 +316,7 @@ def slop_list_words() -> frozenset[str]:
 def _human_word_rates() -> tuple[dict[str, float], float]:
     """The human baseline's published rate per 1,000 words of each of its 50 most frequent slop-list words, and the
     rate of the 50th (every other list word is rarer in the human texts)."""
-    from dftlab.slop_score import HUMAN_BASELINE, published_slop_figures, published_slop_hits
+    from dftlab.slop_score_data import HUMAN_BASELINE, published_slop_figures, published_slop_hits
 
     total = float(published_slop_figures().loc[HUMAN_BASELINE, "words"])
     hits = published_slop_hits(HUMAN_BASELINE)["words"]

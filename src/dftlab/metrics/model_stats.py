@@ -182,20 +182,27 @@ def target_probabilities_by_role(model, tokenizer, stories, batch_size: int = 16
         story_roles = ["character" if any(a < end and start < b for a, b in spans) else "other"
                        for start, end in offsets]
         roles.append(story_roles + ["other"])  # the EOS that ends every completion
-    features = encode_examples(tokenizer, [{"prompt": p, "completion": c} for p, c in pairs], max_length=sys.maxsize)
     rows = []
+    for start, count, log_p, targets, batch_rows in _completion_log_probs_by_batch(model, tokenizer, pairs, batch_size):
+        probs = log_p.gather(-1, targets[:, None])[:, 0].exp().cpu().numpy()
+        batch_rows = batch_rows.cpu().numpy()
+        for offset in range(count):
+            story = start + offset
+            story_probs = probs[batch_rows == offset]
+            for position, (prob, role) in enumerate(zip(story_probs, roles[story])):
+                rows.append({"story": story, "position": position, "role": role, "target_prob": float(prob)})
+    return pd.DataFrame(rows, columns=["story", "position", "role", "target_prob"])
+
+
+def _completion_log_probs_by_batch(model, tokenizer, pairs, batch_size: int):
+    """For each batch of (prompt, completion) `pairs`, tokenised as in training, in eval mode: (index of its first
+    story, stories in it, next-token log-probabilities, targets, the story row of each) at every completion token."""
+    features = encode_examples(tokenizer, [{"prompt": p, "completion": c} for p, c in pairs], max_length=sys.maxsize)
     with _EvalMode(model):
         for start in range(0, len(features), batch_size):
             batch = collate(features[start:start + batch_size], pad_id_of(tokenizer))
-            log_p, targets, batch_rows = _model_log_probs(model, batch)
-            probs = log_p.gather(-1, targets[:, None])[:, 0].exp().cpu().numpy()
-            batch_rows = batch_rows.cpu().numpy()
-            for offset in range(len(batch["input_ids"])):
-                story = start + offset
-                story_probs = probs[batch_rows == offset]
-                for position, (prob, role) in enumerate(zip(story_probs, roles[story])):
-                    rows.append({"story": story, "position": position, "role": role, "target_prob": float(prob)})
-    return pd.DataFrame(rows, columns=["story", "position", "role", "target_prob"])
+            log_p, targets, rows = _model_log_probs(model, batch)
+            yield start, len(batch["input_ids"]), log_p, targets, rows
 
 
 
@@ -248,18 +255,14 @@ def top_predictions(model, tokenizer, stories, batch_size: int = 16) -> pd.DataF
     """
     batch_size = check_int(batch_size, "batch_size")
     pairs = check_samples(stories, "stories")
-    features = encode_examples(tokenizer, [{"prompt": p, "completion": c} for p, c in pairs], max_length=sys.maxsize)
     frames = []
-    with _EvalMode(model):
-        for start in range(0, len(features), batch_size):
-            batch = collate(features[start:start + batch_size], pad_id_of(tokenizer))
-            log_p, targets, rows = _model_log_probs(model, batch)
-            top_log_p, top = log_p.max(dim=-1)
-            frames.append(pd.DataFrame({"story": (rows + start).cpu().numpy(),
-                                        "confidence": top_log_p.exp().double().cpu().numpy(),
-                                        "correct": (top == targets).cpu().numpy(),
-                                        "target_prob": log_p.gather(-1, targets[:, None])[:, 0].exp().double()
-                                        .cpu().numpy()}))
+    for start, _, log_p, targets, rows in _completion_log_probs_by_batch(model, tokenizer, pairs, batch_size):
+        top_log_p, top = log_p.max(dim=-1)
+        frames.append(pd.DataFrame({"story": (rows + start).cpu().numpy(),
+                                    "confidence": top_log_p.exp().double().cpu().numpy(),
+                                    "correct": (top == targets).cpu().numpy(),
+                                    "target_prob": log_p.gather(-1, targets[:, None])[:, 0].exp().double()
+                                    .cpu().numpy()}))
     return pd.concat(frames, ignore_index=True)
 
 

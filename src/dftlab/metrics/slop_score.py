@@ -2,7 +2,7 @@
 
 slop-score (Paech 2025, https://github.com/sam-paech/slop-score) publishes a leaderboard whose two list figures,
 "slop_list_matches_per_1k_words" and "slop_trigram_matches_per_1k_words", `slop_list_rate` reproduces exactly on
-the outputs that ship with dftlab (see `dftlab.slop_score`). This is a reimplementation in Python, written from
+the outputs that ship with dftlab (see `dftlab.slop_score_data`). This is a reimplementation in Python, written from
 reading slop-score's JavaScript (js/utils.js, js/metrics.js, generate-leaderboard.mjs); no code was copied.
 
 Unlike the other text statistics of `dftlab.metrics`, the rules here are slop-score's, kept even where they
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from dftlab.slop_score import slop_word_lists
+from dftlab.slop_score_data import slop_word_lists
 from dftlab.validation import check_texts
 
 # The leaderboard measures only outputs longer than this many characters (counted as JavaScript counts them, in
@@ -101,7 +101,7 @@ def slop_list_rate(texts, *, drop_short: bool = True, corrected_lists: bool = Fa
 
     Source: slop-score (Paech 2025, https://github.com/sam-paech/slop-score): generate-leaderboard.mjs, js/metrics.js
     and js/utils.js at commit 289264a, reimplemented here; the lists are its data/slop_list.json and
-    data/slop_list_trigrams.json, vendored in dftlab/assets/slop_score (loaded by `dftlab.slop_score`).
+    data/slop_list_trigrams.json, vendored in dftlab/assets/slop_score (loaded by `dftlab.slop_score_data`).
 
     Caveat: the Antislop model (gemma-3-27b-it-antislop; Paech et al. 2025) was fine-tuned to avoid these very
     lists, so its low rate is partly circular: it shows the training worked on the measured words, not that the
@@ -114,7 +114,7 @@ def slop_list_rate(texts, *, drop_short: bool = True, corrected_lists: bool = Fa
         texts = check_texts(texts)
     except ValueError as exc:
         raise ValueError(f"{exc} slop_list_rate measures a list of model outputs, e.g. "
-                         f"[o['output'] for o in dftlab.slop_score.load_slop_score_outputs('qwen3-4b')].") from None
+                         f"[o['output'] for o in dftlab.slop_score_data.load_slop_score_outputs('qwen3-4b')].") from None
     drop_short = _check_flag(drop_short, "drop_short", "drop texts of 300 characters or fewer, as the leaderboard does")
     corrected_lists = _check_flag(corrected_lists, "corrected_lists",
                                   "read list entries with slop-score's later fix instead of as published")

@@ -54,6 +54,17 @@ def _unbiased_mmd2(kernel: np.ndarray, in_x: np.ndarray) -> np.ndarray:
     return within_x / (m * (m - 1)) + within_y / (n * (n - 1)) - 2.0 * between / (m * n)
 
 
+def _median_rbf_kernel(pooled: np.ndarray) -> tuple[np.ndarray, float]:
+    """The RBF kernel matrix of the rows of `pooled` with the median heuristic's bandwidth (the median distance
+    between distinct pairs; 1.0 if that median is 0), and the bandwidth."""
+    squared_norms = (pooled ** 2).sum(axis=1)
+    squared = np.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * pooled @ pooled.T, 0.0)
+    bandwidth = float(np.median(np.sqrt(squared[np.triu_indices(len(pooled), k=1)]))) or 1.0
+    kernel = np.exp(-squared / (2.0 * bandwidth ** 2))
+    np.fill_diagonal(kernel, 1.0)
+    return kernel, bandwidth
+
+
 def mmd(x_emb, y_emb, num_permutations: int = 200, seed: int = 0) -> MMDResult:
     """Maximum Mean Discrepancy between two samples of embeddings, with a permutation test (Gretton et al. 2012).
 
@@ -70,14 +81,7 @@ def mmd(x_emb, y_emb, num_permutations: int = 200, seed: int = 0) -> MMDResult:
                          f"embed both with the same method.")
     num_permutations = check_int(num_permutations, "num_permutations")
     pooled = np.concatenate([x, y])
-    squared_norms = (pooled ** 2).sum(axis=1)
-    squared_distances = np.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * pooled @ pooled.T, 0.0)
-    pair_distances = np.sqrt(squared_distances[np.triu_indices(len(pooled), k=1)])
-    bandwidth = float(np.median(pair_distances))
-    if bandwidth == 0.0:
-        bandwidth = 1.0
-    kernel = np.exp(-squared_distances / (2.0 * bandwidth ** 2))
-    np.fill_diagonal(kernel, 1.0)
+    kernel, bandwidth = _median_rbf_kernel(pooled)
     observed_labels = np.zeros((1, len(pooled)), dtype=bool)
     observed_labels[0, :len(x)] = True
     observed = float(_unbiased_mmd2(kernel, observed_labels)[0])
@@ -104,12 +108,7 @@ def paired_mmd(x_emb, y_emb, num_permutations: int = 1000, seed: int = 0) -> dic
         raise ValueError(f"a paired MMD needs one row of x_emb and one of y_emb per prompt, as wide: got shapes "
                          f"{x.shape} and {y.shape}; pass the two answers to each prompt in the same order.")
     num_permutations = check_int(num_permutations, "num_permutations")
-    pooled = np.concatenate([x, y])
-    squared_norms = (pooled ** 2).sum(axis=1)
-    squared = np.maximum(squared_norms[:, None] + squared_norms[None, :] - 2.0 * pooled @ pooled.T, 0.0)
-    bandwidth = float(np.median(np.sqrt(squared[np.triu_indices(len(pooled), k=1)]))) or 1.0
-    kernel = np.exp(-squared / (2.0 * bandwidth ** 2))
-    np.fill_diagonal(kernel, 1.0)
+    kernel, bandwidth = _median_rbf_kernel(np.concatenate([x, y]))
     n = len(x)
     observed_labels = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])[None, :]
     observed = float(_unbiased_mmd2(kernel, observed_labels)[0])

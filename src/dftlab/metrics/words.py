@@ -14,7 +14,10 @@ Two other units are named here because results were measured in them, not becaus
 - `whitespace_tokens(text)`: `text.split()`, case and punctuation kept ("The" and "the." are different tokens).
   It is the study's unit: the study's cached text metrics (`dftlab.study.measurement`) were measured on it, and the
   samples they were measured on are not stored, so the study keeps passing it to keep its cached results what the
-  code computes. The anti-slop comparison's distinct-2 (`dftlab.antislop`) was measured on it too.
+  code computes. The anti-slop comparison's distinct-2 (`dftlab.antislop`) was measured on it too, and so were the
+  distinct-2 of chapter 8's distillation and decoding-lever studies (`dftlab.study.distillation`,
+  `dftlab.study.decoding_levers`, `dftlab.study.levers`), whose expectations were written down, and judged, in it:
+  changing the unit after seeing the data would move a judged interval, so they keep it.
 - `bleu_13a_tokens(text)`: sacrebleu's "13a" tokenizer (case kept, punctuation split off as tokens), the unit the
   study's self-BLEU was measured on.
 

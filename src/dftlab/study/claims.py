@@ -99,21 +99,6 @@ ROSMINE_REPORTED = (
 )
 
 
-
-
-# What Rosmine's post reported (chapter 7), against its SFT "super-baseline" (the best SFT over hyperparameters and
-# samplers). Its "DFT" is Distribution Fine Tuning, which is unpublished. MMD: Gaussian RBF over Llama-embed-nemotron-8B
-# embeddings; JMQ: 2 x the win rate against human text by a judge model (1.0 = indistinguishable); token L2 over
-# 1-gram frequency vectors. The post's appendix lists other 14B numbers than its main table (a row of its own here).
-ROSMINE_REPORTED = (
-    {"model": "Qwen3 14B", "method": "Distribution FT", "MMD": 0.018, "JMQ": 0.80, "token L2": 0.0036},
-    {"model": "Qwen3 14B", "method": "SFT super-baseline", "MMD": 0.037, "JMQ": 0.49, "token L2": 0.0039},
-    {"model": "Qwen3 14B", "method": "Distribution FT (appendix)", "MMD": math.nan, "JMQ": 0.73, "token L2": 0.0039},
-    {"model": "Qwen3 4B", "method": "Distribution FT", "MMD": 0.025, "JMQ": 0.40, "token L2": 0.0042},
-    {"model": "Qwen3 4B", "method": "SFT super-baseline", "MMD": 0.047, "JMQ": 0.27, "token L2": 0.0040},
-)
-
-
 @dataclass
 class ClaimVerdict:
     number: int
@@ -572,7 +557,7 @@ def _regime_and_reconstruction(judgement: Judgement) -> list[str]:
 def write_claims(quick: bool = False, out=None, real_model: bool = False, config=None, log=None) -> Path:
     """Regenerate CLAIMS.md (or, with `real_model`, the real-model study's claims file; or `config`'s) from cached
     results (`python -m dftlab.study claims [--real-model]`), computing the control first if it is not cached."""
-    from dftlab.storage import atomic_write_text, reading_results_dir, results_dir
+    from dftlab.storage import atomic_write_text, results_dir
     from dftlab.study.cache import claims_path, fingerprints, read_study
     from dftlab.study.config import real_model_config
     from dftlab.study.control import ensure_control

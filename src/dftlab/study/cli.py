@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from dftlab.runtime import quiet_transformers
 from dftlab.storage import CorruptFileError
 from dftlab.study.cache import claims_path, fingerprints, results_dir, study_path
 from dftlab.study.claims import write_claims
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"objective labels to run, from: {' '.join(o.label for o in DEFAULT_OBJECTIVES)} "
                              f"(default: all); the config gets the name 'custom'")
     parser.add_argument("--out", type=Path, default=None,
-                        help="results folder (default: $DFTLAB_RESULTS, else the results shipped in the package)")
+                        help="results folder (default: $DFTLAB_RESULTS, else your own results folder, "
+                             "dftlab.storage.results_dir(); reads also find the results shipped in the package)")
     parser.add_argument("--force", action="store_true", help="recompute every run, ignoring the cache")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="runs computed side by side in separate processes, each on one CPU thread "
@@ -61,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    # transformers warns once per process that generation passes no attention mask (none is needed: no padding).
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    quiet_transformers()
     out = results_dir() if args.out is None else args.out
     if args.command == "claims":
         if args.seeds or args.objectives:

@@ -30,7 +30,6 @@ of 0, which its floor never returns, so it counted nothing; it now asks wordfreq
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -38,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dftlab.storage import (config_digest, read_json_with_hash, reading_results_dir, results_dir,
-                            write_json_with_hash)
+from dftlab.storage import (build_result_command, config_digest, read_json_with_hash, read_result_for_config,
+                            reading_results_dir, results_dir, write_json_with_hash)
 from dftlab.validation import check_int
 
 BASELINE = "T=0.7, min-p 0.1"  # slop_samples.LEADERBOARD_DECODING
@@ -121,7 +120,7 @@ def mean_token_log_prob(model, tokenizer, prompt: str, response: str) -> float:
 def build_levers(out=None, log=print) -> Path:
     """Sample the new decodings (resuming from finished batches in the user cache), score every answer of all four
     decodings, and write the results file atomically."""
-    from dftlab.chat_samples import _batch_seed, generate_responses
+    from dftlab.chat_samples import batch_seed, generate_responses
     from dftlab.models import cache_dir, load_model
     from dftlab.study.slop_samples import load_slop_samples
 
@@ -147,7 +146,7 @@ def build_levers(out=None, log=print) -> Path:
                 extra = {"sequence_bias": bias} if decoding == config["biased"] else {}
                 rows = generate_responses(model, tokenizer, [prompts[i] for i in batch_indices],
                                           max_new_tokens=config["max_new_tokens"],
-                                          seed=_batch_seed(config["seed"], config["first_new_decoding_index"] + offset,
+                                          seed=batch_seed(config["seed"], config["first_new_decoding_index"] + offset,
                                                            batch_index), **settings, **extra)
                 run = {"rows": rows, "seconds": time.time() - batch_started}
                 write_json_with_hash(run_file, run)
@@ -170,14 +169,8 @@ def build_levers(out=None, log=print) -> Path:
 def load_levers(folder=None) -> dict:
     """The committed answers and scores for today's settings; another file is refused with the command."""
     config = levers_config()
-    path = levers_path(config, folder)
-    if not path.exists():
-        raise FileNotFoundError(f"no decoding-levers results for these settings at {path}; build them with "
-                                f"`python -m dftlab.study.decoding_levers` (about 20 minutes on a CPU).")
-    payload = read_json_with_hash(path)
-    if payload["config"] != config:
-        raise ValueError(f"{path} holds results of other settings; rebuild them with `python -m dftlab.study.decoding_levers`.")
-    return payload
+    return read_result_for_config(levers_path(config, folder), config, "decoding-levers results",
+                                  "`python -m dftlab.study.decoding_levers` (about 20 minutes on a CPU)")
 
 
 def is_non_word(word: str) -> bool:
@@ -196,7 +189,7 @@ def _per_answer(answers: pd.DataFrame, habits: list[str]) -> pd.DataFrame:
 
     from dftlab.metrics.formulaic import slop_list_words
     from dftlab.metrics.text import distinct_n
-    from dftlab.metrics.words import words
+    from dftlab.metrics.words import whitespace_tokens, words
 
     listed, habit_set = slop_list_words(), set(habits)
     rows = []
@@ -207,7 +200,9 @@ def _per_answer(answers: pd.DataFrame, habits: list[str]) -> pd.DataFrame:
                      "habit": sum(n for w, n in counts.items() if w in habit_set),
                      "other_listed": sum(n for w, n in counts.items() if w in listed and w not in habit_set),
                      "non_words": sum(n for w, n in counts.items() if is_non_word(w)),
-                     "distinct_2": distinct_n([answer.response], n=2) if len(words(answer.response)) > 1 else np.nan,
+                     # distinct-2 in the unit the expectation was registered with (metrics.words: whitespace_tokens)
+                     "distinct_2": (distinct_n([answer.response], n=2, split_words=whitespace_tokens)
+                                    if len(whitespace_tokens(answer.response)) > 1 else np.nan),
                      "mean_log_prob": answer.mean_log_prob})
     return pd.DataFrame(rows)
 
@@ -261,11 +256,8 @@ def levers_table(levers: dict | None = None, bootstrap: int = BOOTSTRAP, seed: i
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.study.decoding_levers", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=None, help="results folder (default: the package's results folder)")
-    args = parser.parse_args(argv)
-    print(build_levers(args.out))
-    return 0
+    return build_result_command(argv, "python -m dftlab.study.decoding_levers", __doc__.split("\n\n")[0],
+                                build_levers)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Everyone fine-tunes small models on a big model's outputs. What happens to the small model's writing, and does the
 objective, or a less formulaic teacher, change it? This study answers that offline with slop-score's vendored
-outputs (`dftlab.slop_score`): two teachers, google/gemma-3-27b-it and its anti-slop fine-tune
+outputs (`dftlab.slop_score_data`): two teachers, google/gemma-3-27b-it and its anti-slop fine-tune
 (sam-paech/gemma-3-27b-it-antislop, `dftlab.antislop`), answering the same prompts, and one student,
 SmolLM2-135M-Instruct, fine-tuned through `dftlab.study.scale` (TRL's SFTTrainer, LoRA on q and v):
 
@@ -31,8 +31,6 @@ last complete run, and a run of other settings is never read. The same command r
 """
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 import time
@@ -43,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from dftlab.models import REAL_CHAT_MODEL
-from dftlab.storage import (config_digest, read_json_with_hash, reading_results_dir, results_dir,
-                            write_json_with_hash)
+from dftlab.storage import (build_result_command, config_digest, read_json_with_hash, read_result_for_config,
+                            reading_results_dir, results_dir, write_json_with_hash)
 from dftlab.study.slop_samples import DECODINGS as SLOP_SCORE_DECODINGS, LEADERBOARD_DECODING
 from dftlab.validation import check_int
 
@@ -98,7 +96,7 @@ def cut_at_sentence(text: str, tokenizer, max_tokens: int = COMPLETION_TOKENS, f
 
 def distillation_config() -> dict:
     """Every setting that decides the study; its hash names the run folder and the results file."""
-    from dftlab.slop_score import vendored_checksums
+    from dftlab.slop_score_data import vendored_checksums
     from dftlab.study.cache import model_fingerprint
 
     checksums = vendored_checksums()
@@ -122,7 +120,7 @@ def study_prompts(tokenizer, config: dict) -> dict:
     {"train": {teacher: [{"prompt", "completion"}, ...]}, "held_out": [{"prompt_index", "category", "prompt",
     "original", "antislop"}, ...]}."""
     from dftlab.antislop import paired_answers
-    from dftlab.slop_score import slop_score_prompts
+    from dftlab.slop_score_data import slop_score_prompts
 
     pairs = paired_answers()
     text = {p["prompt_index"]: p["prompt"] for p in slop_score_prompts()}
@@ -272,14 +270,8 @@ def load_distillation(folder=None) -> dict:
     """The committed distillation study for today's settings, data and student; another file is refused with the
     command that recomputes it."""
     config = distillation_config()
-    path = distillation_path(config, folder)
-    if not path.exists():
-        raise FileNotFoundError(f"no distillation results for these settings, data and student at {path}; build "
-                                f"them with `{COMMAND}` (about an hour on 2 CPU cores; it resumes if interrupted).")
-    payload = read_json_with_hash(path)
-    if payload["config"] != config:
-        raise ValueError(f"{path} holds a study of other settings, data or student; rebuild it with `{COMMAND}`.")
-    return payload
+    return read_result_for_config(distillation_path(config, folder), config, "distillation results",
+                                  f"`{COMMAND}` (about an hour on 2 CPU cores; it resumes if interrupted)")
 
 
 def model_answers(study: dict) -> dict[str, list[str]]:
@@ -291,19 +283,22 @@ def model_answers(study: dict) -> dict[str, list[str]]:
 
 def per_answer_counts(texts: list[str], habit_words: dict[str, list[str]]) -> pd.DataFrame:
     """Per answer: slop-score's words and list-word hits, words (`metrics.words.words`, possessives merged) and
-    each teacher's habit-word hits in them, distinct-2, whether it holds a broken contraction, its first three
+    each teacher's habit-word hits in them, distinct-2 (of whitespace tokens, the unit the study's expectation was
+    registered with), whether it holds a broken contraction, its first three
     words."""
     from dftlab.antislop import broken_contractions, opening
     from dftlab.metrics.slop_score import slop_list_word_hits
     from dftlab.metrics.text import distinct_n
-    from dftlab.metrics.words import words
+    from dftlab.metrics.words import whitespace_tokens, words
 
     hits = slop_list_word_hits(texts)
     rows = []
     for text, (listed, slop_words) in zip(texts, hits):
         counts = Counter(words(text, merge_possessives=True))
         row = {"slop_words": slop_words, "listed": listed, "words": sum(counts.values()),
-               "distinct_2": distinct_n([text], n=2) if len(words(text)) > 1 else np.nan,
+               # distinct-2 in the unit the expectation was registered with (metrics.words: whitespace_tokens)
+               "distinct_2": (distinct_n([text], n=2, split_words=whitespace_tokens)
+                              if len(whitespace_tokens(text)) > 1 else np.nan),
                "broken_contraction": float(broken_contractions(text) > 0), "opening": opening(text)}
         for teacher, chosen in habit_words.items():
             row[f"habits_{teacher}"] = sum(counts[w] for w in chosen)
@@ -403,11 +398,7 @@ def mmd_table(study: dict | None = None) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=None, help="results folder (default: the package's results folder)")
-    args = parser.parse_args(argv)
-    print(build_distillation(args.out))
-    return 0
+    return build_result_command(argv, COMMAND, __doc__.split("\n\n")[0], build_distillation)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dftlab.study.config import ObjectiveSpec, StudyConfig, default_config
+from dftlab.study.config import StudyConfig, default_config
 
 MEDIUM_PRIOR = "tiny-gpt2-medium"
 # The recipe of the medium prior: the weak prior, fine-tuned with NLL on TinyTales stories of seed 100 (no study run
@@ -79,10 +79,8 @@ def build_medium_prior(target: Path | None = None, log=print) -> Path:
     import json
     import shutil
 
-    import torch
-
     from dftlab import metrics
-    from dftlab.storage import write_checksums
+    from dftlab.storage import replace_folder, write_checksums
     from dftlab.models import load_model
     from dftlab.runtime import torch_threads
     from dftlab.study.measurement import splits_for, tales_for
@@ -121,13 +119,7 @@ def build_medium_prior(target: Path | None = None, log=print) -> Path:
         f"fine-tuning it gives the title's character p = {prob_character:.3f} where the story repeats it, and the "
         f"other tokens p = {prob_other:.3f}. Rebuild: `python -m dftlab.study --build-medium-prior`.\n\n"
         f"## Licence and provenance\n\n{MEDIUM_PRIOR_LICENCE}\n")
-    backup = target.with_name(target.name + ".old")
-    shutil.rmtree(backup, ignore_errors=True)
-    if target.exists():
-        target.rename(backup)
-    staging.rename(target)
-    shutil.rmtree(backup, ignore_errors=True)
-    return target
+    return replace_folder(staging, target)
 
 
 def medium_prior_config() -> StudyConfig:

@@ -6,7 +6,8 @@ measures every pair the same way, on three measures of the text:
 
 - slop-score's list words per 1,000 words (`metrics.slop_list_word_hits`), as the ratio of the "after" rate to the
   "before" rate (a ratio, not a difference, because the rates of the levers' texts differ several-fold);
-- distinct-2 of each answer (distinct word pairs over word pairs, `metrics.text.distinct_n`), averaged over answers;
+- distinct-2 of each answer (distinct word pairs over word pairs, `metrics.text.distinct_n`), averaged over answers,
+  counted in whitespace tokens (`metrics.words.whitespace_tokens`), the unit the three studies registered it in;
 - the share of answers that open with the commonest first three words of the "before" answers (`antislop.opening`),
   so that the same opening is counted on both sides.
 
@@ -37,12 +38,13 @@ def _per_prompt(texts_by_prompt: list[list[str]], opening_text: str | None) -> p
     from dftlab.antislop import opening
     from dftlab.metrics.slop_score import slop_list_word_hits
     from dftlab.metrics.text import distinct_n
-    from dftlab.metrics.words import words
+    from dftlab.metrics.words import whitespace_tokens
 
     rows = []
     for texts in texts_by_prompt:
         hits = slop_list_word_hits(texts)
-        distinct = [distinct_n([t], n=2) for t in texts if len(words(t)) > 1]
+        # in the unit the three studies' distinct-2 was registered with (metrics.words: whitespace_tokens)
+        distinct = [distinct_n([t], n=2, split_words=whitespace_tokens) for t in texts if len(whitespace_tokens(t)) > 1]
         rows.append({"listed": sum(h for h, _ in hits), "words": sum(w for _, w in hits),
                      "distinct_2": float(np.mean(distinct)) if distinct else np.nan,
                      "opening": float(np.mean([opening(t) == opening_text for t in texts]))})

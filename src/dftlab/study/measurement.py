@@ -298,10 +298,18 @@ def _objective_loss_and_nll(model, batches, objective: str, kwargs: dict, base_m
 def model_metrics(model, tokenizer, splits: dict, tales, config: StudyConfig) -> tuple[dict, np.ndarray]:
     """Exact cross-entropy and KL on the test stories, predictive entropy, and p(target) on the valid stories."""
     from dftlab import metrics
+
+    fit = metrics.sequence_cross_entropy(model, tokenizer, splits["test"], tales, batch_size=config.batch_size)
+    return model_metrics_given_fit(model, tokenizer, splits, config, fit)
+
+
+def model_metrics_given_fit(model, tokenizer, splits: dict, config, fit: dict) -> tuple[dict, np.ndarray]:
+    """The model columns around `fit`, the exact fit on splits["test"] (cross_entropy, true_entropy, kl,
+    standard_error): predictive entropy on the test stories; NLL, accuracy and p(target) on the valid ones."""
+    from dftlab import metrics
     from dftlab.data import make_batches
     from dftlab.train import evaluate
 
-    fit = metrics.sequence_cross_entropy(model, tokenizer, splits["test"], tales, batch_size=config.batch_size)
     test_batches = make_batches(tokenizer, splits["test"], config.batch_size, config.max_length, shuffle=False)
     valid = evaluate(model, make_batches(tokenizer, splits["valid"], config.batch_size, config.max_length,
                                          shuffle=False))

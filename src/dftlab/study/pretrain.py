@@ -28,7 +28,7 @@ from dftlab.data import IGNORE_INDEX
 from dftlab.models import EMBEDDED_MODELS, STRONG_PRIOR_MODEL, WEAK_PRIOR_MODEL
 from dftlab.objectives import num_supervised
 from dftlab.runtime import torch_global_seed
-from dftlab.storage import write_checksums
+from dftlab.storage import replace_folder, write_checksums
 from dftlab.validation import check_int, check_number
 
 EOS = "<|endoftext|>"
@@ -386,13 +386,7 @@ def write_model_folder(model, tokenizer, config: PretrainConfig, report: dict, t
     write_checksums(staging, files)
     (staging / "MODEL_CARD.md").write_text(model_card(config, report, samples, staging, name))
     (staging / "pretrain_report.json").write_text(json.dumps({"config": asdict(config), "report": report}, indent=1))
-    backup = target.with_name(target.name + ".old")
-    shutil.rmtree(backup, ignore_errors=True)
-    if target.exists():
-        target.rename(backup)
-    staging.rename(target)
-    shutil.rmtree(backup, ignore_errors=True)
-    return target
+    return replace_folder(staging, target)
 
 
 def model_card(config: PretrainConfig, report: dict, samples: list[dict], folder: Path, name: str) -> str:

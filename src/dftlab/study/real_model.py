@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 
-from dftlab.study.config import PROBABILITY_QUANTILES, Decoding, RealModelStudyConfig, RunSpec
-from dftlab.study.measurement import FineTuning, Pipeline
+from dftlab.study.config import Decoding, RealModelStudyConfig, RunSpec
+from dftlab.study.measurement import FineTuning, Pipeline, model_metrics_given_fit
 
 
 def final_window_mean(step_losses) -> float:
@@ -69,24 +69,12 @@ def chat_splits_of(tokenizer, splits: dict) -> dict:
 def chat_model_metrics(model, tokenizer, chat_splits: dict, tales, config: RealModelStudyConfig) -> tuple[dict, np.ndarray]:
     """`measurement.model_metrics` in the chat format: exact KL, predictive entropy, p(target) on chat examples."""
     from dftlab import metrics
-    from dftlab.data import make_batches
-    from dftlab.train import evaluate
 
     log_probs = metrics.completion_log_probs(model, tokenizer, chat_splits["test"], batch_size=config.batch_size)
     cross_entropy, true_entropy = float(-log_probs.mean()), float(tales.entropy())
-    test_batches = make_batches(tokenizer, chat_splits["test"], config.batch_size, config.max_length, shuffle=False)
-    valid = evaluate(model, make_batches(tokenizer, chat_splits["valid"], config.batch_size, config.max_length,
-                                         shuffle=False))
-    by_role = metrics.target_probabilities_by_role(model, tokenizer, chat_splits["valid"], batch_size=config.batch_size)
-    role_means = by_role.groupby("role")["target_prob"].mean()
-    row = {"cross_entropy": cross_entropy, "true_entropy": true_entropy, "kl": cross_entropy - true_entropy,
-           "kl_standard_error": float(log_probs.std(ddof=1) / math.sqrt(len(log_probs))),
-           "predictive_entropy": metrics.predictive_entropy(model, test_batches),
-           "valid_nll": valid["nll"], "valid_accuracy": valid["accuracy"],
-           "prob_character": float(role_means.get("character", math.nan)),
-           "prob_other": float(role_means.get("other", math.nan))}
-    row.update({f"prob_p{q}": valid[f"prob_p{q}"] for q in PROBABILITY_QUANTILES})
-    return row, valid["target_probs"]
+    fit = {"cross_entropy": cross_entropy, "true_entropy": true_entropy, "kl": cross_entropy - true_entropy,
+           "standard_error": float(log_probs.std(ddof=1) / math.sqrt(len(log_probs)))}
+    return model_metrics_given_fit(model, tokenizer, chat_splits, config, fit)
 
 
 def open_prompt_responses(model, tokenizer, config: RealModelStudyConfig, seed: int) -> dict:

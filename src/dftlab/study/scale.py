@@ -23,6 +23,7 @@ import warnings
 import pandas as pd
 
 from dftlab.objectives import OBJECTIVES, make_compute_loss_func, needs_base_logits
+from dftlab.runtime import quiet_transformers
 from dftlab.tinytales import DEFAULT_ZIPF_EXPONENT, TinyTales
 from dftlab.validation import check_int
 
@@ -202,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    quiet_transformers()
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from dftlab.models import ModelNotAvailableError, default_model_name, load_model
 
     model_name = args.model or default_model_name()

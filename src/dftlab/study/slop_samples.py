@@ -1,6 +1,6 @@
 """SmolLM2 on slop-score's scale: its answers to slop-score's prompts, and the leaderboard table they join.
 
-slop-score (Paech 2025, https://github.com/sam-paech/slop-score; vendored data in `dftlab.slop_score`) ranks models
+slop-score (Paech 2025, https://github.com/sam-paech/slop-score; vendored data in `dftlab.slop_score_data`) ranks models
 by how many words and trigrams of its lists of LLM-overused language they write per 1,000 words. This module samples
 SmolLM2-135M-Instruct (`load_model("smollm2-135m-instruct")`) on a subset of the same prompts, at the leaderboard's
 decoding and at T = 1, and builds the committed sample set:
@@ -28,7 +28,6 @@ with a bootstrap interval over prompts where the texts are available.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import platform
@@ -39,11 +38,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dftlab.chat_samples import CHAT_MODEL, REAL_MODEL_DECODING, SEED, _batch_seed, sample_set_hash
+from dftlab.chat_samples import (CHAT_MODEL, REAL_MODEL_DECODING, SEED, batch_seed, read_sample_set, sample_set_command,
+                                 sample_set_hash)
 from dftlab.storage import read_json_with_hash, reading_results_dir, results_dir, write_json_with_hash
 from dftlab.validation import check_int, check_number
 
-# slop-score's prompts as vendored in dftlab.slop_score (see assets/slop_score/PROVENANCE.md).
+# slop-score's prompts as vendored in dftlab.slop_score_data (see assets/slop_score/PROVENANCE.md).
 PROMPTS_SOURCE = ("slop-score (https://github.com/sam-paech/slop-score) data/prompts.json, commit "
                   "289264ab2a0df1358ef81ced3c259610ea709514, git blob 27f59e295193; vendored as "
                   "dftlab/assets/slop_score/prompts.json.xz")
@@ -64,7 +64,7 @@ def subset_prompt_indices(quick: bool = False) -> list[int]:
 
 
 def _prompts_by_index() -> dict[int, dict]:
-    from dftlab.slop_score import slop_score_prompts
+    from dftlab.slop_score_data import slop_score_prompts
 
     return {p["prompt_index"]: p for p in slop_score_prompts()}
 
@@ -133,7 +133,7 @@ def build_slop_samples(quick: bool = False, out: Path | None = None, log=print, 
                 batch_started = time.time()
                 rows = generate([by_index[i]["prompt"] for i in batch_indices],
                                 max_new_tokens=config["max_new_tokens"],
-                                seed=_batch_seed(config["seed"], decoding_index, batch_index), **settings)
+                                seed=batch_seed(config["seed"], decoding_index, batch_index), **settings)
                 seconds = time.time() - batch_started
                 write_json_with_hash(run_file, {"rows": rows, "seconds": seconds})
                 log(f"{decoding}: batch {batch_index + 1}/{len(batches)} in {seconds:.0f} s")
@@ -167,19 +167,9 @@ def load_slop_samples(path: Path | None = None, quick: bool = False) -> dict:
     """The committed sample set: {"config", "config_hash", "provenance", "responses": [{"decoding", "prompt_index",
     "category", "prompt", "response", "finished"}, ...]}. A missing file, or one built with other settings, is
     refused with the command that rebuilds it."""
-    expected = default_slop_set_path(quick)
-    path = expected if path is None else Path(path)
-    command = _command(quick)
-    if not path.exists():
-        raise FileNotFoundError(f"No slop-score sample set of SmolLM2 at {path} (looked in {path.parent}). Build it "
-                                f"with `{command}`, or point DFTLAB_RESULTS at the folder that holds it.")
-    payload = read_json_with_hash(path)
-    config = slop_set_config(quick)
-    if payload.get("config") != config or payload.get("config_hash") != sample_set_hash(config):
-        raise ValueError(f"{path} was built with other settings, prompts or another model than this dftlab asks for "
-                         f"(its hash is {payload.get('config_hash')!r}, expected {sample_set_hash(config)!r}). "
-                         f"Rebuild it with `{command}`.")
-    return payload
+    path = default_slop_set_path(quick) if path is None else Path(path)
+    return read_sample_set(path, slop_set_config(quick), "slop-score sample set of SmolLM2",
+                           "other settings, prompts or another model", _command(quick))
 
 
 def slop_responses_of(sample_set: dict, decoding: str = LEADERBOARD_DECODING) -> list[str]:
@@ -195,7 +185,7 @@ def _per_text_counts(texts) -> np.ndarray:
     """(words, slop-word hits, slop-trigram hits) of each text as the leaderboard counts them (slop_list_rate's
     tokens and list entries, read as published); texts it drops (300 characters or fewer) count zero."""
     from dftlab.metrics.slop_score import MIN_CHARS_EXCLUSIVE, slop_list_entries, slop_score_tokens
-    from dftlab.slop_score import slop_word_lists
+    from dftlab.slop_score_data import slop_word_lists
 
     lists = slop_word_lists()
     listed = slop_list_entries(lists["words"], corrected=False)
@@ -255,7 +245,7 @@ def leaderboard_table(sample_set: dict | None = None, *, bootstrap: int = BOOTST
     (some failed) at up to 8,096; its interval is wider for its fewer words. gemma-3-27b-it-antislop was trained to
     avoid these very lists, so its low rate is partly circular.
     """
-    from dftlab.slop_score import (HUMAN_BASELINE, load_slop_score_outputs, published_slop_figures,
+    from dftlab.slop_score_data import (HUMAN_BASELINE, load_slop_score_outputs, published_slop_figures,
                                    slop_score_models)
 
     sample_set = load_slop_samples() if sample_set is None else sample_set
@@ -315,12 +305,8 @@ def chat_slop_list_enrichment(sample_set: dict | None = None, decoding: str = RE
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dftlab.study.slop_samples", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 prompts x 2 decodings of 48 new tokens, to try it")
-    parser.add_argument("--out", type=Path, default=None, help="write here instead of the results folder")
-    args = parser.parse_args(argv)
-    build_slop_samples(quick=args.quick, out=args.out, log=lambda line: print(line, flush=True))
-    return 0
+    return sample_set_command(argv, "python -m dftlab.study.slop_samples", __doc__.split("\n\n")[0],
+                              build_slop_samples, "4 prompts x 2 decodings of 48 new tokens, to try it")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ one. (The optimum of preference tuning moved to chapter 5's checks, k-NN coverag
 """
 from __future__ import annotations
 
-from dftlab.course.checks.engine import float_result, FunctionExercise, PredictionExercise, Case, Mistake, near, random_corpus
+from dftlab.course.checks.engine import Case, FunctionExercise, Mistake, PredictionExercise, float_result, random_corpus
 from dftlab.metrics import formulaic, word_overuse
 from dftlab.metrics.words import words
 

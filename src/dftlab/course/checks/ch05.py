@@ -118,17 +118,18 @@ HEADLINE_STEPS = default_config().steps  # the study's budget, from its config
 
 
 def _study_openers() -> pd.DataFrame:
-    """The study's opener table from the results folder in use now ($DFTLAB_RESULTS, read at each call)."""
-    from dftlab.storage import reading_results_dir
+    """The study's opener table, from the results folders in use now ($DFTLAB_RESULTS, read at each call)."""
+    from dftlab.storage import results_folders
 
-    return _openers_in(str(reading_results_dir()))
+    return _openers_in(tuple(str(folder) for folder in results_folders()))
 
 
 @functools.lru_cache(maxsize=4)
-def _openers_in(folder: str) -> pd.DataFrame:
+def _openers_in(folders: tuple) -> pd.DataFrame:
+    """Cached by the folders a read looks in (`folders`): a later $DFTLAB_RESULTS is a new key."""
     from dftlab import study
 
-    return study.load_opener_probabilities(out=folder)
+    return study.load_opener_probabilities()
 
 
 def _toy_openers() -> pd.DataFrame:

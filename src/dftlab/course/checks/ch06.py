@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from dftlab import metrics
-from dftlab.course.checks.engine import (float_result, FunctionExercise, PredictionExercise, AnswerProblem, as_tensor, Case, Mistake,
-                                  near, random_corpus)
+from dftlab.course.checks.engine import (Case, FunctionExercise, Mistake, PredictionExercise, float_result, near,
+                                         random_corpus)
 from dftlab.metrics.text import ngrams
 from dftlab.metrics.words import whitespace_tokens, words
 

@@ -66,17 +66,18 @@ CH07_DECODING = FunctionExercise(
 
 
 def _study_results():
-    """The study's results table from the results folder in use now ($DFTLAB_RESULTS, read at each call)."""
-    from dftlab.storage import reading_results_dir
+    """The study's results table, from the results folders in use now ($DFTLAB_RESULTS, read at each call)."""
+    from dftlab.storage import results_folders
 
-    return _results_in(str(reading_results_dir()))
+    return _results_in(tuple(str(folder) for folder in results_folders()))
 
 
 @functools.lru_cache(maxsize=4)
-def _results_in(folder: str):
+def _results_in(folders: tuple):
+    """Cached by the folders a read looks in (`folders`): a later $DFTLAB_RESULTS is a new key."""
     from dftlab import study
 
-    return study.load_results(out=folder)
+    return study.load_results()
 
 
 def _comparison_cases(g):

@@ -10,7 +10,7 @@ import torch
 from dftlab.course.checks.engine import FunctionExercise, PredictionExercise, Case, float_result, Mistake, random_corpus
 from dftlab.metrics.slop_score import slop_list_rate, slop_list_word_hits
 
-# A few words on slop-score's list (checked by tests/test_checks_ch08.py), to put into random answers.
+# A few words on slop-score's list (checked by tests/test_course_checks.py), to put into random answers.
 LISTED = ("tapestry", "meticulously", "palpable", "unwavering", "whispered", "crucially", "nuanced")
 
 
