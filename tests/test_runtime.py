@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from dftlab.runtime import quiet_transformers, torch_global_seed, torch_threads
+from dftlab.runtime import default_transformers_verbosity_to_error, torch_global_seed, torch_threads
 
 
 def test_torch_threads_sets_the_count_inside_and_restores_it_after_an_error():
@@ -45,8 +45,8 @@ def test_torch_global_seed_refuses_a_seed_that_is_not_an_int():
 
 def test_quiet_transformers_sets_a_default_and_keeps_a_choice(monkeypatch):
     monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
-    quiet_transformers()
+    default_transformers_verbosity_to_error()
     assert os.environ["TRANSFORMERS_VERBOSITY"] == "error"
     monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")
-    quiet_transformers()
+    default_transformers_verbosity_to_error()
     assert os.environ["TRANSFORMERS_VERBOSITY"] == "info"

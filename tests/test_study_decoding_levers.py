@@ -79,7 +79,7 @@ def test_the_habit_list_comes_from_other_prompts_than_the_ones_measured(levers):
     chat_prompts = {row["prompt"] for row in load_sample_set()["responses"]}
     measured = {answer["prompt"] for answer in levers["answers"]}
     assert not chat_prompts & measured
-    assert levers["config"]["habit_words"] == decoding_levers.habit_words()
+    assert levers["config"]["habit_words"] == decoding_levers.biased_habit_words()
 
 
 def test_the_table_compares_every_decoding_with_the_leaderboard_decoding_on_the_same_prompts(levers):

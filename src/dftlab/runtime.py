@@ -15,7 +15,7 @@ import torch
 from dftlab.validation import check_int
 
 
-def quiet_transformers() -> None:
+def default_transformers_verbosity_to_error() -> None:
     """For a command line: transformers' informational warnings off, unless TRANSFORMERS_VERBOSITY says otherwise
     (e.g. its warning, once per process, that generation passes no attention mask, which needs none without padding)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -96,3 +96,23 @@ def test_no_module_imports_another_modules_private_names():
                 private += [f"{path.relative_to(PACKAGE)}: {node.module}.{alias.name}" for alias in node.names
                             if alias.name.startswith("_") and not alias.name.startswith("__")]
     assert not private, f"imports of another module's private names: {private}"
+
+
+# Names every command-line module defines for itself.
+COMMAND_LINE_NAMES = {"main", "build_parser"}
+
+
+def test_no_two_modules_define_the_same_public_name():
+    """One home to each idea: two public functions or classes of the same name in two modules (two `config_hash`,
+    two `summary_table`, `scale.train` beside `train.train`) read as one thing and are not. The chapter checks'
+    modules declare exercises, not ideas, and are left out."""
+    homes: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "checks" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if (isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+                    and node.name not in COMMAND_LINE_NAMES):
+                homes.setdefault(node.name, []).append(str(path.relative_to(PACKAGE)))
+    twice = {name: where for name, where in homes.items() if len(where) > 1}
+    assert not twice, f"public names defined in more than one module: {twice}"

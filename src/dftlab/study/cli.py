@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from dftlab.runtime import quiet_transformers
+from dftlab.runtime import default_transformers_verbosity_to_error
 from dftlab.storage import CorruptFileError
 from dftlab.study.cache import claims_path, fingerprints, results_dir, study_path
 from dftlab.study.claims import write_claims
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_transformers()
+    default_transformers_verbosity_to_error()
     out = results_dir() if args.out is None else args.out
     if args.command == "claims":
         if args.seeds or args.objectives:

@@ -61,7 +61,7 @@ EXPECTED_OUTCOME = (
     "where a word of several tokens is cut before its last one (more non-words, a lower log-probability).")
 
 
-def habit_words() -> list[str]:
+def biased_habit_words() -> list[str]:
     """SmolLM2's habit words, in order of overuse (chapter 8 uses them).
 
     They are the words chapter 0 finds: `chat_samples.formulaic_words_of` on the committed chat sample set (60 open
@@ -89,7 +89,7 @@ def levers_config() -> dict:
     return {"model": base["model"], "seed": base["seed"], "prompt_indices": base["prompt_indices"],
             "prompts_sha256": base["prompts_sha256"], "max_new_tokens": base["max_new_tokens"],
             "prompts_per_batch": base["prompts_per_batch"], "reused_sample_set": default_slop_set_path().name,
-            "new_decodings": NEW_DECODINGS, "biased": BIASED, "habit_bias": HABIT_BIAS, "habit_words": habit_words(),
+            "new_decodings": NEW_DECODINGS, "biased": BIASED, "habit_bias": HABIT_BIAS, "habit_words": biased_habit_words(),
             "first_new_decoding_index": FIRST_NEW_DECODING_INDEX, "expected_outcome": EXPECTED_OUTCOME}
 
 

@@ -165,7 +165,7 @@ def sample_answers(model, tokenizer, held_out: list[dict], config: dict, seed: i
     return answers
 
 
-def compute_run(name: str, config: dict, data: dict) -> dict:
+def train_and_sample_student(name: str, config: dict, data: dict) -> dict:
     """Train one student (or none, for "base") and sample it on the held-out prompts; the payload one run caches."""
     import tempfile
 
@@ -230,7 +230,7 @@ def _mmd_rows(answers: dict[str, list[str]], config: dict) -> list[dict]:
     return rows
 
 
-def build_distillation(out=None, log=print, compute=compute_run) -> Path:
+def build_distillation(out=None, log=print, compute=train_and_sample_student) -> Path:
     """Build every run not yet in the run folder (resuming), then measure MMD and write the results atomically.
     `compute(name, config, data)` makes one run's payload (the default trains and samples; tests pass a stand-in)."""
     from dftlab.models import cache_dir, load_model

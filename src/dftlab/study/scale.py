@@ -23,7 +23,7 @@ import warnings
 import pandas as pd
 
 from dftlab.objectives import OBJECTIVES, make_compute_loss_func, needs_base_logits
-from dftlab.runtime import quiet_transformers
+from dftlab.runtime import default_transformers_verbosity_to_error
 from dftlab.tinytales import DEFAULT_ZIPF_EXPONENT, TinyTales
 from dftlab.validation import check_int
 
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    quiet_transformers()
+    default_transformers_verbosity_to_error()
     args = build_parser().parse_args(argv)
     from dftlab.models import ModelNotAvailableError, default_model_name, load_model
 
