@@ -325,14 +325,15 @@ def _tiny_model(folder, seed, make_tiny_gpt2):
 
 @pytest.fixture(scope="module")
 def tiny_model_folder(tmp_path_factory, make_tiny_gpt2):
-    """The 'strong prior' of the tiny studies (a random GPT-2: the names are what matter here)."""
-    return _tiny_model(tmp_path_factory.mktemp("strong"), seed=0, make_tiny_gpt2=make_tiny_gpt2)
+    """The 'strong prior' of the tiny studies (a random GPT-2: the names are what matter here). Its folder is always
+    named strong0, whichever test module asks first: run ids and tables carry the folder's name."""
+    return _tiny_model(tmp_path_factory.mktemp("prior") / "strong0", seed=0, make_tiny_gpt2=make_tiny_gpt2)
 
 
 @pytest.fixture(scope="module")
 def weak_model_folder(tmp_path_factory, make_tiny_gpt2):
-    """The 'weak prior': the same architecture and tokenizer, other initial weights."""
-    return _tiny_model(tmp_path_factory.mktemp("weak"), seed=1, make_tiny_gpt2=make_tiny_gpt2)
+    """The 'weak prior': the same architecture and tokenizer, other initial weights; its folder is always weak0."""
+    return _tiny_model(tmp_path_factory.mktemp("prior") / "weak0", seed=1, make_tiny_gpt2=make_tiny_gpt2)
 
 
 def tiny_config(folder, **changes):

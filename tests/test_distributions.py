@@ -75,6 +75,15 @@ def test_total_variation_is_half_the_l1_distance_over_the_last_axis():
         D.total_variation([0.5, 0.5], [1.0, 0.0, 0.0])
 
 
+def test_total_variation_takes_two_series_over_the_same_outcomes_and_refuses_others():
+    import pandas as pd
+
+    p = pd.Series([0.5, 0.3, 0.2], index=["a", "b", "c"])
+    assert D.total_variation(p, pd.Series([0.2, 0.3, 0.5], index=["a", "b", "c"])).item() == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="different outcomes"):
+        D.total_variation(p, pd.Series([0.2, 0.3, 0.5], index=["c", "b", "a"]))
+
+
 def test_toy_power_family_distances_are_total_variations_of_the_check():
     import pandas as pd
 

@@ -105,7 +105,13 @@ def total_variation(p, q) -> torch.Tensor:
     probabilities p and q give to any one set of outcomes, from 0 (the same) to 1 (no outcome in common).
 
     p and q are tensors, arrays or lists of the same shape (shares that do not quite sum to 1, such as means over
-    seeds, are accepted as they are)."""
+    seeds, are accepted as they are). Two pandas Series must have the same index (the same outcomes, in the same
+    order): their values are compared position by position."""
+    series = [hasattr(x, "to_numpy") and hasattr(getattr(x, "index", None), "equals") for x in (p, q)]
+    if all(series) and not p.index.equals(q.index):
+        raise ValueError("p and q are pandas objects over different outcomes (their indexes differ); line them up first, "
+                         "e.g. q.reindex(p.index, fill_value=0.0).")
+    p, q = (x.to_numpy(dtype=float, copy=True) if hasattr(x, "to_numpy") else x for x in (p, q))
     p, q = _as_float_tensor(p, "p"), _as_float_tensor(q, "q")
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}; line them up "

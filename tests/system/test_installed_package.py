@@ -155,14 +155,16 @@ def test_installed_copy_loads_the_corpora_tokenizer_and_every_shipped_study_file
         from dftlab import corpus, storage, study
         gpt2 = dftlab.load_gpt2_tokenizer()
         corpora = {name: len(corpus.load_corpus(name)) for name in corpus.CORPUS_FILES}
-        results = Path(study.results_dir())
+        results = storage.shipped_results_dir()
         files = {p.name: sorted(storage.read_json_with_hash(p)) for p in sorted(results.glob("study-*.json"))}
         print(json.dumps({"gpt2_vocab": len(gpt2), "corpora": corpora, "results_dir": str(results.resolve()),
-                          "study_files": files}))
+                          "written_to": str(study.results_dir().resolve()), "study_files": files}))
         """)
     assert found["gpt2_vocab"] == 50257
     assert set(found["corpora"]) == {"kjv", "devils_dictionary"} and all(found["corpora"].values())
     assert Path(found["results_dir"]) == (installed / "dftlab" / "assets" / "results").resolve()
+    # what a learner computes goes to a folder of their own: the installed package's assets stay read-only
+    assert not Path(found["written_to"]).is_relative_to(installed.resolve()), found["written_to"]
     shipped = sorted(p.name for p in (PACKAGE / "assets" / "results").glob("study-*.json"))
     assert shipped and sorted(found["study_files"]) == shipped, "every study-*.json of the checkout ships and reads"
     assert all(found["study_files"].values())

@@ -54,7 +54,7 @@ def _unbiased_mmd2(kernel: np.ndarray, in_x: np.ndarray) -> np.ndarray:
     return within_x / (m * (m - 1)) + within_y / (n * (n - 1)) - 2.0 * between / (m * n)
 
 
-def _median_rbf_kernel(pooled: np.ndarray) -> tuple[np.ndarray, float]:
+def median_rbf_kernel(pooled: np.ndarray) -> tuple[np.ndarray, float]:
     """The RBF kernel matrix of the rows of `pooled` with the median heuristic's bandwidth (the median distance
     between distinct pairs; 1.0 if that median is 0), and the bandwidth."""
     squared_norms = (pooled ** 2).sum(axis=1)
@@ -81,7 +81,7 @@ def mmd(x_emb, y_emb, num_permutations: int = 200, seed: int = 0) -> MMDResult:
                          f"embed both with the same method.")
     num_permutations = check_int(num_permutations, "num_permutations")
     pooled = np.concatenate([x, y])
-    kernel, bandwidth = _median_rbf_kernel(pooled)
+    kernel, bandwidth = median_rbf_kernel(pooled)
     observed_labels = np.zeros((1, len(pooled)), dtype=bool)
     observed_labels[0, :len(x)] = True
     observed = float(_unbiased_mmd2(kernel, observed_labels)[0])
@@ -108,7 +108,7 @@ def paired_mmd(x_emb, y_emb, num_permutations: int = 1000, seed: int = 0) -> dic
         raise ValueError(f"a paired MMD needs one row of x_emb and one of y_emb per prompt, as wide: got shapes "
                          f"{x.shape} and {y.shape}; pass the two answers to each prompt in the same order.")
     num_permutations = check_int(num_permutations, "num_permutations")
-    kernel, bandwidth = _median_rbf_kernel(np.concatenate([x, y]))
+    kernel, bandwidth = median_rbf_kernel(np.concatenate([x, y]))
     n = len(x)
     observed_labels = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])[None, :]
     observed = float(_unbiased_mmd2(kernel, observed_labels)[0])
