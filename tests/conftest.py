@@ -441,9 +441,10 @@ def _clouds(shift=3.0, seed=0):
 NAME = "smollm2-135m-instruct"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def converted(tmp_path_factory):
-    """SmolLM2 converted from its GGUF file into a fresh cache (the first, converting load: ~40 s)."""
+    """SmolLM2 converted from its GGUF file into a fresh cache (the first, converting load: ~40 s), once per session:
+    the tests that use it only read the model."""
     from dftlab import models
 
     cache = tmp_path_factory.mktemp("dftlab-cache")

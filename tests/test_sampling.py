@@ -165,12 +165,11 @@ def test_the_decoding_explorer_computes_the_samplers_distribution_ties_included(
 
 
 @pytest.mark.slow
-def test_transformers_warpers_give_the_samplers_probabilities_on_the_chat_models_logits():
+def test_transformers_warpers_give_the_samplers_probabilities_on_the_chat_models_logits(converted):
     """The real chat model's next-token logits after a few chat prompts, at every decoding its sample sets use."""
-    import dftlab
     from dftlab.chat_samples import WRITING_PROMPTS, chat_prompt_text
 
-    model, tokenizer = dftlab.load_model("smollm2-135m-instruct")
+    _, model, tokenizer = converted  # the model loaded once for every test that needs it (tests/conftest.py)
     with torch.no_grad():
         scores = torch.cat([model(**tokenizer(chat_prompt_text(tokenizer, prompt) + "Once", return_tensors="pt"))
                             .logits[:, -1].float() for prompt in WRITING_PROMPTS[:4]])
