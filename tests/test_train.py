@@ -21,10 +21,10 @@ SENTENCES = ["the cat sat on the mat.", "the dog ate the bone.", "a bird sang in
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     # These models are tiny: a second thread buys nothing, and on a busy shared CPU it costs up to 10x.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    from dftlab.runtime import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
