@@ -29,6 +29,18 @@ def test_its_config_round_trips_and_leaves_the_tiny_study_keys_alone():
     assert "lora_rank" not in default_config().to_dict()  # the tiny study's hashes (and cached results) do not move
 
 
+def test_the_real_model_study_is_the_tiny_design_with_its_settings_changed():
+    config = real_model_config()
+    assert config.model == REAL_MODEL and config.weak_model is None and config.decodings == (Decoding("T=1", 1.0),)
+    with pytest.raises(ValueError, match="real_model_config"):  # its own defaults are the tiny study's, two models
+        RealModelStudyConfig()
+
+
+def test_every_study_setting_says_what_it_means():
+    meanings = {f.name: f.metadata.get("meaning") for f in dataclasses.fields(RealModelStudyConfig)}
+    assert set(meanings) >= set(default_config().to_dict()) and all(meanings.values()), meanings
+
+
 @pytest.mark.parametrize("changes, message", [
     (dict(weak_model="tiny-gpt2"), "one base model"),
     (dict(open_prompts=61), "cannot exceed the 60 open writing prompts"),
@@ -37,7 +49,7 @@ def test_its_config_round_trips_and_leaves_the_tiny_study_keys_alone():
 ])
 def test_bad_real_model_settings_are_refused_with_their_name(changes, message):
     with pytest.raises(ValueError, match=message):
-        RealModelStudyConfig(**changes)
+        dataclasses.replace(real_model_config(), **changes)
 
 
 def test_plan_runs_gives_the_headline_objectives_more_seeds_a_sweep_and_the_weak_prior():

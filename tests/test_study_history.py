@@ -22,3 +22,12 @@ def test_the_histories_name_the_changes_the_review_found():
     assert any(c.commit == "a94c17e" and c.stage == history.AFTER_FULL_RUN for c in history.RULE_HISTORY[1])
     assert {c.stage for c in history.RULE_HISTORY[4]} >= {history.BEFORE_PILOT, history.AFTER_PILOT}
     assert "issue 26" in history.RULE_HISTORY[1][-1].reason and "T = 0.7" in history.RULE_HISTORY[1][-1].reason
+
+
+def test_a_malformed_record_is_refused_with_where_and_what(tmp_path):
+    record = history.HISTORY_PATH.read_text(encoding="utf-8")
+    bad = tmp_path / "rule_history.toml"
+    bad.write_text(record.replace('stage = "before pilot"', 'stage = "before the pilots"', 1), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\[\[statistics\]\] needs .* stage one of"):
+        history.load_history(bad)
+    assert history.load_history() == (history.DATA_EVENTS, history.STATISTICS_HISTORY, history.RULE_HISTORY)

@@ -1,4 +1,5 @@
 """The pretraining recipe, run at toy size: deterministic, complete, and never half-written."""
+import dataclasses
 import json
 
 import pytest
@@ -123,3 +124,13 @@ def test_bad_recipes_are_refused(changes, words):
 def test_both_priors_are_named_and_recipes_differ():
     assert {p["name"] for p in pretrain.PRIORS.values()} == {"tiny-gpt2", "tiny-gpt2-english"}
     assert pretrain.PRIORS["weak"]["recipe"]["corpus"] == "english"
+
+
+def test_every_recipe_setting_says_what_it_means_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        pretrain.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for setting in dataclasses.fields(pretrain.PretrainConfig):
+        meaning = " ".join(setting.metadata["meaning"].split())
+        assert f"{meaning} (strong prior: {setting.default!r})" in help_text
+        assert f"{meaning} (strong prior: {setting.default!r}) (default" not in help_text  # not argparse's None

@@ -65,6 +65,11 @@ DEFAULT_DECODINGS = (Decoding("T=1", 1.0, None), Decoding("T=0.7,top-p=0.9", 0.7
 TRUTH_DECODING = "data"
 
 
+def setting(default, meaning: str):
+    """A config field: its default and what it means (read with `dataclasses.fields`, printed by `--help`)."""
+    return field(default=default, metadata={"meaning": meaning})
+
+
 def _positive_int(config, name: str, low: int = 1) -> None:
     check_int(getattr(config, name), f"StudyConfig({name})", low)
 
@@ -84,32 +89,35 @@ class StudyConfig:
     Every objective fine-tunes `model` for `steps` steps with `seeds`; the `headline_objectives` do so
     with `headline_seeds`, and also (with `seeds`) at every budget of `budget_sweep` and from `weak_model`.
     """
-    name: str = "full"
-    model: str = STRONG_PRIOR
-    weak_model: str | None = WEAK_PRIOR
-    objectives: tuple = DEFAULT_OBJECTIVES
-    seeds: tuple = (0, 1, 2)
-    headline_objectives: tuple = ("nll", "dft")
-    headline_seeds: tuple = (0, 1, 2, 3, 4)
-    budget_sweep: tuple = (50, 100)
-    zipf_exponent: float = 1.1
-    train_size: int = 3000
-    valid_size: int = 100
-    test_size: int = 300
-    steps: int = 200
-    batch_size: int = 16
-    lr: float = 1e-3
-    warmup_steps: int = 20
-    eval_every: int = 100
-    max_length: int = 128
-    num_prompts: int = 32
-    samples_per_prompt: int = 5
-    max_new_tokens: int = 96
-    decodings: tuple = DEFAULT_DECODINGS
-    embedding: str = "minilm"
-    mmd_texts: int = 160
-    mmd_permutations: int = 200
-    self_bleu_texts: int = 160
+    name: str = setting("full", "names the study's files (study-<name>-<hash>.json)")
+    model: str = setting(STRONG_PRIOR, "the strong-prior base model: an embedded name or a saved model's folder")
+    weak_model: str | None = setting(WEAK_PRIOR, "the weak-prior base model (None: one base model only)")
+    objectives: tuple = setting(DEFAULT_OBJECTIVES, "the objectives (ObjectiveSpec), each fine-tuned from `model`")
+    seeds: tuple = setting((0, 1, 2), "seeds of every objective's runs")
+    headline_objectives: tuple = setting(("nll", "dft"), "labels of the objectives that get the headline seeds, "
+                                                          "the budget sweep and the weak prior")
+    headline_seeds: tuple = setting((0, 1, 2, 3, 4), "seeds of the headline objectives' runs at `steps`")
+    budget_sweep: tuple = setting((50, 100), "smaller step budgets the headline objectives also run at")
+    zipf_exponent: float = setting(1.1, "Zipf exponent of the TinyTales choices fine-tuned on and measured against "
+                                        "(1.1: the formulaic data)")
+    train_size: int = setting(3000, "training stories")
+    valid_size: int = setting(100, "validation stories, for the loss during fine-tuning")
+    test_size: int = setting(300, "test stories: the exact fit is measured on them, and the prompts are their titles")
+    steps: int = setting(200, "the headline budget: optimiser steps of each fine-tuning")
+    batch_size: int = setting(16, "stories per step (and per batch when measuring)")
+    lr: float = setting(1e-3, "peak learning rate, the same for every objective (after the warm-up)")
+    warmup_steps: int = setting(20, "steps of linear warm-up")
+    eval_every: int = setting(100, "steps between two validation losses")
+    max_length: int = setting(128, "tokens kept of each story in training and measuring")
+    num_prompts: int = setting(32, "prompts sampled from: the titles of the first test stories")
+    samples_per_prompt: int = setting(5, "stories sampled per prompt and decoding")
+    max_new_tokens: int = setting(96, "tokens sampled at most per story")
+    decodings: tuple = setting(DEFAULT_DECODINGS, "how the samples are drawn (Decoding: temperature, top-p)")
+    embedding: str = setting("minilm", "sentence embeddings for MMD: 'minilm' (MiniLM) or 'ngram' (hashed "
+                                       "n-grams, fast)")
+    mmd_texts: int = setting(160, "texts per side in MMD")
+    mmd_permutations: int = setting(200, "permutations of MMD's test")
+    self_bleu_texts: int = setting(160, "texts in self-BLEU")
 
     def __post_init__(self):
         self.objectives = tuple(o if isinstance(o, ObjectiveSpec) else ObjectiveSpec(**o) for o in self.objectives)
@@ -198,50 +206,41 @@ def replication_config(seeds: tuple = REPLICATION_SEEDS) -> StudyConfig:
 REAL_MODEL = REAL_CHAT_MODEL
 
 
+# The real-model study is the tiny study's design with these settings changed: one base model (SmolLM2, no weak
+# prior), the headline objectives only, no budget sweep, T = 1 only, and budgets sized for 2 CPU cores
+# (bench/RESULTS.md: one run is a few minutes).
+REAL_MODEL_SETTINGS = dict(
+    name="smollm2", model=REAL_MODEL, weak_model=None,
+    objectives=(ObjectiveSpec("nll", "nll"), ObjectiveSpec("dft", "dft")), headline_seeds=(0, 1, 2), budget_sweep=(),
+    train_size=600, valid_size=32, test_size=64, steps=64, batch_size=8,
+    lr=2e-3, warmup_steps=6, eval_every=64, max_length=192, num_prompts=16, samples_per_prompt=4,
+    decodings=(Decoding("T=1", 1.0, None),), mmd_texts=64, self_bleu_texts=64,
+)
+
+
 @dataclass
 class RealModelStudyConfig(StudyConfig):
     """The experiment on a real LLM (`python -m dftlab.study --real-model`, chapter 7): SmolLM2-135M-Instruct.
 
-    The same design and the same measurements as the tiny-model study, for the headline objectives only, with
-    what a real instruction-tuned model needs: each title goes in the chat template as the user's turn and the
-    loss falls on the assistant's turn (`dftlab.chat_samples.chat_examples`); training runs through TRL's
-    SFTTrainer (`dftlab.study.scale.build_trainer`) with LoRA adapters of rank `lora_rank`; exact KL is scored under
-    SmolLM2's own tokenizer. Each model also answers `open_prompts` of chapter 0's open writing prompts
-    (`dftlab.chat_samples.WRITING_PROMPTS`), so its word overuse against English can be set beside the base
-    model's. The budgets are sized for 2 CPU cores (bench/RESULTS.md): one run is a few minutes.
+    Build it with `real_model_config()`, which starts from `REAL_MODEL_SETTINGS`. The same design and the same
+    measurements as the tiny-model study, for the headline objectives only, with what a real instruction-tuned
+    model needs: each title goes in the chat template as the user's turn and the loss falls on the assistant's turn
+    (`dftlab.chat_samples.chat_examples`); training runs through TRL's SFTTrainer (`dftlab.study.scale.build_trainer`)
+    with LoRA adapters of rank `lora_rank`; exact KL is scored under SmolLM2's own tokenizer. Each model also answers
+    `open_prompts` of chapter 0's open writing prompts (`dftlab.chat_samples.WRITING_PROMPTS`), so its word overuse
+    against English can be set beside the base model's.
     """
-    name: str = "smollm2"
-    model: str = REAL_MODEL
-    weak_model: str | None = None
-    objectives: tuple = (ObjectiveSpec("nll", "nll"), ObjectiveSpec("dft", "dft"))
-    seeds: tuple = (0, 1, 2)
-    headline_seeds: tuple = (0, 1, 2)
-    budget_sweep: tuple = ()
-    train_size: int = 600
-    valid_size: int = 32
-    test_size: int = 64
-    steps: int = 64
-    batch_size: int = 8
-    lr: float = 2e-3
-    warmup_steps: int = 6
-    eval_every: int = 64
-    max_length: int = 192
-    num_prompts: int = 16
-    samples_per_prompt: int = 4
-    max_new_tokens: int = 96
-    decodings: tuple = (Decoding("T=1", 1.0, None),)
-    mmd_texts: int = 64
-    self_bleu_texts: int = 64
-    lora_rank: int = 16
-    lora_alpha: float = 32.0
-    open_prompts: int = 16
-    open_responses_per_prompt: int = 2
-    open_max_new_tokens: int = 96
+    lora_rank: int = setting(16, "rank of the LoRA adapters (on the attention's q and v projections)")
+    lora_alpha: float = setting(32.0, "LoRA's scale: the adapters' update is multiplied by lora_alpha / lora_rank")
+    open_prompts: int = setting(16, "open writing prompts each model answers (chapter 0's)")
+    open_responses_per_prompt: int = setting(2, "answers per open prompt")
+    open_max_new_tokens: int = setting(96, "tokens sampled at most per answer")
 
     def __post_init__(self):
         super().__post_init__()
         if self.weak_model is not None:
-            raise ValueError("RealModelStudyConfig(weak_model=...) must be None: the real-model study has one base model.")
+            raise ValueError("RealModelStudyConfig(weak_model=...) must be None: the real-model study has one base model. "
+                             "Build it with dftlab.study.real_model_config(), which sets weak_model=None.")
         for name in ("lora_rank", "open_prompts", "open_responses_per_prompt", "open_max_new_tokens"):
             _positive_int(self, name)
         check_number(self.lora_alpha, "RealModelStudyConfig(lora_alpha)", 0.0, low_open=True, hint="Such as 32.")
@@ -255,12 +254,12 @@ class RealModelStudyConfig(StudyConfig):
 def real_model_config(quick: bool = False) -> RealModelStudyConfig:
     """The real-model study, or (quick=True) its smallest version: one seed, 2 steps, a handful of samples."""
     if not quick:
-        return RealModelStudyConfig()
-    return RealModelStudyConfig(name="smollm2-quick", seeds=(0,), headline_seeds=(0,), train_size=16, valid_size=4,
-                                test_size=8, steps=2, warmup_steps=0, eval_every=2, num_prompts=2,
-                                samples_per_prompt=2, max_new_tokens=24, embedding="ngram", mmd_texts=4,
-                                mmd_permutations=20, self_bleu_texts=4, open_prompts=2, open_responses_per_prompt=1,
-                                open_max_new_tokens=16)
+        return RealModelStudyConfig(**REAL_MODEL_SETTINGS)
+    quick_settings = dict(name="smollm2-quick", seeds=(0,), headline_seeds=(0,), train_size=16, valid_size=4,
+                          test_size=8, steps=2, warmup_steps=0, eval_every=2, num_prompts=2, samples_per_prompt=2,
+                          max_new_tokens=24, embedding="ngram", mmd_texts=4, mmd_permutations=20, self_bleu_texts=4,
+                          open_prompts=2, open_responses_per_prompt=1, open_max_new_tokens=16)
+    return RealModelStudyConfig(**{**REAL_MODEL_SETTINGS, **quick_settings})
 
 
 def config_from_dict(data: dict) -> StudyConfig:

@@ -18,7 +18,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ from dftlab.models import EMBEDDED_MODELS, STRONG_PRIOR_MODEL, WEAK_PRIOR_MODEL
 from dftlab.objectives import num_supervised
 from dftlab.runtime import torch_global_seed
 from dftlab.storage import replace_folder, write_checksums
+from dftlab.study.config import setting
 from dftlab.validation import check_int, check_number
 
 EOS = "<|endoftext|>"
@@ -44,31 +45,33 @@ PRIORS = {
 
 @dataclass
 class PretrainConfig:
-    vocab_size: int = 4096
-    n_layer: int = 4
-    n_embd: int = 128
-    n_head: int = 4
-    n_positions: int = 128
-    steps: int = 3000
-    batch_size: int = 24
-    lr: float = 2e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    tinytales_stories: int = 20000
-    tinytales_zipf_exponent: float = 0.3
-    # "english+tinytales": the strong prior (writes TinyTales stories before any fine-tuning);
-    # "english": the weak prior (public-domain English only; the tokenizer still sees the stories).
-    corpus: str = "english+tinytales"
-    # Share of each batch's rows that are story blocks (each block starts at a story and holds whole
-    # stories only); 0 packs the stories into the English stream, cut anywhere, as the first recipe did.
-    story_fraction: float = 0.75
-    # A second, short stage on story blocks only, with a fresh optimiser and its own warm-up and cosine decay:
-    # it settles the story grammar after the mixed stage (0: no second stage).
-    anneal_steps: int = 600
-    anneal_lr: float = 1e-3
-    valid_fraction: float = 0.02
-    max_documents: int = 0  # 0 uses the whole corpus; tests use a few hundred
-    seed: int = 0
+    """The pretraining recipe; the defaults are the strong prior's (`PRIORS` lists what the others change)."""
+    vocab_size: int = setting(4096, "tokens in the byte-level BPE vocabulary (at least 257: the bytes and end-of-text)")
+    n_layer: int = setting(4, "transformer blocks")
+    n_embd: int = setting(128, "width of the residual stream")
+    n_head: int = setting(4, "attention heads per block (n_embd must be divisible by it)")
+    n_positions: int = setting(128, "context length in tokens: the length of every training block")
+    steps: int = setting(3000, "optimiser steps of the first (mixed) stage")
+    batch_size: int = setting(24, "blocks per step")
+    lr: float = setting(2e-3, "peak learning rate of the first stage (AdamW, warm-up then cosine decay)")
+    warmup_steps: int = setting(100, "steps of linear warm-up")
+    weight_decay: float = setting(0.1, "AdamW's weight decay")
+    tinytales_stories: int = setting(20000, "TinyTales stories in the pretraining text")
+    tinytales_zipf_exponent: float = setting(0.3, "Zipf exponent of those stories' choices: flatter than the "
+                                                   "fine-tuning data's 1.1, so the model knows the domain but not its "
+                                                   "frequencies")
+    corpus: str = setting("english+tinytales", "'english+tinytales': the strong prior (writes TinyTales stories "
+                                                "before any fine-tuning); 'english': the weak prior (public-domain "
+                                                "English only; the tokenizer still sees the stories)")
+    story_fraction: float = setting(0.75, "share of each batch's rows that are story blocks (each starts at a "
+                                           "story and holds whole stories); 0 packs the stories into the English "
+                                           "stream, cut anywhere")
+    anneal_steps: int = setting(600, "steps of a second stage on story blocks only, with a fresh optimiser, its "
+                                      "own warm-up and cosine decay, to settle the story grammar (0: none)")
+    anneal_lr: float = setting(1e-3, "peak learning rate of the second stage")
+    valid_fraction: float = setting(0.02, "share of the blocks held out to measure the validation loss")
+    max_documents: int = setting(0, "documents of each corpus to use (0: all; tests use a few hundred)")
+    seed: int = setting(0, "seed of the data order, the initial weights and the batches")
 
     def __post_init__(self):
         """Refuse a recipe that would fail (or train nonsense) only minutes in, deep inside transformers."""
@@ -455,9 +458,9 @@ def main(argv=None) -> None:
     parser.add_argument("--prior", choices=sorted(PRIORS), default="strong",
                         help="which embedded model to build: strong (tiny-gpt2) or weak (tiny-gpt2-english); it sets "
                              "the recipe's defaults, which the options below override")
-    for field, value in asdict(PretrainConfig()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=None,
-                            help=f"default {value!r} for the strong prior")
+    for setting in fields(PretrainConfig):
+        parser.add_argument(f"--{setting.name.replace('_', '-')}", type=type(setting.default), default=argparse.SUPPRESS,
+                            help=f"{setting.metadata['meaning']} (strong prior: {setting.default!r})")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder to write the model to (default: the embedded model's folder; replaced only "
                              "when complete)")
