@@ -171,6 +171,7 @@ ASSET_LICENCES = {"corpus": ("PROVENANCE.md", "public domain"), "tiny-gpt2": ("M
                   "tiny-gpt2-english": ("MODEL_CARD.md", "MIT"), "tiny-gpt2-medium": ("MODEL_CARD.md", "MIT"),
                   "results": ("README.md", "CC BY 4.0"),
                   "slop_score": ("PROVENANCE.md", "MIT"), "course": ("README.md", "CC BY 4.0"),
+                  "study": ("README.md", "CC BY 4.0"),
                   "tinytales": ("README.md", "MIT")}
 
 
