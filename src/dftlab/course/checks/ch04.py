@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from dftlab import metrics, objectives, toy
 from dftlab.course.checks.ch02 import loss_cases, per_token_nll
-from dftlab.course.checks.engine import (IGNORE_INDEX, FunctionExercise, PredictionExercise, AnswerProblem, as_tensor, Case,
-                                  Mistake, near, probs_of, random_probs)
+from dftlab.course.checks.engine import (IGNORE_INDEX, AnswerProblem, Case, FunctionExercise, Mistake,
+                                         PredictionExercise, as_tensor, float_result, near, probs_of, random_probs)
 
 
 def _dft_terms(logits, targets, weight: Callable):
@@ -109,15 +109,6 @@ CH04_DFT_GRADIENT = FunctionExercise(
 DFT_TOY_TARGET = (0.40, 0.25, 0.15, 0.12, 0.08)  # q of the worked example in chapter 4
 
 
-def one_number(value, where: str) -> torch.Tensor:
-    """The learner's result as one float64 number (a Python float, a numpy scalar or a one-element tensor)."""
-    result = as_tensor(value, where)
-    if result.numel() != 1:
-        raise AnswerProblem(f"your function should return one number, got a tensor of shape {tuple(result.shape)} "
-                             f"(on {where}).")
-    return result.reshape(()).double()
-
-
 def _ece_cases(g):
     confidence = 0.2 + 0.8 * torch.rand(400, generator=g, dtype=torch.float64)
     right_as_often = torch.rand(400, generator=g, dtype=torch.float64) < confidence
@@ -165,7 +156,7 @@ CH04_ECE = FunctionExercise(
     "one), and average |accuracy - mean confidence| over the non-empty bins, weighted by their share of the "
     "predictions; one number.",
     reference=lambda confidence, correct, bins: metrics.expected_calibration_error(confidence, correct, bins),
-    cases=_ece_cases, convert=one_number,
+    cases=_ece_cases, convert=float_result,
     mistakes=(
         Mistake("you averaged the bins' gaps with equal weights: weight each bin by its share of the predictions, so "
                  "that a bin of two predictions counts less than a bin of a thousand.", _ece_variant(weighted=False)),

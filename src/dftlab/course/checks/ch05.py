@@ -14,9 +14,9 @@ import pandas as pd
 import torch
 
 from dftlab import toy
-from dftlab.course.checks.ch04 import DFT_TOY_TARGET, one_number
-from dftlab.course.checks.engine import (Case, FunctionExercise, Mistake, PredictionExercise, near, probs_of,
-                                         random_logits, random_probs)
+from dftlab.course.checks.ch04 import DFT_TOY_TARGET
+from dftlab.course.checks.engine import (Case, FunctionExercise, Mistake, PredictionExercise, float_result, near,
+                                         probs_of, random_logits, random_probs)
 from dftlab.study.config import STRONG_PRIOR, WEAK_PRIOR, default_config
 
 # --- The power family's fixed point --------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ CH05_TEMPERATURE_MATCH = FunctionExercise(
     "From the study's opener table (dftlab.study.load_opener_probabilities()): the total variation distance over the "
     "openers between power_<alpha> sampled at T = 1 and nll sampled at T = 1 - alpha, each opener's share averaged "
     f"over seeds, for {STRONG_PRIOR} at {HEADLINE_STEPS} steps; one number.",
-    reference=_reference_match, cases=_match_cases, convert=one_number,
+    reference=_reference_match, cases=_match_cases, convert=float_result,
     mistakes=(
         Mistake("you compared with SFT sampled at T = 1. Training at alpha aims at SFT sampled at T = 1 - alpha: "
                  "take the nll rows whose temperature is 1 - alpha.", _match_variant(other="T=1")),
