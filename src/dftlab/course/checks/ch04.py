@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from dftlab import metrics, objectives, toy
 from dftlab.course.checks.ch02 import loss_cases, per_token_nll
-from dftlab.course.checks.engine import (IGNORE_INDEX, AnswerProblem, Case, FunctionExercise, Mistake,
-                                         PredictionExercise, as_tensor, float_result, near, probs_of, random_probs)
+from dftlab.course.checks.engine import (IGNORE_INDEX, Case, FunctionExercise, Mistake, PredictionExercise,
+                                         float_result, near, probs_of, random_probs)
 
 
 def _dft_terms(logits, targets, weight: Callable):
