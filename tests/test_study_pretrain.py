@@ -130,7 +130,7 @@ def test_every_recipe_setting_says_what_it_means_in_the_help(capsys):
     with pytest.raises(SystemExit):
         pretrain.main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    for setting in dataclasses.fields(pretrain.PretrainConfig):
-        meaning = " ".join(setting.metadata["meaning"].split())
-        assert f"{meaning} (strong prior: {setting.default!r})" in help_text
-        assert f"{meaning} (strong prior: {setting.default!r}) (default" not in help_text  # not argparse's None
+    for recipe_field in dataclasses.fields(pretrain.PretrainConfig):
+        meaning = " ".join(recipe_field.metadata["meaning"].split())
+        assert f"{meaning} (strong prior: {recipe_field.default!r})" in help_text
+        assert f"{meaning} (strong prior: {recipe_field.default!r}) (default" not in help_text  # not argparse's None

@@ -25,10 +25,14 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dftlab.models import REAL_CHAT_MODEL
 from dftlab.storage import read_json_with_hash, reading_results_dir, results_dir, write_json_with_hash
 from dftlab.validation import check_int, check_number
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHAT_MODEL = REAL_CHAT_MODEL
 SEED = 2026

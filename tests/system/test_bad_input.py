@@ -16,7 +16,6 @@ run (see `pytest_terminal_summary` in conftest.py).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, NamedTuple

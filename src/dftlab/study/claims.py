@@ -27,7 +27,7 @@ from dftlab.study.rules import (CLAIM_1_RULE, CLAIM_2_RULE, CLAIM_3_RULE, CLAIM_
                                 context_of, decide, real_model_habit_words, reconstruction_evidence,
                                 reconstruction_labels, reconstruction_verdict, regime_evidence, regime_verdict,
                                 variety_group_sides)
-from dftlab.study.stats import Comparison, minimum_p_value
+from dftlab.study.stats import minimum_p_value
 
 # The frozen rules: these files of dftlab/study, hashed in this order (`rules_sha256`).
 FROZEN_SOURCES = ("rules.py", "stats.py")
@@ -418,7 +418,7 @@ def claims_markdown(results: pd.DataFrame, study: dict, out=None) -> str:
                   f"loss on the test stories is {1 / scale.mean_a:,.1f}x smaller than its NLL on the same tokens: the "
                   f"weight p(y) silences exactly the tokens it has given up on (p near 0), where the NLL is largest. "
                   + scale.text(),
-                  f"- Does NLL go up under DFT? Sequence cross-entropy of dft minus the base model's: " + nll_up.text(),
+                  "- Does NLL go up under DFT? Sequence cross-entropy of dft minus the base model's: " + nll_up.text(),
                   ""]
         if config["name"] == "full":
             lines += _replication_section(judgement, out) + _followups_section(out, results)

@@ -404,8 +404,8 @@ def model_card(config: PretrainConfig, report: dict, samples: list[dict], folder
                f"{config.tinytales_zipf_exponent} (the fine-tuning set uses 1.1); "
                f"{config.story_fraction:.0%} of every batch's rows are story blocks, each starting at a story and "
                f"holding whole stories only" if strong else
-               f"; the tokenizer is trained on the same documents as tiny-gpt2's (stories included), so the two "
-               f"models share one vocabulary"))
+               "; the tokenizer is trained on the same documents as tiny-gpt2's (stories included), so the two "
+               "models share one vocabulary"))
     losses = [f"| English, train (a sample of blocks) | {report['train_loss']:.3f} | {report['train_perplexity']:.1f} |",
               f"| English, valid | {report['valid_loss']:.3f} | {report['valid_perplexity']:.1f} |"]
     if "valid_loss_stories" in report:
@@ -458,9 +458,10 @@ def main(argv=None) -> None:
     parser.add_argument("--prior", choices=sorted(PRIORS), default="strong",
                         help="which embedded model to build: strong (tiny-gpt2) or weak (tiny-gpt2-english); it sets "
                              "the recipe's defaults, which the options below override")
-    for setting in fields(PretrainConfig):
-        parser.add_argument(f"--{setting.name.replace('_', '-')}", type=type(setting.default), default=argparse.SUPPRESS,
-                            help=f"{setting.metadata['meaning']} (strong prior: {setting.default!r})")
+    for recipe_field in fields(PretrainConfig):
+        parser.add_argument(f"--{recipe_field.name.replace('_', '-')}", type=type(recipe_field.default),
+                            default=argparse.SUPPRESS,
+                            help=f"{recipe_field.metadata['meaning']} (strong prior: {recipe_field.default!r})")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder to write the model to (default: the embedded model's folder; replaced only "
                              "when complete)")
