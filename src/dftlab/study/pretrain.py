@@ -71,7 +71,7 @@ class PretrainConfig:
     anneal_lr: float = setting(1e-3, "peak learning rate of the second stage")
     valid_fraction: float = setting(0.02, "share of the blocks held out to measure the validation loss")
     max_documents: int = setting(0, "documents of each corpus to use (0: all; tests use a few hundred)")
-    seed: int = setting(0, "seed of the data order, the initial weights and the batches")
+    seed: int = setting(0, "seed of the TinyTales stories drawn, the data order, the initial weights and the batches")
 
     def __post_init__(self):
         """Refuse a recipe that would fail (or train nonsense) only minutes in, deep inside transformers."""
